@@ -1,0 +1,19 @@
+//! Schema migrations for Switchboard.
+//!
+//! One migration per change, never edited once it has landed. The same
+//! migrations run on SQLite (embedded mode) and PostgreSQL (cluster mode):
+//! only portable column types are used here (uuid, text, big integers,
+//! timestamps with time zone, json).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_foundation::Migration)]
+    }
+}

@@ -1,0 +1,210 @@
+//! Start-up and wiring: the one place that knows every module.
+//!
+//! `Application::build` opens the database, runs migrations, binds the HTTP
+//! listener (port 0 works; `port()` tells which) and prepares the background
+//! tasks. `run_until_stopped` runs HTTP, the job workers, the webhook
+//! dispatcher and housekeeping side by side until the stop token is
+//! cancelled, then shuts them down gracefully in order.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpServer, web};
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::config::Settings;
+use crate::crypto::Sealer;
+use crate::db::Database;
+use crate::iam::password::Hasher;
+use crate::iam::throttle::Throttle;
+use crate::interactions::webhooks::{self, Dispatcher};
+use crate::jobs::{self, JobQueue};
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Installs ring as rustls's one crypto provider. Call before any TLS use.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub struct Application {
+    port: u16,
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    stop: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let settings = Arc::new(settings);
+        std::fs::create_dir_all(&settings.data.dir)
+            .with_context(|| format!("cannot create the data directory {}", settings.data.dir.display()))?;
+        let db = Database::connect(&settings.database_url(), settings.database.max_connections).await?;
+        tracing::info!(database = %settings.database_url_redacted(), "database open");
+        if settings.database.migrate_on_start {
+            db.migrate().await?;
+        }
+        let sealer = Sealer::new(&master_key(&settings, &db)?);
+        let jobs = JobQueue::open(&settings, &db).await?;
+        let listener = TcpListener::bind(settings.http.bind)
+            .with_context(|| format!("cannot listen on {} (http.bind)", settings.http.bind))?;
+        let port = listener.local_addr()?.port();
+        let openapi_json = crate::http::openapi().to_pretty_json().context("rendering the OpenAPI document")?;
+        let sec = &settings.security;
+        let state = AppState {
+            hasher: Hasher::new(sec.argon2_memory_kib, sec.argon2_iterations),
+            throttle: Throttle::new(
+                Duration::from_secs(sec.login_window_secs),
+                sec.login_failures_per_account,
+                sec.login_failures_per_address,
+            ),
+            sealer,
+            bus: Bus::new(4096),
+            jobs,
+            metrics: Metrics::new(),
+            shutdown: CancellationToken::new(),
+            openapi_json,
+            db,
+            settings: settings.clone(),
+        };
+        let stop = state.shutdown.clone();
+        Ok(Self { port, listener, state: web::Data::new(state), stop })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Cancel it to shut the application down gracefully.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { listener, state, stop, .. } = self;
+        let settings = state.settings.clone();
+        let node_id = format!("{}-{}", hostname(), std::process::id());
+
+        let data = state.clone();
+        let mut server = HttpServer::new(move || crate::http::app(data.clone()))
+            .disable_signals()
+            .shutdown_timeout(10)
+            .listen(listener)?;
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = server.run();
+        let handle = server.handle();
+
+        let dispatcher = Dispatcher {
+            db: state.db.conn.clone(),
+            sealer: state.sealer.clone(),
+            settings: settings.webhooks.clone(),
+            client: webhooks::http_client(&settings.webhooks),
+            metrics: state.metrics.clone(),
+        };
+        let worker_stop = CancellationToken::new();
+        let dispatcher_task = tokio::spawn(dispatcher.run(worker_stop.clone()));
+
+        let runner = jobs::runner_for(&state, node_id.clone(), worker_stop.clone());
+        let workers_task = tokio::spawn(jobs::run_workers(
+            state.jobs.clone(),
+            runner,
+            settings.jobs.concurrency,
+            Duration::from_secs(settings.jobs.shutdown_grace_secs),
+            worker_stop.clone(),
+        ));
+        let housekeeping_task = tokio::spawn(housekeeping(state.clone(), worker_stop.clone()));
+
+        tracing::info!(node = %node_id, "switchboard is running");
+        let server_task = tokio::spawn(server);
+        stop.cancelled().await;
+
+        tracing::info!("shutting down: no new requests, finishing work in progress");
+        handle.stop(true).await;
+        let _ = server_task.await;
+        worker_stop.cancel();
+        if let Ok(Err(e)) = workers_task.await {
+            tracing::warn!(error = %e, "job workers stopped with an error");
+        }
+        let _ = dispatcher_task.await;
+        let _ = housekeeping_task.await;
+        state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Periodic work: push jobs that wait without a message, purge sessions.
+async fn housekeeping(state: web::Data<AppState>, stop: CancellationToken) {
+    // At start, everything queued is pushed again (an earlier shutdown may
+    // have put jobs back); later, only what has waited for a while.
+    let mut stale = Duration::ZERO;
+    loop {
+        match jobs::sweep(&state.db.conn, &state.jobs, stale).await {
+            Ok(n) if n > 0 => tracing::info!(jobs = n, "pushed waiting jobs to the workers"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "job sweep failed"),
+        }
+        if let Err(e) = crate::iam::store::purge_expired_sessions(&state.db.conn, chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "session purge failed");
+        }
+        stale = Duration::from_secs(60);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_owned()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "node".into())
+}
+
+/// The configured master key, or one kept in `DATA_DIR/master.key`
+/// (created once, readable only by the owner).
+fn master_key(settings: &Settings, db: &Database) -> anyhow::Result<Vec<u8>> {
+    let configured = settings.security.master_key.expose();
+    if !configured.is_empty() {
+        return Ok(hex::decode(configured).expect("validated by config"));
+    }
+    let path = settings.data.dir.join("master.key");
+    if !db.is_sqlite() {
+        tracing::warn!(
+            path = %path.display(),
+            "security.master_key is not set: using a key file local to this node; \
+             set the same key on every node of a cluster"
+        );
+    }
+    read_or_create_key(&path)
+}
+
+fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let key = hex::decode(text.trim()).ok().filter(|k| k.len() == 32);
+        return key.with_context(|| format!("{} does not hold a 32-byte hex key", path.display()));
+    }
+    let key = crate::crypto::random_bytes(32);
+    {
+        use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+        f.write_all(hex::encode(&key).as_bytes())?;
+        f.sync_all()?;
+    }
+    Ok(key)
+}

@@ -1,0 +1,516 @@
+//! Layered configuration: built-in defaults, then a TOML file (`--config`),
+//! then environment variables `SWITCHBOARD__SECTION__KEY`.
+//!
+//! Every section denies unknown keys, so a typo fails at start with a message
+//! naming the key and where it came from. Secrets are wrapped in [`Secret`]
+//! and never print.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A value that must never appear in logs or debug output.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(v: T) -> Self {
+        Self(v)
+    }
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub data: DataSettings,
+    pub log: LogSettings,
+    pub security: SecuritySettings,
+    pub jobs: JobSettings,
+    pub redis: RedisSettings,
+    pub webhooks: WebhookSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address to listen on; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// The address users reach the console at (used in printed links).
+    pub public_url: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Mark session cookies `Secure`. Browsers accept secure cookies on
+    /// `http://localhost`; turn this off only behind a TLS-terminating proxy
+    /// that talks plain HTTP to users, which you should not do.
+    pub secure_cookies: bool,
+    /// Serve the console from this folder instead of the copy embedded in the
+    /// binary (useful while editing `agent-ui/`).
+    pub ui_dir: Option<PathBuf>,
+    /// HTTP worker threads (0 = one per core).
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` or `postgres://...`. Empty: a SQLite file in the data directory.
+    pub url: Secret<String>,
+    pub max_connections: u32,
+    /// Run migrations when the service starts.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSettings {
+    /// Where the SQLite database, the master key and other files live.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `switchboard=debug,sqlx=warn`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// Absolute lifetime of a console session, in minutes.
+    pub session_ttl_minutes: u64,
+    /// A session unused for this long expires, in minutes.
+    pub session_idle_minutes: u64,
+    /// Failed logins allowed per account within the window.
+    pub login_failures_per_account: u32,
+    /// Failed logins allowed per client address within the window.
+    pub login_failures_per_address: u32,
+    /// The throttling window, in seconds.
+    pub login_window_secs: u64,
+    /// 32 bytes, hex: seals stored secrets (webhook signing keys). Empty: a
+    /// key is generated once and kept in `DATA_DIR/master.key`. In a cluster
+    /// every node must have the same key.
+    pub master_key: Secret<String>,
+    /// argon2id memory cost in KiB (OWASP: at least 19456).
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations.
+    pub argon2_iterations: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStorage {
+    /// The service's own database (SQLite or PostgreSQL).
+    Database,
+    /// Redis, at `redis.url`.
+    Redis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobSettings {
+    pub storage: JobStorage,
+    /// Jobs run at once on this node.
+    pub concurrency: usize,
+    /// On shutdown, how long running jobs get to reach a checkpoint.
+    pub shutdown_grace_secs: u64,
+    /// How often idle workers look for new jobs, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// The queue (or Redis namespace) job messages go through. Nodes of one
+    /// cluster share it.
+    pub queue: String,
+    /// Rows a job handles per transaction (and per checkpoint).
+    pub chunk_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`. Needed when `jobs.storage = "redis"`.
+    pub url: Secret<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Attempts before a delivery is marked failed.
+    pub max_attempts: u32,
+    /// Timeout of one delivery attempt, in seconds.
+    pub timeout_secs: u64,
+    /// First retry delay in seconds; doubles each attempt (with jitter).
+    pub backoff_base_secs: u64,
+    /// Longest delay between attempts, in seconds.
+    pub backoff_max_secs: u64,
+    /// Allow webhook URLs on loopback and private networks. Off by default
+    /// so tenants cannot make the service call into its own network.
+    pub allow_private_targets: bool,
+    /// How often the dispatcher looks for due deliveries, in milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::default(),
+            database: DatabaseSettings::default(),
+            data: DataSettings::default(),
+            log: LogSettings::default(),
+            security: SecuritySettings::default(),
+            jobs: JobSettings::default(),
+            redis: RedisSettings::default(),
+            webhooks: WebhookSettings::default(),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".parse().expect("valid default"),
+            public_url: String::new(),
+            max_body_bytes: 1024 * 1024,
+            secure_cookies: true,
+            ui_dir: None,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: Secret::default(), max_connections: 10, migrate_on_start: true }
+    }
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("data") }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Pretty, level: "info".into() }
+    }
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        Self {
+            session_ttl_minutes: 12 * 60,
+            session_idle_minutes: 60,
+            login_failures_per_account: 5,
+            login_failures_per_address: 20,
+            login_window_secs: 15 * 60,
+            master_key: Secret::default(),
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+        }
+    }
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            storage: JobStorage::Database,
+            concurrency: 2,
+            shutdown_grace_secs: 20,
+            poll_interval_ms: 500,
+            queue: "switchboard".into(),
+            chunk_size: 500,
+        }
+    }
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self { url: Secret::default() }
+    }
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            timeout_secs: 10,
+            backoff_base_secs: 10,
+            backoff_max_secs: 3600,
+            allow_private_targets: false,
+            poll_interval_ms: 500,
+        }
+    }
+}
+
+/// The prefix of environment overrides: `SWITCHBOARD__HTTP__BIND=...`.
+pub const ENV_PREFIX: &str = "SWITCHBOARD__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults, then `file` (if given), then `SWITCHBOARD__*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`], with the environment given explicitly.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        // Figment reads the process environment itself; take the variables we
+        // were given instead, so tests can pass their own.
+        fig = fig.merge(EnvVars::new(env)?);
+        let settings: Settings = fig.extract().map_err(|e| ConfigError::Invalid(describe(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let url = self.database.url.expose();
+        if !url.is_empty()
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return bad("database.url must start with sqlite:, postgres:// or postgresql://".into());
+        }
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections must be at least 1".into());
+        }
+        if self.http.max_body_bytes < 1024 {
+            return bad("http.max_body_bytes must be at least 1024".into());
+        }
+        if !self.http.public_url.is_empty()
+            && !(self.http.public_url.starts_with("http://") || self.http.public_url.starts_with("https://"))
+        {
+            return bad("http.public_url must start with http:// or https://".into());
+        }
+        let key = self.security.master_key.expose();
+        if !key.is_empty() && (key.len() != 64 || hex::decode(key).is_err()) {
+            return bad("security.master_key must be 64 hex characters (32 bytes); generate one with `openssl rand -hex 32`".into());
+        }
+        if self.security.session_ttl_minutes == 0 || self.security.session_idle_minutes == 0 {
+            return bad("security.session_ttl_minutes and session_idle_minutes must be positive".into());
+        }
+        if self.security.argon2_memory_kib < 8 * 1024 || self.security.argon2_iterations == 0 {
+            return bad("security.argon2_memory_kib must be at least 8192 and argon2_iterations at least 1".into());
+        }
+        if self.jobs.concurrency == 0 {
+            return bad("jobs.concurrency must be at least 1".into());
+        }
+        if self.jobs.chunk_size == 0 || self.jobs.queue.is_empty() {
+            return bad("jobs.chunk_size must be at least 1 and jobs.queue must not be empty".into());
+        }
+        if self.jobs.storage == JobStorage::Redis && self.redis.url.expose().is_empty() {
+            return bad("jobs.storage = \"redis\" needs redis.url (SWITCHBOARD__REDIS__URL)".into());
+        }
+        if self.webhooks.max_attempts == 0 || self.webhooks.timeout_secs == 0 {
+            return bad("webhooks.max_attempts and webhooks.timeout_secs must be positive".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return bad(format!("log.level {:?} is not a valid filter: {e}", self.log.level));
+        }
+        Ok(())
+    }
+
+    /// The database URL to use: the configured one, or a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        let url = self.database.url.expose();
+        if url.is_empty() {
+            format!("sqlite://{}", self.data.dir.join("switchboard.db").display())
+        } else {
+            url.clone()
+        }
+    }
+
+    /// The database URL with any password removed, for logs.
+    pub fn database_url_redacted(&self) -> String {
+        redact_url(&self.database_url())
+    }
+}
+
+/// `postgres://user:pw@host/db` -> `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((cred, host)) = rest.rsplit_once('@') {
+            let user = cred.split(':').next().unwrap_or("");
+            return format!("{scheme}://{user}:***@{host}");
+        }
+    }
+    url.to_owned()
+}
+
+/// Environment values are TOML scalars where they parse as one (numbers,
+/// booleans, arrays), and plain strings otherwise.
+fn parse_env_value(v: &str) -> figment::value::Value {
+    let probe = format!("v = {v}");
+    if let Ok(t) = toml::from_str::<toml::Table>(&probe) {
+        if let Some(val) = t.get("v") {
+            if let Ok(fv) = figment::value::Value::serialize(val) {
+                return fv;
+            }
+        }
+    }
+    figment::value::Value::from(v.to_owned())
+}
+
+fn describe(e: figment::Error) -> String {
+    e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+/// `SWITCHBOARD__SECTION__KEY=value` variables as a figment provider whose
+/// errors name the variable.
+struct EnvVars {
+    dict: figment::value::Dict,
+}
+
+impl EnvVars {
+    fn new(env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut dict = figment::value::Dict::new();
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if path.iter().any(String::is_empty) {
+                return Err(ConfigError::Invalid(format!(
+                    "environment variable {k} does not name a setting; use SWITCHBOARD__SECTION__KEY"
+                )));
+            }
+            insert_path(&mut dict, &path, parse_env_value(&v));
+        }
+        Ok(Self { dict })
+    }
+}
+
+fn insert_path(dict: &mut figment::value::Dict, path: &[String], value: figment::value::Value) {
+    use figment::value::{Tag, Value};
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::Dict(Tag::Default, figment::value::Dict::new()));
+            if !matches!(entry, Value::Dict(..)) {
+                *entry = Value::Dict(Tag::Default, figment::value::Dict::new());
+            }
+            if let Value::Dict(_, d) = entry {
+                insert_path(d, rest, value);
+            }
+        }
+    }
+}
+
+impl figment::Provider for EnvVars {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment").interpolater(|_profile, keys| {
+            format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase())
+        })
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Ok(figment::Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_load() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(s.http.bind.port(), 8080);
+        assert!(s.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[http]\nbind = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n").unwrap();
+        let s = Settings::load_from(
+            Some(&f),
+            env(&[
+                ("SWITCHBOARD__HTTP__BIND", "127.0.0.1:0"),
+                ("SWITCHBOARD__JOBS__CONCURRENCY", "4"),
+                ("SWITCHBOARD__HTTP__SECURE_COOKIES", "false"),
+                ("SWITCHBOARD__DATABASE__URL", "postgres://u:pw@localhost/db"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.http.bind.port(), 0);
+        assert_eq!(s.http.max_body_bytes, 4096);
+        assert_eq!(s.jobs.concurrency, 4);
+        assert!(!s.http.secure_cookies);
+        assert_eq!(s.database_url_redacted(), "postgres://u:***@localhost/db");
+        assert!(!format!("{s:?}").contains("pw"), "secrets must not print");
+    }
+
+    #[test]
+    fn unknown_keys_fail_with_the_key_named() {
+        let e = Settings::load_from(None, env(&[("SWITCHBOARD__HTTP__BINDD", "x")])).unwrap_err();
+        assert!(e.to_string().contains("bindd"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[htp]\nbind = \"127.0.0.1:9000\"\n").unwrap();
+        let e = Settings::load_from(Some(&f), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("htp"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_fail_with_a_hint() {
+        let e = Settings::load_from(None, env(&[("SWITCHBOARD__HTTP__BIND", "nonsense")])).unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD__HTTP__BIND"), "{e}");
+        let e = Settings::load_from(None, env(&[("SWITCHBOARD__JOBS__CONCURRENCY", "0")])).unwrap_err();
+        assert!(e.to_string().contains("jobs.concurrency"), "{e}");
+        let e = Settings::load_from(None, env(&[("SWITCHBOARD__DATABASE__URL", "mysql://x")])).unwrap_err();
+        assert!(e.to_string().contains("database.url"), "{e}");
+        let e = Settings::load_from(None, env(&[("SWITCHBOARD__SECURITY__MASTER_KEY", "abc")])).unwrap_err();
+        assert!(e.to_string().contains("master_key"), "{e}");
+        assert!(!e.to_string().contains("abc"), "the secret itself is not echoed: {e}");
+        let e = Settings::load_from(Some(Path::new("/nonexistent/x.toml")), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("does not exist"));
+    }
+}

@@ -1,0 +1,225 @@
+//! Request extractors with the API's error conventions: a JSON body parser
+//! that reports syntax errors as 400 and type errors as 422 with the field
+//! path, and cursor pagination.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::state::AppState;
+
+/// A JSON request body. Unlike actix's own, it distinguishes malformed JSON
+/// (400) from well-formed JSON of the wrong shape (422, with the path of the
+/// offending field), and enforces the configured size limit (413).
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.settings.http.max_body_bytes)
+            .unwrap_or(1024 * 1024);
+        let content_type_ok = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        let declared = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !content_type_ok {
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "send the body as JSON with Content-Type: application/json",
+                ));
+            }
+            let too_large = || {
+                ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than {limit} bytes"))
+                    .with_details(serde_json::json!({ "limit_bytes": limit }))
+            };
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large());
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(Json)
+        })
+    }
+}
+
+/// Parses `bytes` as `T` with the API's error conventions.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::new(ErrorCode::MalformedJson, "the body is empty; send a JSON object"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => {
+            // Trailing garbage after the value is malformed too.
+            let mut rest = serde_json::Deserializer::from_slice(bytes).into_iter::<serde_json::Value>();
+            rest.next();
+            if rest.next().is_some() {
+                return Err(ApiError::new(ErrorCode::MalformedJson, "unexpected data after the JSON value"));
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => {
+                    let path = if path == "." { "body".to_string() } else { path };
+                    Err(ApiError::validation(vec![FieldError::new(path, strip_position(&inner.to_string()))]))
+                }
+                _ => Err(ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {inner}"))),
+            }
+        }
+    }
+}
+
+/// serde_json appends " at line 1 column 42" to messages; the path says more.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// `?limit=&cursor=` on every list endpoint.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// Items per page, 1-200 (default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    pub fn limit(&self) -> Result<u64, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(n @ 1..=200) => Ok(n as u64),
+            Some(_) => Err(ApiError::field("limit", "must be between 1 and 200")),
+        }
+    }
+
+    /// The decoded cursor, parsed as the key type of the list.
+    pub fn cursor<K: FromStr>(&self) -> Result<Option<K>, ApiError> {
+        let Some(c) = &self.cursor else { return Ok(None) };
+        let bad = || ApiError::field("cursor", "is not a cursor returned by this list");
+        let raw = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
+        let s = String::from_utf8(raw).map_err(|_| bad())?;
+        s.parse::<K>().map(Some).map_err(|_| bad())
+    }
+}
+
+/// One page of a list, and the cursor of the next page if there is one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page whose next cursor points after `next_key`, if any.
+    pub fn new<K: ToString>(items: Vec<T>, next_key: Option<K>) -> Self {
+        Page { items, next_cursor: next_key.map(|k| URL_SAFE_NO_PAD.encode(k.to_string())) }
+    }
+
+    /// Builds a page from up to `limit + 1` rows: the extra row, if present,
+    /// only tells that there is a next page.
+    pub fn from_rows<R, K: ToString>(
+        mut rows: Vec<R>,
+        limit: u64,
+        key: impl Fn(&R) -> K,
+        map: impl FnMut(R) -> T,
+    ) -> Self {
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let next_key = if more { rows.last().map(key) } else { None };
+        Page::new(rows.into_iter().map(map).collect(), next_key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        items: Vec<Item>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        qty: u32,
+    }
+
+    fn check(input: &[u8], code: ErrorCode, needle: &str) {
+        let e = parse_json::<Body>(input).unwrap_err();
+        assert_eq!(e.code, code, "{input:?}: {e}");
+        let all = format!("{} {}", e.message, e.details);
+        assert!(all.contains(needle), "{input:?}: expected {needle:?} in {all}");
+    }
+
+    #[test]
+    fn json_errors() {
+        check(b"", ErrorCode::MalformedJson, "empty");
+        check(b"{\"name\": ", ErrorCode::MalformedJson, "not valid JSON");
+        check(b"{\"name\": \"a\", \"items\": []} x", ErrorCode::MalformedJson, "after");
+        check(b"{\"name\": \"\xff\xfe\", \"items\": []}", ErrorCode::MalformedJson, "not valid JSON");
+        check(b"{\"name\": 5, \"items\": []}", ErrorCode::ValidationFailed, "name");
+        check(b"{\"name\": \"a\", \"items\": [{\"qty\": 1}, {\"qty\": -1}]}", ErrorCode::ValidationFailed, "items[1].qty");
+        check(b"{\"name\": \"a\", \"items\": [], \"admin\": true}", ErrorCode::ValidationFailed, "admin");
+        check(b"{\"items\": []}", ErrorCode::ValidationFailed, "name");
+        check(b"\"x\"", ErrorCode::ValidationFailed, "body");
+        assert!(parse_json::<Body>(b"{\"name\": \"a\", \"items\": [{\"qty\": 2}]}").is_ok());
+    }
+
+    #[test]
+    fn pages() {
+        let rows: Vec<u32> = (1..=4).collect();
+        let p = Page::from_rows(rows, 3, |r| *r, |r| r * 10);
+        assert_eq!(p.items, vec![10, 20, 30]);
+        let params = PageParams { limit: Some(3), cursor: p.next_cursor.clone() };
+        assert_eq!(params.cursor::<u32>().unwrap(), Some(3));
+        let last = Page::from_rows(vec![1u32], 3, |r| *r, |r| r);
+        assert!(last.next_cursor.is_none());
+        let bad = PageParams { limit: Some(0), cursor: Some("!!".into()) };
+        assert!(bad.limit().is_err());
+        assert!(bad.cursor::<u32>().is_err());
+    }
+}

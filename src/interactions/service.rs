@@ -1,0 +1,414 @@
+//! Use cases of the spine: create interactions, move them through their
+//! lifecycle, and annotate their timelines. Each change is one transaction:
+//! the interaction row, its new event and the webhook deliveries it causes
+//! are committed together, and only then published on the bus.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tracing::instrument;
+use utoipa::ToSchema;
+
+use super::domain::{Channel, CloseReason, Direction, Lifecycle, LifecycleError, State, Transition};
+use super::entity::{delivery, event, interaction, webhook};
+use crate::bus::{Bus, BusMessage};
+use crate::ids::{InteractionId, TenantId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InteractionError {
+    #[error("interaction not found")]
+    NotFound,
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error("the interaction changed concurrently too often; try again")]
+    Contended,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// One entry of an interaction's timeline, as stored and as published.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TimelineEvent {
+    /// Global, increasing id: the cursor for the event feed and replays.
+    pub id: i64,
+    pub tenant_id: TenantId,
+    pub interaction_id: InteractionId,
+    /// Position on this interaction's timeline, from 1.
+    pub seq: i32,
+    pub kind: String,
+    /// The interaction's state after this event.
+    pub state: State,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub actor: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl From<event::Model> for TimelineEvent {
+    fn from(e: event::Model) -> Self {
+        Self {
+            id: e.id,
+            tenant_id: e.tenant_id,
+            interaction_id: e.interaction_id,
+            seq: e.seq,
+            kind: e.kind,
+            state: parse_enum(&e.state_after),
+            data: e.data,
+            actor: e.actor,
+            occurred_at: e.occurred_at,
+        }
+    }
+}
+
+/// Enum <-> the string stored in the database (its serde name).
+pub fn enum_str<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        other => panic!("not a unit enum: {other:?}"),
+    }
+}
+
+/// Parses a stored enum string. Stored values are written by this code, so
+/// a bad one is a bug, not user input.
+pub fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> T {
+    serde_json::from_value(Value::String(s.to_owned())).unwrap_or_else(|_| panic!("unknown stored value {s:?}"))
+}
+
+pub fn lifecycle_of(m: &interaction::Model) -> Lifecycle {
+    Lifecycle {
+        state: parse_enum(&m.state),
+        queue_id: m.queue_id,
+        agent_id: m.agent_id,
+        close_reason: m.close_reason.as_deref().map(parse_enum::<CloseReason>),
+    }
+}
+
+/// A new interaction, already validated.
+#[derive(Debug, Clone)]
+pub struct NewInteraction {
+    pub channel: Channel,
+    pub direction: Direction,
+    pub customer_address: Option<String>,
+    pub subject: Option<String>,
+    pub attributes: Map<String, Value>,
+}
+
+/// Creates an interaction and its `created` event.
+#[instrument(skip_all, fields(tenant_id = %tenant_id))]
+pub async fn create(
+    db: &DatabaseConnection,
+    bus: &Bus,
+    tenant_id: TenantId,
+    new: NewInteraction,
+    actor: Option<String>,
+) -> Result<(interaction::Model, TimelineEvent), InteractionError> {
+    let now = Utc::now();
+    let id = InteractionId::new();
+    let txn = db.begin().await?;
+    let m = interaction::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(tenant_id),
+        channel: Set(enum_str(&new.channel)),
+        direction: Set(enum_str(&new.direction)),
+        state: Set(enum_str(&State::Created)),
+        customer_address: Set(new.customer_address.clone()),
+        subject: Set(new.subject.clone()),
+        queue_id: Set(None),
+        agent_id: Set(None),
+        attributes: Set(Value::Object(new.attributes.clone())),
+        last_seq: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        closed_at: Set(None),
+        close_reason: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    let data = serde_json::json!({
+        "channel": new.channel,
+        "direction": new.direction,
+        "customer_address": new.customer_address,
+        "subject": new.subject,
+    });
+    let ev = append_event(&txn, tenant_id, id, 1, "created", State::Created, data, actor, now).await?;
+    txn.commit().await?;
+    let ev = TimelineEvent::from(ev);
+    bus.publish(BusMessage::Interaction(Arc::new(ev.clone())));
+    Ok((m, ev))
+}
+
+/// Moves an interaction through its lifecycle. Concurrent changes to the
+/// same interaction are serialised by its sequence number: the loser retries
+/// against the new state (and may find its transition no longer valid).
+#[instrument(skip_all, fields(tenant_id = %tenant_id, interaction_id = %id, kind = t.kind()))]
+pub async fn apply(
+    db: &DatabaseConnection,
+    bus: &Bus,
+    tenant_id: TenantId,
+    id: InteractionId,
+    t: Transition,
+    actor: Option<String>,
+) -> Result<(interaction::Model, TimelineEvent), InteractionError> {
+    let data = serde_json::to_value(&t).expect("transitions serialise");
+    change(db, bus, tenant_id, id, actor, |current| {
+        let next = current.apply(&t)?;
+        Ok((next, t.kind().to_owned(), data.clone()))
+    })
+    .await
+}
+
+/// Adds an event that does not change the state (a note, a DTMF digit, a
+/// hold). Closed interactions take no more events.
+#[instrument(skip_all, fields(tenant_id = %tenant_id, interaction_id = %id))]
+pub async fn annotate(
+    db: &DatabaseConnection,
+    bus: &Bus,
+    tenant_id: TenantId,
+    id: InteractionId,
+    kind: String,
+    data: Value,
+    actor: Option<String>,
+) -> Result<(interaction::Model, TimelineEvent), InteractionError> {
+    change(db, bus, tenant_id, id, actor, |current| {
+        if current.state == State::Closed {
+            return Err(LifecycleError::Invalid(super::domain::InvalidTransition {
+                state: State::Closed,
+                action: "annotate",
+            })
+            .into());
+        }
+        Ok((current.clone(), kind.clone(), data.clone()))
+    })
+    .await
+}
+
+type Decision = Result<(Lifecycle, String, Value), InteractionError>;
+
+async fn change(
+    db: &DatabaseConnection,
+    bus: &Bus,
+    tenant_id: TenantId,
+    id: InteractionId,
+    actor: Option<String>,
+    decide: impl Fn(&Lifecycle) -> Decision,
+) -> Result<(interaction::Model, TimelineEvent), InteractionError> {
+    for attempt in 0..8 {
+        match try_change(db, tenant_id, id, actor.clone(), &decide).await {
+            Ok(Some((m, ev))) => {
+                let ev = TimelineEvent::from(ev);
+                bus.publish(BusMessage::Interaction(Arc::new(ev.clone())));
+                return Ok((m, ev));
+            }
+            Ok(None) => {}
+            Err(InteractionError::Db(e)) if is_busy(&e) => {}
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+    }
+    Err(InteractionError::Contended)
+}
+
+fn is_busy(e: &DbErr) -> bool {
+    let s = e.to_string();
+    s.contains("database is locked") || s.contains("SQLITE_BUSY") || s.contains("could not serialize")
+}
+
+/// One attempt; `Ok(None)` when another writer got there first.
+async fn try_change(
+    db: &DatabaseConnection,
+    tenant_id: TenantId,
+    id: InteractionId,
+    actor: Option<String>,
+    decide: &impl Fn(&Lifecycle) -> Decision,
+) -> Result<Option<(interaction::Model, event::Model)>, InteractionError> {
+    let txn = db.begin().await?;
+    let current = find(&txn, tenant_id, id).await?.ok_or(InteractionError::NotFound)?;
+    let (next, kind, data) = decide(&lifecycle_of(&current))?;
+    let now = Utc::now();
+    let seq = current.last_seq + 1;
+    let closing = next.state == State::Closed && lifecycle_of(&current).state != State::Closed;
+    let mut upd = interaction::Entity::update_many()
+        .col_expr(interaction::Column::State, Expr::value(enum_str(&next.state)))
+        .col_expr(interaction::Column::QueueId, Expr::value(next.queue_id))
+        .col_expr(interaction::Column::AgentId, Expr::value(next.agent_id))
+        .col_expr(interaction::Column::CloseReason, Expr::value(next.close_reason.as_ref().map(enum_str)))
+        .col_expr(interaction::Column::LastSeq, Expr::value(seq))
+        .col_expr(interaction::Column::UpdatedAt, Expr::value(now));
+    if closing {
+        upd = upd.col_expr(interaction::Column::ClosedAt, Expr::value(Some(now)));
+    }
+    let res = upd
+        .filter(interaction::Column::Id.eq(id))
+        .filter(interaction::Column::TenantId.eq(tenant_id))
+        .filter(interaction::Column::LastSeq.eq(current.last_seq))
+        .exec(&txn)
+        .await?;
+    if res.rows_affected != 1 {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    let ev = append_event(&txn, tenant_id, id, seq, &kind, next.state, data, actor, now).await?;
+    let updated = find(&txn, tenant_id, id).await?.ok_or(InteractionError::NotFound)?;
+    txn.commit().await?;
+    Ok(Some((updated, ev)))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn append_event(
+    txn: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    interaction_id: InteractionId,
+    seq: i32,
+    kind: &str,
+    state_after: State,
+    data: Value,
+    actor: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<event::Model, DbErr> {
+    let ev = event::ActiveModel {
+        id: sea_orm::NotSet,
+        tenant_id: Set(tenant_id),
+        interaction_id: Set(interaction_id),
+        seq: Set(seq),
+        kind: Set(kind.to_owned()),
+        state_after: Set(enum_str(&state_after)),
+        data: Set(data),
+        actor: Set(actor),
+        occurred_at: Set(now),
+    }
+    .insert(txn)
+    .await?;
+    enqueue_deliveries(txn, tenant_id, std::slice::from_ref(&ev), None).await?;
+    Ok(ev)
+}
+
+/// Whether a webhook subscribed to `kind`.
+pub fn subscribes(w: &webhook::Model, kind: &str) -> bool {
+    match w.event_kinds.as_array() {
+        Some(kinds) if !kinds.is_empty() => kinds.iter().any(|k| k.as_str() == Some(kind) || k.as_str() == Some("*")),
+        _ => true,
+    }
+}
+
+/// Creates pending deliveries of `events` for the tenant's active webhooks
+/// (or only for `only`), in the caller's transaction: an event and its
+/// deliveries are committed together or not at all (the outbox).
+pub async fn enqueue_deliveries(
+    txn: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    events: &[event::Model],
+    only: Option<&webhook::Model>,
+) -> Result<u64, DbErr> {
+    let hooks = match only {
+        Some(w) => vec![w.clone()],
+        None => {
+            webhook::Entity::find()
+                .filter(webhook::Column::TenantId.eq(tenant_id))
+                .filter(webhook::Column::Active.eq(true))
+                .all(txn)
+                .await?
+        }
+    };
+    let now = Utc::now();
+    let rows: Vec<delivery::ActiveModel> = events
+        .iter()
+        .flat_map(|ev| {
+            hooks.iter().filter(|w| subscribes(w, &ev.kind)).map(move |w| delivery::ActiveModel {
+                id: sea_orm::NotSet,
+                tenant_id: Set(tenant_id),
+                webhook_id: Set(w.id),
+                event_id: Set(ev.id),
+                status: Set("pending".into()),
+                attempts: Set(0),
+                next_attempt_at: Set(now),
+                locked_until: Set(None),
+                last_status_code: Set(None),
+                last_error: Set(None),
+                created_at: Set(now),
+                delivered_at: Set(None),
+            })
+        })
+        .collect();
+    let n = rows.len() as u64;
+    if n > 0 {
+        delivery::Entity::insert_many(rows).exec_without_returning(txn).await?;
+    }
+    Ok(n)
+}
+
+pub async fn find(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: InteractionId,
+) -> Result<Option<interaction::Model>, DbErr> {
+    interaction::Entity::find_by_id(id).filter(interaction::Column::TenantId.eq(tenant_id)).one(db).await
+}
+
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    pub state: Option<State>,
+    pub channel: Option<Channel>,
+}
+
+/// Newest first.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    filter: &ListFilter,
+    before: Option<InteractionId>,
+    limit: u64,
+) -> Result<Vec<interaction::Model>, DbErr> {
+    let mut q = interaction::Entity::find().filter(interaction::Column::TenantId.eq(tenant_id));
+    if let Some(s) = filter.state {
+        q = q.filter(interaction::Column::State.eq(enum_str(&s)));
+    }
+    if let Some(c) = filter.channel {
+        q = q.filter(interaction::Column::Channel.eq(enum_str(&c)));
+    }
+    if let Some(b) = before {
+        q = q.filter(interaction::Column::Id.lt(b));
+    }
+    q.order_by_desc(interaction::Column::Id).limit(limit).all(db).await
+}
+
+/// One interaction's timeline, in order.
+pub async fn timeline(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: InteractionId,
+    after_seq: Option<i32>,
+    limit: u64,
+) -> Result<Vec<event::Model>, DbErr> {
+    let mut q = event::Entity::find()
+        .filter(event::Column::TenantId.eq(tenant_id))
+        .filter(event::Column::InteractionId.eq(id));
+    if let Some(a) = after_seq {
+        q = q.filter(event::Column::Seq.gt(a));
+    }
+    q.order_by_asc(event::Column::Seq).limit(limit).all(db).await
+}
+
+/// The tenant's whole event feed after a cursor, oldest first.
+pub async fn feed(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    after: Option<i64>,
+    kind: Option<&str>,
+    limit: u64,
+) -> Result<Vec<event::Model>, DbErr> {
+    let mut q = event::Entity::find().filter(event::Column::TenantId.eq(tenant_id));
+    if let Some(a) = after {
+        q = q.filter(event::Column::Id.gt(a));
+    }
+    if let Some(k) = kind {
+        q = q.filter(event::Column::Kind.eq(k));
+    }
+    q.order_by_asc(event::Column::Id).limit(limit).all(db).await
+}

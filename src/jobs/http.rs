@@ -1,0 +1,97 @@
+//! HTTP routes for jobs: status, progress, errors, cancellation.
+
+use actix_web::{get, post, web};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::{JobKind, JobStatus, job};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{Page, PageParams};
+use crate::iam::Auth;
+use crate::ids::JobId;
+use crate::interactions::service::parse_enum;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(list_jobs).service(get_job).service(cancel_job);
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub status: JobStatus,
+    /// Units of work done (rows, events...).
+    pub progress_done: i64,
+    /// Units of work in all, once known.
+    pub progress_total: Option<i64>,
+    /// `progress_done / progress_total` in percent, once the total is known.
+    pub percent: Option<f64>,
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub attempts: i32,
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<job::Model> for JobView {
+    fn from(j: job::Model) -> Self {
+        let percent = j.progress_total.map(|t| {
+            if t <= 0 { 100.0 } else { ((j.progress_done as f64 / t as f64) * 1000.0).round() / 10.0 }
+        });
+        Self {
+            id: j.id,
+            kind: parse_enum(&j.kind),
+            status: parse_enum(&j.status),
+            progress_done: j.progress_done,
+            progress_total: j.progress_total,
+            percent,
+            params: j.params,
+            result: j.result,
+            error: j.error,
+            attempts: j.attempts,
+            cancel_requested: j.cancel_requested,
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+/// The tenant's jobs, newest first.
+#[utoipa::path(tag = "jobs", params(PageParams), responses((status = 200, body = Page<JobView>)))]
+#[get("/jobs")]
+async fn list_jobs(state: web::Data<AppState>, auth: Auth, page: web::Query<PageParams>) -> ApiResult<web::Json<Page<JobView>>> {
+    let limit = page.limit()?;
+    let rows = super::list(&state.db.conn, auth.tenant_id, page.cursor()?, limit + 1).await?;
+    Ok(web::Json(Page::from_rows(rows, limit, |j| j.id, JobView::from)))
+}
+
+/// One job: status, progress and errors.
+#[utoipa::path(tag = "jobs", responses((status = 200, body = JobView), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/jobs/{id}")]
+async fn get_job(state: web::Data<AppState>, auth: Auth, id: web::Path<JobId>) -> ApiResult<web::Json<JobView>> {
+    let j = super::get(&state.db.conn, auth.tenant_id, *id).await?.ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(web::Json(j.into()))
+}
+
+/// Cancel a job: at once if it has not started, else at its next checkpoint.
+#[utoipa::path(tag = "jobs", responses((status = 202, body = JobView), (status = 404, body = crate::error::ErrorBody)))]
+#[post("/jobs/{id}/cancel")]
+async fn cancel_job(
+    state: web::Data<AppState>,
+    auth: Auth<crate::iam::Supervisors>,
+    id: web::Path<JobId>,
+) -> ApiResult<actix_web::HttpResponse> {
+    let j = super::request_cancel(&state.db.conn, auth.tenant_id, *id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(actix_web::HttpResponse::Accepted().json(JobView::from(j)))
+}

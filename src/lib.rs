@@ -1,0 +1,21 @@
+//! Switchboard: a cloud contact center in one binary.
+//!
+//! See `ARCHITECTURE.md` for the map of this crate.
+
+pub mod acd;
+pub mod app;
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod iam;
+pub mod ids;
+pub mod interactions;
+pub mod jobs;
+pub mod metrics;
+pub mod seed;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,282 @@
+//! Demo data (`seed-data/demo.toml`, built into the binary): a tenant with
+//! users of every role, skills, queues and agents. Loading is idempotent:
+//! whatever already exists (by slug, email or name) is left untouched.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use serde::Deserialize;
+
+use crate::acd::catalog::{agent, agent_skill, queue, queue_skill, skill};
+use crate::iam::domain::{Email, Name, Password, Slug};
+use crate::iam::entity::Role;
+use crate::iam::password::Hasher;
+use crate::iam::store;
+use crate::ids::{AgentId, QueueId, SkillId, TenantId};
+
+pub const DEMO: &str = include_str!("../seed-data/demo.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedFile {
+    pub password: String,
+    pub tenant: SeedTenant,
+    #[serde(default)]
+    pub users: Vec<SeedUser>,
+    #[serde(default)]
+    pub skills: Vec<SeedSkill>,
+    #[serde(default)]
+    pub queues: Vec<SeedQueue>,
+    #[serde(default)]
+    pub agents: Vec<SeedAgent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedTenant {
+    pub slug: String,
+    pub name: String,
+    pub timezone: String,
+    pub default_region: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedUser {
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedSkill {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedQueue {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub strategy: String,
+    pub priority: i32,
+    pub sl_target_pct: i32,
+    pub sl_threshold_secs: i32,
+    #[serde(default)]
+    pub skills: BTreeMap<String, i32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedAgent {
+    pub user: String,
+    pub extension: Option<String>,
+    pub capacity: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub skills: BTreeMap<String, i32>,
+}
+
+/// What a seed run did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SeedReport {
+    pub tenant_id: Option<TenantId>,
+    pub created: usize,
+    pub existing: usize,
+}
+
+pub fn parse(text: &str) -> anyhow::Result<SeedFile> {
+    let f: SeedFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("the seed file is invalid: {e}"))?;
+    Password::parse(&f.password).map_err(|e| anyhow::anyhow!("seed password {e}"))?;
+    Slug::parse(&f.tenant.slug).map_err(|e| anyhow::anyhow!("tenant.slug {e}"))?;
+    if f.tenant.timezone.parse::<chrono_tz::Tz>().is_err() {
+        anyhow::bail!("tenant.timezone {:?} is not an IANA time zone", f.tenant.timezone);
+    }
+    for u in &f.users {
+        Email::parse(&u.email).map_err(|e| anyhow::anyhow!("user {:?}: email {e}", u.email))?;
+        Name::parse(&u.name).map_err(|e| anyhow::anyhow!("user {:?}: name {e}", u.email))?;
+    }
+    for (what, levels) in f.queues.iter().map(|q| (&q.name, &q.skills)).chain(f.agents.iter().map(|a| (&a.user, &a.skills))) {
+        for (s, lvl) in levels {
+            if !(1..=5).contains(lvl) {
+                anyhow::bail!("{what}: skill {s} level {lvl} is outside 1-5");
+            }
+            if !f.skills.iter().any(|k| &k.name == s) {
+                anyhow::bail!("{what}: skill {s} is not declared under [[skills]]");
+            }
+        }
+    }
+    for a in &f.agents {
+        if !f.users.iter().any(|u| u.email.eq_ignore_ascii_case(&a.user) && u.role == Role::Agent) {
+            anyhow::bail!("agent {:?} is not declared as a user with role agent", a.user);
+        }
+    }
+    Ok(f)
+}
+
+/// Loads `seed` into the database, creating only what is missing.
+pub async fn load(db: &DatabaseConnection, hasher: &Hasher, seed: &SeedFile) -> anyhow::Result<SeedReport> {
+    let mut report = SeedReport::default();
+    let slug = Slug::parse(&seed.tenant.slug).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tenant = match store::tenant_by_slug(db, slug.as_str()).await? {
+        Some(t) => {
+            report.existing += 1;
+            t
+        }
+        None => {
+            report.created += 1;
+            store::create_tenant(db, &slug, &seed.tenant.name, &seed.tenant.timezone, &seed.tenant.default_region).await?
+        }
+    };
+    let tid = tenant.id;
+    report.tenant_id = Some(tid);
+
+    let password = Password::parse(&seed.password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = hasher.hash(&password).await;
+    let mut users = BTreeMap::new();
+    for u in &seed.users {
+        let email = Email::parse(&u.email).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let user = match store::user_by_email(db, tid, email.as_str()).await? {
+            Some(existing) => {
+                report.existing += 1;
+                existing
+            }
+            None => {
+                report.created += 1;
+                let name = Name::parse(&u.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+                store::create_user(db, tid, &email, name, u.role, hash.clone()).await?
+            }
+        };
+        users.insert(email.as_str().to_owned(), user);
+    }
+
+    let mut skills: BTreeMap<String, SkillId> = BTreeMap::new();
+    for s in &seed.skills {
+        let found = skill::Entity::find()
+            .filter(skill::Column::TenantId.eq(tid))
+            .filter(skill::Column::Name.eq(&s.name))
+            .one(db)
+            .await?;
+        let id = match found {
+            Some(k) => {
+                report.existing += 1;
+                k.id
+            }
+            None => {
+                report.created += 1;
+                skill::ActiveModel {
+                    id: Set(SkillId::new()),
+                    tenant_id: Set(tid),
+                    name: Set(s.name.clone()),
+                    description: Set(s.description.clone()),
+                    created_at: Set(Utc::now()),
+                }
+                .insert(db)
+                .await?
+                .id
+            }
+        };
+        skills.insert(s.name.clone(), id);
+    }
+
+    for q in &seed.queues {
+        let found = queue::Entity::find()
+            .filter(queue::Column::TenantId.eq(tid))
+            .filter(queue::Column::Name.eq(&q.name))
+            .one(db)
+            .await?;
+        if found.is_some() {
+            report.existing += 1;
+            continue;
+        }
+        report.created += 1;
+        let qid = QueueId::new();
+        queue::ActiveModel {
+            id: Set(qid),
+            tenant_id: Set(tid),
+            name: Set(q.name.clone()),
+            description: Set(q.description.clone()),
+            strategy: Set(q.strategy.clone()),
+            priority: Set(q.priority),
+            sl_target_pct: Set(q.sl_target_pct),
+            sl_threshold_secs: Set(q.sl_threshold_secs),
+            config: Set(serde_json::json!({})),
+            created_at: Set(Utc::now()),
+        }
+        .insert(db)
+        .await?;
+        for (s, lvl) in &q.skills {
+            queue_skill::ActiveModel {
+                queue_id: Set(qid),
+                skill_id: Set(skills[s]),
+                tenant_id: Set(tid),
+                min_level: Set(*lvl),
+            }
+            .insert(db)
+            .await?;
+        }
+    }
+
+    for a in &seed.agents {
+        let user = &users[&a.user.to_lowercase()];
+        let found = agent::Entity::find()
+            .filter(agent::Column::TenantId.eq(tid))
+            .filter(agent::Column::UserId.eq(user.id))
+            .one(db)
+            .await?;
+        if found.is_some() {
+            report.existing += 1;
+            continue;
+        }
+        report.created += 1;
+        let aid = AgentId::new();
+        agent::ActiveModel {
+            id: Set(aid),
+            tenant_id: Set(tid),
+            user_id: Set(user.id),
+            extension: Set(a.extension.clone()),
+            capacity: Set(serde_json::to_value(&a.capacity)?),
+            created_at: Set(Utc::now()),
+        }
+        .insert(db)
+        .await?;
+        for (s, lvl) in &a.skills {
+            agent_skill::ActiveModel {
+                agent_id: Set(aid),
+                skill_id: Set(skills[s]),
+                tenant_id: Set(tid),
+                level: Set(*lvl),
+            }
+            .insert(db)
+            .await?;
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_file_is_valid_and_covers_every_role() {
+        let f = parse(DEMO).unwrap();
+        for role in [Role::Admin, Role::Supervisor, Role::Agent, Role::Marketer] {
+            assert!(f.users.iter().any(|u| u.role == role), "{role:?}");
+        }
+        assert!(!f.queues.is_empty() && !f.skills.is_empty() && !f.agents.is_empty());
+    }
+
+    #[test]
+    fn bad_seed_files_are_refused() {
+        assert!(parse("password = 'x'").is_err());
+        let bad_level = DEMO.replace("english = 5", "english = 9");
+        assert!(parse(&bad_level).unwrap_err().to_string().contains("outside 1-5"));
+        let unknown = DEMO.replace("sales = 4", "karate = 4");
+        assert!(parse(&unknown).unwrap_err().to_string().contains("karate"));
+    }
+}
