@@ -42,9 +42,14 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         install_crypto_provider();
         let settings = Arc::new(settings);
-        std::fs::create_dir_all(&settings.data.dir)
-            .with_context(|| format!("cannot create the data directory {}", settings.data.dir.display()))?;
-        let db = Database::connect(&settings.database_url(), settings.database.max_connections).await?;
+        std::fs::create_dir_all(&settings.data.dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                settings.data.dir.display()
+            )
+        })?;
+        let db =
+            Database::connect(&settings.database_url(), settings.database.max_connections).await?;
         tracing::info!(database = %settings.database_url_redacted(), "database open");
         if settings.database.migrate_on_start {
             db.migrate().await?;
@@ -54,7 +59,9 @@ impl Application {
         let listener = TcpListener::bind(settings.http.bind)
             .with_context(|| format!("cannot listen on {} (http.bind)", settings.http.bind))?;
         let port = listener.local_addr()?.port();
-        let openapi_json = crate::http::openapi().to_pretty_json().context("rendering the OpenAPI document")?;
+        let openapi_json = crate::http::openapi()
+            .to_pretty_json()
+            .context("rendering the OpenAPI document")?;
         let sec = &settings.security;
         let state = AppState {
             hasher: Hasher::new(sec.argon2_memory_kib, sec.argon2_iterations),
@@ -73,7 +80,12 @@ impl Application {
             settings: settings.clone(),
         };
         let stop = state.shutdown.clone();
-        Ok(Self { port, listener, state: web::Data::new(state), stop })
+        Ok(Self {
+            port,
+            listener,
+            state: web::Data::new(state),
+            stop,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -90,20 +102,16 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { listener, state, stop, .. } = self;
+        let Application {
+            listener,
+            state,
+            stop,
+            ..
+        } = self;
         let settings = state.settings.clone();
         let node_id = format!("{}-{}", hostname(), std::process::id());
 
-        let data = state.clone();
-        let mut server = HttpServer::new(move || crate::http::app(data.clone()))
-            .disable_signals()
-            .shutdown_timeout(10)
-            .listen(listener)?;
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
-        let server = server.run();
-        let handle = server.handle();
+        let (server, handle) = start_http(listener, state.clone())?;
 
         let dispatcher = Dispatcher {
             db: state.db.conn.clone(),
@@ -144,6 +152,26 @@ impl Application {
     }
 }
 
+/// Builds the HTTP server. Kept out of the async fn: the builder is not
+/// `Send`, the running server is.
+fn start_http(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+) -> std::io::Result<(actix_web::dev::Server, actix_web::dev::ServerHandle)> {
+    let workers = state.settings.http.workers;
+    let data = state.clone();
+    let mut server = HttpServer::new(move || crate::http::app(data.clone()))
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)?;
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    let server = server.run();
+    let handle = server.handle();
+    Ok((server, handle))
+}
+
 /// Periodic work: push jobs that wait without a message, purge sessions.
 async fn housekeeping(state: web::Data<AppState>, stop: CancellationToken) {
     // At start, everything queued is pushed again (an earlier shutdown may
@@ -155,7 +183,9 @@ async fn housekeeping(state: web::Data<AppState>, stop: CancellationToken) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "job sweep failed"),
         }
-        if let Err(e) = crate::iam::store::purge_expired_sessions(&state.db.conn, chrono::Utc::now()).await {
+        if let Err(e) =
+            crate::iam::store::purge_expired_sessions(&state.db.conn, chrono::Utc::now()).await
+        {
             tracing::warn!(error = %e, "session purge failed");
         }
         stale = Duration::from_secs(60);
@@ -167,7 +197,11 @@ async fn housekeeping(state: web::Data<AppState>, stop: CancellationToken) {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_owned()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "node".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into())
 }
 
 /// The configured master key, or one kept in `DATA_DIR/master.key`
@@ -202,7 +236,9 @@ fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
         opts.write(true).create_new(true);
         #[cfg(unix)]
         opts.mode(0o600);
-        let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut f = opts
+            .open(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
         f.write_all(hex::encode(&key).as_bytes())?;
         f.sync_all()?;
     }

@@ -28,7 +28,13 @@ Unknown keys and bad values stop the program with a message saying what to fix."
 )]
 pub struct Cli {
     /// A TOML configuration file (see README.md for every key).
-    #[arg(long, short = 'c', global = true, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        env = "SWITCHBOARD_CONFIG"
+    )]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -101,7 +107,10 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     };
     crate::telemetry::init(&settings.log);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match rt.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -142,12 +151,19 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 settings.security.argon2_iterations,
             );
             let r = crate::seed::load(&db.conn, &hasher, &seed).await?;
-            println!("seeded tenant {:?}: {} created, {} already present", seed.tenant.slug, r.created, r.existing);
+            println!(
+                "seeded tenant {:?}: {} created, {} already present",
+                seed.tenant.slug, r.created, r.existing
+            );
             Ok(())
         }
-        Command::Tenant(TenantCommand::Create { slug, name, admin_email, timezone, region }) => {
-            create_tenant(&settings, &slug, &name, &admin_email, &timezone, &region).await
-        }
+        Command::Tenant(TenantCommand::Create {
+            slug,
+            name,
+            admin_email,
+            timezone,
+            region,
+        }) => create_tenant(&settings, &slug, &name, &admin_email, &timezone, &region).await,
         Command::Serve(args) => serve(settings, args.demo).await,
     }
 }
@@ -167,17 +183,42 @@ async fn create_tenant(
     if timezone.parse::<chrono_tz::Tz>().is_err() {
         anyhow::bail!("--timezone {timezone:?} is not an IANA time zone such as Europe/Berlin");
     }
-    let pw = std::env::var("SWITCHBOARD_ADMIN_PASSWORD")
-        .map_err(|_| anyhow::anyhow!("set SWITCHBOARD_ADMIN_PASSWORD to the first admin's password"))?;
+    let pw = std::env::var("SWITCHBOARD_ADMIN_PASSWORD").map_err(|_| {
+        anyhow::anyhow!("set SWITCHBOARD_ADMIN_PASSWORD to the first admin's password")
+    })?;
     let pw = Password::parse(&pw).map_err(|e| anyhow::anyhow!("SWITCHBOARD_ADMIN_PASSWORD {e}"))?;
     let db = crate::db::Database::connect(&settings.database_url(), 2).await?;
     db.migrate().await?;
-    let hasher = crate::iam::password::Hasher::new(settings.security.argon2_memory_kib, settings.security.argon2_iterations);
-    let t = crate::iam::store::create_tenant(&db.conn, &slug, name_ok.into_inner().as_str(), timezone, region).await?;
-    let admin_name = Name::parse(email.as_str().split('@').next().unwrap_or("admin")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hasher = crate::iam::password::Hasher::new(
+        settings.security.argon2_memory_kib,
+        settings.security.argon2_iterations,
+    );
+    let t = crate::iam::store::create_tenant(
+        &db.conn,
+        &slug,
+        name_ok.into_inner().as_str(),
+        timezone,
+        region,
+    )
+    .await?;
+    let admin_name = Name::parse(email.as_str().split('@').next().unwrap_or("admin"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let hash = hasher.hash(&pw).await;
-    crate::iam::store::create_user(&db.conn, t.id, &email, admin_name, crate::iam::Role::Admin, hash).await?;
-    println!("created tenant {} ({}) with admin {}", slug.as_str(), t.id, email);
+    crate::iam::store::create_user(
+        &db.conn,
+        t.id,
+        &email,
+        admin_name,
+        crate::iam::Role::Admin,
+        hash,
+    )
+    .await?;
+    println!(
+        "created tenant {} ({}) with admin {}",
+        slug.as_str(),
+        t.id,
+        email
+    );
     Ok(())
 }
 
@@ -187,7 +228,11 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     if demo {
         let seed = crate::seed::parse(crate::seed::DEMO)?;
         let r = crate::seed::load(&state.db.conn, &state.hasher, &seed).await?;
-        tracing::info!(created = r.created, existing = r.existing, "demo data loaded");
+        tracing::info!(
+            created = r.created,
+            existing = r.existing,
+            "demo data loaded"
+        );
     }
     let url = if state.settings.http.public_url.is_empty() {
         let host = match state.settings.http.bind.ip() {
@@ -198,7 +243,9 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     } else {
         state.settings.http.public_url.clone()
     };
-    println!("Switchboard is listening on {url}/  (API reference: {url}/docs, metrics: {url}/metrics)");
+    println!(
+        "Switchboard is listening on {url}/  (API reference: {url}/docs, metrics: {url}/metrics)"
+    );
     if demo {
         let seed = crate::seed::parse(crate::seed::DEMO)?;
         println!(
@@ -217,7 +264,8 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -234,7 +282,11 @@ impl serde::Serialize for RedactedSettings<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut v = serde_json::to_value(self.0).map_err(serde::ser::Error::custom)?;
         if let Some(sec) = v.get_mut("security").and_then(|x| x.as_object_mut()) {
-            if sec.get("master_key").and_then(|k| k.as_str()).is_some_and(|k| !k.is_empty()) {
+            if sec
+                .get("master_key")
+                .and_then(|k| k.as_str())
+                .is_some_and(|k| !k.is_empty())
+            {
                 sec.insert("master_key".into(), "[redacted]".into());
             }
         }

@@ -202,19 +202,28 @@ impl Default for HttpSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: Secret::default(), max_connections: 10, migrate_on_start: true }
+        Self {
+            url: Secret::default(),
+            max_connections: 10,
+            migrate_on_start: true,
+        }
     }
 }
 
 impl Default for DataSettings {
     fn default() -> Self {
-        Self { dir: PathBuf::from("data") }
+        Self {
+            dir: PathBuf::from("data"),
+        }
     }
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Pretty, level: "info".into() }
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
     }
 }
 
@@ -248,7 +257,9 @@ impl Default for JobSettings {
 
 impl Default for RedisSettings {
     fn default() -> Self {
-        Self { url: Secret::default() }
+        Self {
+            url: Secret::default(),
+        }
     }
 }
 
@@ -297,7 +308,9 @@ impl Settings {
         // Figment reads the process environment itself; take the variables we
         // were given instead, so tests can pass their own.
         fig = fig.merge(EnvVars::new(env)?);
-        let settings: Settings = fig.extract().map_err(|e| ConfigError::Invalid(describe(e)))?;
+        let settings: Settings = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -306,9 +319,13 @@ impl Settings {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         let url = self.database.url.expose();
         if !url.is_empty()
-            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
         {
-            return bad("database.url must start with sqlite:, postgres:// or postgresql://".into());
+            return bad(
+                "database.url must start with sqlite:, postgres:// or postgresql://".into(),
+            );
         }
         if self.database.max_connections == 0 {
             return bad("database.max_connections must be at least 1".into());
@@ -317,7 +334,8 @@ impl Settings {
             return bad("http.max_body_bytes must be at least 1024".into());
         }
         if !self.http.public_url.is_empty()
-            && !(self.http.public_url.starts_with("http://") || self.http.public_url.starts_with("https://"))
+            && !(self.http.public_url.starts_with("http://")
+                || self.http.public_url.starts_with("https://"))
         {
             return bad("http.public_url must start with http:// or https://".into());
         }
@@ -326,25 +344,37 @@ impl Settings {
             return bad("security.master_key must be 64 hex characters (32 bytes); generate one with `openssl rand -hex 32`".into());
         }
         if self.security.session_ttl_minutes == 0 || self.security.session_idle_minutes == 0 {
-            return bad("security.session_ttl_minutes and session_idle_minutes must be positive".into());
+            return bad(
+                "security.session_ttl_minutes and session_idle_minutes must be positive".into(),
+            );
         }
         if self.security.argon2_memory_kib < 8 * 1024 || self.security.argon2_iterations == 0 {
-            return bad("security.argon2_memory_kib must be at least 8192 and argon2_iterations at least 1".into());
+            return bad(
+                "security.argon2_memory_kib must be at least 8192 and argon2_iterations at least 1"
+                    .into(),
+            );
         }
         if self.jobs.concurrency == 0 {
             return bad("jobs.concurrency must be at least 1".into());
         }
         if self.jobs.chunk_size == 0 || self.jobs.queue.is_empty() {
-            return bad("jobs.chunk_size must be at least 1 and jobs.queue must not be empty".into());
+            return bad(
+                "jobs.chunk_size must be at least 1 and jobs.queue must not be empty".into(),
+            );
         }
         if self.jobs.storage == JobStorage::Redis && self.redis.url.expose().is_empty() {
-            return bad("jobs.storage = \"redis\" needs redis.url (SWITCHBOARD__REDIS__URL)".into());
+            return bad(
+                "jobs.storage = \"redis\" needs redis.url (SWITCHBOARD__REDIS__URL)".into(),
+            );
         }
         if self.webhooks.max_attempts == 0 || self.webhooks.timeout_secs == 0 {
             return bad("webhooks.max_attempts and webhooks.timeout_secs must be positive".into());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            return bad(format!("log.level {:?} is not a valid filter: {e}", self.log.level));
+            return bad(format!(
+                "log.level {:?} is not a valid filter: {e}",
+                self.log.level
+            ));
         }
         Ok(())
     }
@@ -353,7 +383,10 @@ impl Settings {
     pub fn database_url(&self) -> String {
         let url = self.database.url.expose();
         if url.is_empty() {
-            format!("sqlite://{}", self.data.dir.join("switchboard.db").display())
+            format!(
+                "sqlite://{}",
+                self.data.dir.join("switchboard.db").display()
+            )
         } else {
             url.clone()
         }
@@ -391,7 +424,10 @@ fn parse_env_value(v: &str) -> figment::value::Value {
 }
 
 fn describe(e: figment::Error) -> String {
-    e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+    e.into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `SWITCHBOARD__SECTION__KEY=value` variables as a figment provider whose
@@ -404,7 +440,9 @@ impl EnvVars {
     fn new(env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let mut dict = figment::value::Dict::new();
         for (k, v) in env {
-            let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
             if path.iter().any(String::is_empty) {
                 return Err(ConfigError::Invalid(format!(
@@ -445,7 +483,9 @@ impl figment::Provider for EnvVars {
         })
     }
 
-    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
         Ok(figment::Profile::Default.collect(self.dict.clone()))
     }
 }
@@ -455,7 +495,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -469,7 +512,11 @@ mod tests {
     fn env_overrides_file_and_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "[http]\nbind = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n").unwrap();
+        std::fs::write(
+            &f,
+            "[http]\nbind = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n",
+        )
+        .unwrap();
         let s = Settings::load_from(
             Some(&f),
             env(&[
@@ -501,15 +548,22 @@ mod tests {
 
     #[test]
     fn bad_values_fail_with_a_hint() {
-        let e = Settings::load_from(None, env(&[("SWITCHBOARD__HTTP__BIND", "nonsense")])).unwrap_err();
+        let e =
+            Settings::load_from(None, env(&[("SWITCHBOARD__HTTP__BIND", "nonsense")])).unwrap_err();
         assert!(e.to_string().contains("SWITCHBOARD__HTTP__BIND"), "{e}");
-        let e = Settings::load_from(None, env(&[("SWITCHBOARD__JOBS__CONCURRENCY", "0")])).unwrap_err();
+        let e =
+            Settings::load_from(None, env(&[("SWITCHBOARD__JOBS__CONCURRENCY", "0")])).unwrap_err();
         assert!(e.to_string().contains("jobs.concurrency"), "{e}");
-        let e = Settings::load_from(None, env(&[("SWITCHBOARD__DATABASE__URL", "mysql://x")])).unwrap_err();
+        let e = Settings::load_from(None, env(&[("SWITCHBOARD__DATABASE__URL", "mysql://x")]))
+            .unwrap_err();
         assert!(e.to_string().contains("database.url"), "{e}");
-        let e = Settings::load_from(None, env(&[("SWITCHBOARD__SECURITY__MASTER_KEY", "abc")])).unwrap_err();
+        let e = Settings::load_from(None, env(&[("SWITCHBOARD__SECURITY__MASTER_KEY", "abc")]))
+            .unwrap_err();
         assert!(e.to_string().contains("master_key"), "{e}");
-        assert!(!e.to_string().contains("abc"), "the secret itself is not echoed: {e}");
+        assert!(
+            !e.to_string().contains("abc"),
+            "the secret itself is not echoed: {e}"
+        );
         let e = Settings::load_from(Some(Path::new("/nonexistent/x.toml")), env(&[])).unwrap_err();
         assert!(e.to_string().contains("does not exist"));
     }

@@ -11,7 +11,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 /// `n` random bytes from the operating system.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
-    SystemRandom::new().fill(&mut buf).expect("the OS random number generator failed");
+    SystemRandom::new()
+        .fill(&mut buf)
+        .expect("the OS random number generator failed");
     buf
 }
 
@@ -58,14 +60,20 @@ impl Sealer {
     /// `master` must be 32 bytes.
     pub fn new(master: &[u8]) -> Self {
         let key = UnboundKey::new(&aead::CHACHA20_POLY1305, master).expect("32-byte master key");
-        Self { key: std::sync::Arc::new(LessSafeKey::new(key)) }
+        Self {
+            key: std::sync::Arc::new(LessSafeKey::new(key)),
+        }
     }
 
     pub fn seal(&self, plaintext: &[u8]) -> String {
         let nonce_bytes: [u8; 12] = random_bytes(12).try_into().expect("12 bytes");
         let mut buf = plaintext.to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::empty(), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::empty(),
+                &mut buf,
+            )
             .expect("sealing cannot fail for small inputs");
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&buf);
@@ -80,7 +88,10 @@ impl Sealer {
         let (nonce, rest) = raw.split_at(12);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError)?;
         let mut buf = rest.to_vec();
-        let plain = self.key.open_in_place(nonce, Aad::empty(), &mut buf).map_err(|_| OpenError)?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::empty(), &mut buf)
+            .map_err(|_| OpenError)?;
         Ok(plain.to_vec())
     }
 }

@@ -40,8 +40,9 @@ impl Database {
                 .pragma("temp_store", "memory");
             if let Some(parent) = opts.get_filename().parent() {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("cannot create the database folder {}", parent.display()))?;
+                    std::fs::create_dir_all(parent).with_context(|| {
+                        format!("cannot create the database folder {}", parent.display())
+                    })?;
                 }
             }
             let pool = SqlitePoolOptions::new()
@@ -51,9 +52,13 @@ impl Database {
                 .connect_with(opts)
                 .await
                 .context("cannot open the SQLite database")?;
-            Ok(Self { conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone()), pool: Pool::Sqlite(pool) })
+            Ok(Self {
+                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone()),
+                pool: Pool::Sqlite(pool),
+            })
         } else {
-            let opts = PgConnectOptions::from_str(url).context("database.url is not a valid PostgreSQL URL")?;
+            let opts = PgConnectOptions::from_str(url)
+                .context("database.url is not a valid PostgreSQL URL")?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(15))
@@ -68,7 +73,9 @@ impl Database {
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        Migrator::up(&self.conn, None).await.context("database migration failed")
+        Migrator::up(&self.conn, None)
+            .await
+            .context("database migration failed")
     }
 
     pub fn is_sqlite(&self) -> bool {

@@ -81,7 +81,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -102,7 +105,14 @@ impl Validator {
     pub fn length(&mut self, path: &str, value: &str, min: usize, max: usize) {
         let n = value.chars().count();
         if n < min {
-            self.add(path, if min == 1 { "must not be empty".to_string() } else { format!("must be at least {min} characters") });
+            self.add(
+                path,
+                if min == 1 {
+                    "must not be empty".to_string()
+                } else {
+                    format!("must be at least {min} characters")
+                },
+            );
         } else if n > max {
             self.add(path, format!("must be at most {max} characters"));
         }
@@ -118,7 +128,11 @@ impl Validator {
         }
     }
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() { Ok(()) } else { Err(ApiError::validation(self.errors)) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.errors))
+        }
     }
 }
 
@@ -157,7 +171,12 @@ impl std::fmt::Display for ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: json!({}), retry_after_secs: None }
+        Self {
+            code,
+            message: message.into(),
+            details: json!({}),
+            retry_after_secs: None,
+        }
     }
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
@@ -199,7 +218,10 @@ impl ApiError {
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         let err = err.into();
         tracing::error!(error = format!("{err:#}"), "internal error");
-        Self::new(ErrorCode::Internal, "internal error; quote the request id when reporting it")
+        Self::new(
+            ErrorCode::Internal,
+            "internal error; quote the request id when reporting it",
+        )
     }
 }
 
@@ -235,7 +257,8 @@ impl From<sea_orm::DbErr> for ApiError {
 impl From<sea_orm::TransactionError<sea_orm::DbErr>> for ApiError {
     fn from(e: sea_orm::TransactionError<sea_orm::DbErr>) -> Self {
         match e {
-            sea_orm::TransactionError::Connection(e) | sea_orm::TransactionError::Transaction(e) => e.into(),
+            sea_orm::TransactionError::Connection(e)
+            | sea_orm::TransactionError::Transaction(e) => e.into(),
         }
     }
 }
@@ -253,13 +276,22 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Maps actix's own extractor failures (bad query strings, bad paths) onto the
 /// same body shape.
-pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
-    ApiError::new(ErrorCode::ValidationFailed, format!("invalid query string: {err}"))
-        .with_details(json!({ "fields": [FieldError::new("query", err.to_string())] }))
-        .into()
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::new(
+        ErrorCode::ValidationFailed,
+        format!("invalid query string: {err}"),
+    )
+    .with_details(json!({ "fields": [FieldError::new("query", err.to_string())] }))
+    .into()
 }
 
-pub fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+pub fn path_error(
+    err: actix_web::error::PathError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
     ApiError::not_found(&format!("resource ({err})")).into()
 }
 
@@ -284,12 +316,18 @@ impl From<crate::interactions::service::InteractionError> for ApiError {
         use crate::interactions::service::InteractionError::*;
         match e {
             NotFound => ApiError::not_found("interaction"),
-            Lifecycle(LifecycleError::Invalid(t)) => ApiError::new(ErrorCode::InvalidTransition, t.to_string())
-                .with_details(json!({ "state": t.state, "action": t.action })),
-            Lifecycle(LifecycleError::WrongAgent) => {
-                ApiError::new(ErrorCode::InvalidTransition, "the interaction is offered to another agent")
+            Lifecycle(LifecycleError::Invalid(t)) => {
+                ApiError::new(ErrorCode::InvalidTransition, t.to_string())
+                    .with_details(json!({ "state": t.state, "action": t.action }))
             }
-            Contended => ApiError::new(ErrorCode::Conflict, "the interaction is changing concurrently; try again"),
+            Lifecycle(LifecycleError::WrongAgent) => ApiError::new(
+                ErrorCode::InvalidTransition,
+                "the interaction is offered to another agent",
+            ),
+            Contended => ApiError::new(
+                ErrorCode::Conflict,
+                "the interaction is changing concurrently; try again",
+            ),
             Db(e) => e.into(),
         }
     }

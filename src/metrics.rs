@@ -25,7 +25,9 @@ pub struct OutcomeLabel {
 
 impl OutcomeLabel {
     pub fn new(outcome: &str) -> Self {
-        Self { outcome: outcome.to_owned() }
+        Self {
+            outcome: outcome.to_owned(),
+        }
     }
 }
 
@@ -67,21 +69,55 @@ impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("switchboard");
         let http_requests = Family::<HttpLabels, Counter>::default();
-        let http_duration = Family::<HttpLabels, Histogram, LatencyBuckets>::new_with_constructor(LatencyBuckets);
+        let http_duration =
+            Family::<HttpLabels, Histogram, LatencyBuckets>::new_with_constructor(LatencyBuckets);
         let http_in_flight = Gauge::default();
         let login_attempts = Family::<OutcomeLabel, Counter>::default();
         let webhook_attempts = Family::<OutcomeLabel, Counter>::default();
         let jobs_finished = Family::<OutcomeLabel, Counter>::default();
         let interactions_created = Counter::default();
-        r.register("http_requests", "HTTP requests served", http_requests.clone());
-        r.register("http_request_duration_seconds", "HTTP request latency", http_duration.clone());
-        r.register("http_requests_in_flight", "HTTP requests being served", http_in_flight.clone());
-        r.register("login_attempts", "Console sign-in attempts by outcome", login_attempts.clone());
-        r.register("webhook_attempts", "Webhook delivery attempts by outcome", webhook_attempts.clone());
-        r.register("jobs_finished", "Job runs by outcome", jobs_finished.clone());
-        r.register("interactions_created", "Interactions created", interactions_created.clone());
+        r.register(
+            "http_requests",
+            "HTTP requests served",
+            http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            http_duration.clone(),
+        );
+        r.register(
+            "http_requests_in_flight",
+            "HTTP requests being served",
+            http_in_flight.clone(),
+        );
+        r.register(
+            "login_attempts",
+            "Console sign-in attempts by outcome",
+            login_attempts.clone(),
+        );
+        r.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by outcome",
+            webhook_attempts.clone(),
+        );
+        r.register(
+            "jobs_finished",
+            "Job runs by outcome",
+            jobs_finished.clone(),
+        );
+        r.register(
+            "interactions_created",
+            "Interactions created",
+            interactions_created.clone(),
+        );
         let build = Family::<Vec<(String, String)>, Gauge>::default();
-        build.get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
+        build
+            .get_or_create(&vec![(
+                "version".to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned(),
+            )])
+            .set(1);
         r.register("build_info", "Build information", build);
         Self {
             registry: Arc::new(r),
@@ -97,7 +133,8 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
         out
     }
 }

@@ -90,17 +90,26 @@ pub struct SeedReport {
 }
 
 pub fn parse(text: &str) -> anyhow::Result<SeedFile> {
-    let f: SeedFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("the seed file is invalid: {e}"))?;
+    let f: SeedFile =
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("the seed file is invalid: {e}"))?;
     Password::parse(&f.password).map_err(|e| anyhow::anyhow!("seed password {e}"))?;
     Slug::parse(&f.tenant.slug).map_err(|e| anyhow::anyhow!("tenant.slug {e}"))?;
     if f.tenant.timezone.parse::<chrono_tz::Tz>().is_err() {
-        anyhow::bail!("tenant.timezone {:?} is not an IANA time zone", f.tenant.timezone);
+        anyhow::bail!(
+            "tenant.timezone {:?} is not an IANA time zone",
+            f.tenant.timezone
+        );
     }
     for u in &f.users {
         Email::parse(&u.email).map_err(|e| anyhow::anyhow!("user {:?}: email {e}", u.email))?;
         Name::parse(&u.name).map_err(|e| anyhow::anyhow!("user {:?}: name {e}", u.email))?;
     }
-    for (what, levels) in f.queues.iter().map(|q| (&q.name, &q.skills)).chain(f.agents.iter().map(|a| (&a.user, &a.skills))) {
+    for (what, levels) in f
+        .queues
+        .iter()
+        .map(|q| (&q.name, &q.skills))
+        .chain(f.agents.iter().map(|a| (&a.user, &a.skills)))
+    {
         for (s, lvl) in levels {
             if !(1..=5).contains(lvl) {
                 anyhow::bail!("{what}: skill {s} level {lvl} is outside 1-5");
@@ -111,15 +120,26 @@ pub fn parse(text: &str) -> anyhow::Result<SeedFile> {
         }
     }
     for a in &f.agents {
-        if !f.users.iter().any(|u| u.email.eq_ignore_ascii_case(&a.user) && u.role == Role::Agent) {
-            anyhow::bail!("agent {:?} is not declared as a user with role agent", a.user);
+        if !f
+            .users
+            .iter()
+            .any(|u| u.email.eq_ignore_ascii_case(&a.user) && u.role == Role::Agent)
+        {
+            anyhow::bail!(
+                "agent {:?} is not declared as a user with role agent",
+                a.user
+            );
         }
     }
     Ok(f)
 }
 
 /// Loads `seed` into the database, creating only what is missing.
-pub async fn load(db: &DatabaseConnection, hasher: &Hasher, seed: &SeedFile) -> anyhow::Result<SeedReport> {
+pub async fn load(
+    db: &DatabaseConnection,
+    hasher: &Hasher,
+    seed: &SeedFile,
+) -> anyhow::Result<SeedReport> {
     let mut report = SeedReport::default();
     let slug = Slug::parse(&seed.tenant.slug).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tenant = match store::tenant_by_slug(db, slug.as_str()).await? {
@@ -129,7 +149,14 @@ pub async fn load(db: &DatabaseConnection, hasher: &Hasher, seed: &SeedFile) -> 
         }
         None => {
             report.created += 1;
-            store::create_tenant(db, &slug, &seed.tenant.name, &seed.tenant.timezone, &seed.tenant.default_region).await?
+            store::create_tenant(
+                db,
+                &slug,
+                &seed.tenant.name,
+                &seed.tenant.timezone,
+                &seed.tenant.default_region,
+            )
+            .await?
         }
     };
     let tid = tenant.id;
@@ -275,7 +302,12 @@ mod tests {
     fn bad_seed_files_are_refused() {
         assert!(parse("password = 'x'").is_err());
         let bad_level = DEMO.replace("english = 5", "english = 9");
-        assert!(parse(&bad_level).unwrap_err().to_string().contains("outside 1-5"));
+        assert!(
+            parse(&bad_level)
+                .unwrap_err()
+                .to_string()
+                .contains("outside 1-5")
+        );
         let unknown = DEMO.replace("sales = 4", "karate = 4");
         assert!(parse(&unknown).unwrap_err().to_string().contains("karate"));
     }

@@ -33,7 +33,10 @@ pub fn init(settings: &LogSettings) {
             .with_span_list(false)
             .with_span_events(FmtSpan::NONE)
             .try_init(),
-        LogFormat::Pretty => tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init(),
+        LogFormat::Pretty => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .try_init(),
     };
     let _ = result;
 }
@@ -43,7 +46,12 @@ fn request_id_for(req: &ServiceRequest) -> String {
     req.headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
@@ -58,7 +66,9 @@ pub async fn observe(
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().to_string();
     let path = req.path().to_owned();
-    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
     let started = Instant::now();
     if let Some(m) = &metrics {
@@ -71,17 +81,31 @@ pub async fn observe(
     let elapsed = started.elapsed();
     let mut res = res?;
     let status = res.status().as_u16();
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     if let Some(m) = &metrics {
-        let labels = crate::metrics::HttpLabels { method: method.clone(), route, status };
+        let labels = crate::metrics::HttpLabels {
+            method: method.clone(),
+            route,
+            status,
+        };
         m.http_requests.get_or_create(&labels).inc();
-        m.http_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        m.http_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
     }
     span.in_scope(|| {
-        tracing::info!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "served");
+        tracing::info!(
+            status,
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            "served"
+        );
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
     }
     Ok(res)
 }

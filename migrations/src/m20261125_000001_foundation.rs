@@ -41,7 +41,12 @@ fn fk(
     );
 }
 
-fn index(name: &str, table: &'static str, cols: &[&'static str], unique: bool) -> IndexCreateStatement {
+fn index(
+    name: &str,
+    table: &'static str,
+    cols: &[&'static str],
+    unique: bool,
+) -> IndexCreateStatement {
     let mut i = Index::create();
     i.name(name).table(table).if_not_exists();
     for c in cols {
@@ -87,8 +92,13 @@ impl MigrationTrait for Migration {
             .col(timestamp_with_time_zone_null("last_login_at"));
         tenant_col(&mut users, "users");
         m.create_table(users.take()).await?;
-        m.create_index(index("ux_users_tenant_email", "users", &["tenant_id", "email"], true))
-            .await?;
+        m.create_index(index(
+            "ux_users_tenant_email",
+            "users",
+            &["tenant_id", "email"],
+            true,
+        ))
+        .await?;
 
         let mut sessions = Table::create();
         sessions
@@ -104,9 +114,16 @@ impl MigrationTrait for Migration {
             .col(string_null("ip"))
             .col(string_null("user_agent"));
         tenant_col(&mut sessions, "sessions");
-        fk(&mut sessions, "sessions", "user_id", "users", ForeignKeyAction::Cascade);
+        fk(
+            &mut sessions,
+            "sessions",
+            "user_id",
+            "users",
+            ForeignKeyAction::Cascade,
+        );
         m.create_table(sessions.take()).await?;
-        m.create_index(index("ix_sessions_user", "sessions", &["user_id"], false)).await?;
+        m.create_index(index("ix_sessions_user", "sessions", &["user_id"], false))
+            .await?;
 
         let mut keys = Table::create();
         keys.table("api_keys")
@@ -123,7 +140,13 @@ impl MigrationTrait for Migration {
             .col(timestamp_with_time_zone_null("revoked_at"));
         tenant_col(&mut keys, "api_keys");
         m.create_table(keys.take()).await?;
-        m.create_index(index("ix_api_keys_tenant", "api_keys", &["tenant_id"], false)).await?;
+        m.create_index(index(
+            "ix_api_keys_tenant",
+            "api_keys",
+            &["tenant_id"],
+            false,
+        ))
+        .await?;
 
         let mut audit = Table::create();
         audit
@@ -141,8 +164,13 @@ impl MigrationTrait for Migration {
             .col(created_at());
         tenant_col(&mut audit, "audit_log");
         m.create_table(audit.take()).await?;
-        m.create_index(index("ix_audit_tenant_id", "audit_log", &["tenant_id", "id"], false))
-            .await?;
+        m.create_index(index(
+            "ix_audit_tenant_id",
+            "audit_log",
+            &["tenant_id", "id"],
+            false,
+        ))
+        .await?;
 
         // ---- routing catalogue ----------------------------------------------------
         let mut skills = Table::create();
@@ -155,8 +183,13 @@ impl MigrationTrait for Migration {
             .col(created_at());
         tenant_col(&mut skills, "skills");
         m.create_table(skills.take()).await?;
-        m.create_index(index("ux_skills_tenant_name", "skills", &["tenant_id", "name"], true))
-            .await?;
+        m.create_index(index(
+            "ux_skills_tenant_name",
+            "skills",
+            &["tenant_id", "name"],
+            true,
+        ))
+        .await?;
 
         let mut queues = Table::create();
         queues
@@ -173,8 +206,13 @@ impl MigrationTrait for Migration {
             .col(created_at());
         tenant_col(&mut queues, "queues");
         m.create_table(queues.take()).await?;
-        m.create_index(index("ux_queues_tenant_name", "queues", &["tenant_id", "name"], true))
-            .await?;
+        m.create_index(index(
+            "ux_queues_tenant_name",
+            "queues",
+            &["tenant_id", "name"],
+            true,
+        ))
+        .await?;
 
         let mut queue_skills = Table::create();
         queue_skills
@@ -185,8 +223,20 @@ impl MigrationTrait for Migration {
             .col(integer("min_level"))
             .primary_key(Index::create().col("queue_id").col("skill_id"));
         tenant_col(&mut queue_skills, "queue_skills");
-        fk(&mut queue_skills, "queue_skills", "queue_id", "queues", ForeignKeyAction::Cascade);
-        fk(&mut queue_skills, "queue_skills", "skill_id", "skills", ForeignKeyAction::Cascade);
+        fk(
+            &mut queue_skills,
+            "queue_skills",
+            "queue_id",
+            "queues",
+            ForeignKeyAction::Cascade,
+        );
+        fk(
+            &mut queue_skills,
+            "queue_skills",
+            "skill_id",
+            "skills",
+            ForeignKeyAction::Cascade,
+        );
         m.create_table(queue_skills.take()).await?;
 
         let mut agents = Table::create();
@@ -199,7 +249,13 @@ impl MigrationTrait for Migration {
             .col(json("capacity"))
             .col(created_at());
         tenant_col(&mut agents, "agents");
-        fk(&mut agents, "agents", "user_id", "users", ForeignKeyAction::Cascade);
+        fk(
+            &mut agents,
+            "agents",
+            "user_id",
+            "users",
+            ForeignKeyAction::Cascade,
+        );
         m.create_table(agents.take()).await?;
 
         let mut agent_skills = Table::create();
@@ -211,8 +267,20 @@ impl MigrationTrait for Migration {
             .col(integer("level"))
             .primary_key(Index::create().col("agent_id").col("skill_id"));
         tenant_col(&mut agent_skills, "agent_skills");
-        fk(&mut agent_skills, "agent_skills", "agent_id", "agents", ForeignKeyAction::Cascade);
-        fk(&mut agent_skills, "agent_skills", "skill_id", "skills", ForeignKeyAction::Cascade);
+        fk(
+            &mut agent_skills,
+            "agent_skills",
+            "agent_id",
+            "agents",
+            ForeignKeyAction::Cascade,
+        );
+        fk(
+            &mut agent_skills,
+            "agent_skills",
+            "skill_id",
+            "skills",
+            ForeignKeyAction::Cascade,
+        );
         m.create_table(agent_skills.take()).await?;
 
         // ---- the interaction spine ------------------------------------------------
@@ -272,8 +340,13 @@ impl MigrationTrait for Migration {
             true,
         ))
         .await?;
-        m.create_index(index("ix_events_tenant_id", "interaction_events", &["tenant_id", "id"], false))
-            .await?;
+        m.create_index(index(
+            "ix_events_tenant_id",
+            "interaction_events",
+            &["tenant_id", "id"],
+            false,
+        ))
+        .await?;
 
         let mut webhooks = Table::create();
         webhooks
@@ -305,7 +378,13 @@ impl MigrationTrait for Migration {
             .col(created_at())
             .col(timestamp_with_time_zone_null("delivered_at"));
         tenant_col(&mut deliveries, "webhook_deliveries");
-        fk(&mut deliveries, "webhook_deliveries", "webhook_id", "webhooks", ForeignKeyAction::Cascade);
+        fk(
+            &mut deliveries,
+            "webhook_deliveries",
+            "webhook_id",
+            "webhooks",
+            ForeignKeyAction::Cascade,
+        );
         fk(
             &mut deliveries,
             "webhook_deliveries",
@@ -331,7 +410,7 @@ impl MigrationTrait for Migration {
 
         // ---- jobs -----------------------------------------------------------------
         let mut jobs = Table::create();
-        jobs.table("jobs")
+        jobs.table("job_records")
             .if_not_exists()
             .col(pk_uuid("id"))
             .col(string("kind"))
@@ -352,16 +431,28 @@ impl MigrationTrait for Migration {
             .col(timestamp_with_time_zone("updated_at"))
             .col(timestamp_with_time_zone_null("started_at"))
             .col(timestamp_with_time_zone_null("finished_at"));
-        tenant_col(&mut jobs, "jobs");
+        tenant_col(&mut jobs, "job_records");
         m.create_table(jobs.take()).await?;
-        m.create_index(index("ix_jobs_tenant", "jobs", &["tenant_id", "id"], false)).await?;
-        m.create_index(index("ix_jobs_status", "jobs", &["status", "updated_at"], false)).await?;
+        m.create_index(index(
+            "ix_job_records_tenant",
+            "job_records",
+            &["tenant_id", "id"],
+            false,
+        ))
+        .await?;
+        m.create_index(index(
+            "ix_job_records_status",
+            "job_records",
+            &["status", "updated_at"],
+            false,
+        ))
+        .await?;
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for t in [
-            "jobs",
+            "job_records",
             "webhook_deliveries",
             "webhooks",
             "interaction_events",
@@ -377,7 +468,8 @@ impl MigrationTrait for Migration {
             "users",
             "tenants",
         ] {
-            m.drop_table(Table::drop().table(t).if_exists().take()).await?;
+            m.drop_table(Table::drop().table(t).if_exists().take())
+                .await?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{Page, PageParams};
 use crate::iam::{Auth, Staff};
 use crate::ids::{AgentId, QueueId, SkillId, TenantId};
-use crate::interactions::domain::{Transition, TransferTarget};
+use crate::interactions::domain::{TransferTarget, Transition};
 use crate::state::AppState;
 
 pub mod skill {
@@ -109,17 +109,26 @@ pub mod agent_skill {
 }
 
 /// Refuses transitions that name queues or agents the tenant does not have.
-pub async fn check_refs(db: &impl ConnectionTrait, tenant_id: TenantId, t: &Transition) -> ApiResult<()> {
+pub async fn check_refs(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    t: &Transition,
+) -> ApiResult<()> {
     let (queue, agent) = match t {
-        Transition::Enqueue { queue_id } | Transition::Transfer { target: TransferTarget::Queue { queue_id } } => {
-            (Some(*queue_id), None)
-        }
+        Transition::Enqueue { queue_id }
+        | Transition::Transfer {
+            target: TransferTarget::Queue { queue_id },
+        } => (Some(*queue_id), None),
         Transition::Offer { agent_id }
         | Transition::Accept { agent_id }
         | Transition::Reject { agent_id }
         | Transition::OfferTimeout { agent_id }
-        | Transition::Transfer { target: TransferTarget::Agent { agent_id } }
-        | Transition::Connect { agent_id: Some(agent_id) } => (None, Some(*agent_id)),
+        | Transition::Transfer {
+            target: TransferTarget::Agent { agent_id },
+        }
+        | Transition::Connect {
+            agent_id: Some(agent_id),
+        } => (None, Some(*agent_id)),
         _ => (None, None),
     };
     if let Some(q) = queue {
@@ -140,7 +149,12 @@ pub async fn check_refs(db: &impl ConnectionTrait, tenant_id: TenantId, t: &Tran
 }
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(list_skills).service(get_skill).service(list_queues).service(get_queue).service(list_agents).service(get_agent);
+    cfg.service(list_skills)
+        .service(get_skill)
+        .service(list_queues)
+        .service(get_queue)
+        .service(list_agents)
+        .service(get_agent);
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -153,7 +167,12 @@ pub struct SkillView {
 
 impl From<skill::Model> for SkillView {
     fn from(s: skill::Model) -> Self {
-        Self { id: s.id, name: s.name, description: s.description, created_at: s.created_at }
+        Self {
+            id: s.id,
+            name: s.name,
+            description: s.description,
+            created_at: s.created_at,
+        }
     }
 }
 
@@ -201,7 +220,13 @@ async fn queue_view(db: &impl ConnectionTrait, q: queue::Model) -> Result<QueueV
         priority: q.priority,
         sl_target_pct: q.sl_target_pct,
         sl_threshold_secs: q.sl_threshold_secs,
-        required_skills: reqs.into_iter().map(|r| SkillRequirement { skill_id: r.skill_id, level: r.min_level }).collect(),
+        required_skills: reqs
+            .into_iter()
+            .map(|r| SkillRequirement {
+                skill_id: r.skill_id,
+                level: r.min_level,
+            })
+            .collect(),
     })
 }
 
@@ -221,27 +246,50 @@ async fn agent_view(db: &impl ConnectionTrait, a: agent::Model) -> Result<AgentV
         display_name: user.map(|u| u.display_name).unwrap_or_default(),
         extension: a.extension,
         capacity: a.capacity,
-        skills: skills.into_iter().map(|s| SkillRequirement { skill_id: s.skill_id, level: s.level }).collect(),
+        skills: skills
+            .into_iter()
+            .map(|s| SkillRequirement {
+                skill_id: s.skill_id,
+                level: s.level,
+            })
+            .collect(),
     })
 }
 
 /// The tenant's skills.
 #[utoipa::path(tag = "routing", params(PageParams), responses((status = 200, body = Page<SkillView>)))]
 #[get("/skills")]
-async fn list_skills(state: web::Data<AppState>, auth: Auth<Staff>, page: web::Query<PageParams>) -> ApiResult<web::Json<Page<SkillView>>> {
+async fn list_skills(
+    state: web::Data<AppState>,
+    auth: Auth<Staff>,
+    page: web::Query<PageParams>,
+) -> ApiResult<web::Json<Page<SkillView>>> {
     let limit = page.limit()?;
     let mut q = skill::Entity::find().filter(skill::Column::TenantId.eq(auth.tenant_id));
     if let Some(c) = page.cursor::<SkillId>()? {
         q = q.filter(skill::Column::Id.gt(c));
     }
-    let rows = q.order_by_asc(skill::Column::Id).limit(limit + 1).all(&state.db.conn).await?;
-    Ok(web::Json(Page::from_rows(rows, limit, |s| s.id, SkillView::from)))
+    let rows = q
+        .order_by_asc(skill::Column::Id)
+        .limit(limit + 1)
+        .all(&state.db.conn)
+        .await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit,
+        |s| s.id,
+        SkillView::from,
+    )))
 }
 
 /// One skill.
 #[utoipa::path(tag = "routing", responses((status = 200, body = SkillView), (status = 404, body = crate::error::ErrorBody)))]
 #[get("/skills/{id}")]
-async fn get_skill(state: web::Data<AppState>, auth: Auth<Staff>, id: web::Path<SkillId>) -> ApiResult<web::Json<SkillView>> {
+async fn get_skill(
+    state: web::Data<AppState>,
+    auth: Auth<Staff>,
+    id: web::Path<SkillId>,
+) -> ApiResult<web::Json<SkillView>> {
     let s = skill::Entity::find_by_id(*id)
         .filter(skill::Column::TenantId.eq(auth.tenant_id))
         .one(&state.db.conn)
@@ -253,16 +301,28 @@ async fn get_skill(state: web::Data<AppState>, auth: Auth<Staff>, id: web::Path<
 /// The tenant's queues.
 #[utoipa::path(tag = "routing", params(PageParams), responses((status = 200, body = Page<QueueView>)))]
 #[get("/queues")]
-async fn list_queues(state: web::Data<AppState>, auth: Auth<Staff>, page: web::Query<PageParams>) -> ApiResult<web::Json<Page<QueueView>>> {
+async fn list_queues(
+    state: web::Data<AppState>,
+    auth: Auth<Staff>,
+    page: web::Query<PageParams>,
+) -> ApiResult<web::Json<Page<QueueView>>> {
     let limit = page.limit()?;
     let mut q = queue::Entity::find().filter(queue::Column::TenantId.eq(auth.tenant_id));
     if let Some(c) = page.cursor::<QueueId>()? {
         q = q.filter(queue::Column::Id.gt(c));
     }
-    let mut rows = q.order_by_asc(queue::Column::Id).limit(limit + 1).all(&state.db.conn).await?;
+    let mut rows = q
+        .order_by_asc(queue::Column::Id)
+        .limit(limit + 1)
+        .all(&state.db.conn)
+        .await?;
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
-    let next = if more { rows.last().map(|r| r.id) } else { None };
+    let next = if more {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
     let mut items = Vec::with_capacity(rows.len());
     for r in rows {
         items.push(queue_view(&state.db.conn, r).await?);
@@ -273,7 +333,11 @@ async fn list_queues(state: web::Data<AppState>, auth: Auth<Staff>, page: web::Q
 /// One queue.
 #[utoipa::path(tag = "routing", responses((status = 200, body = QueueView), (status = 404, body = crate::error::ErrorBody)))]
 #[get("/queues/{id}")]
-async fn get_queue(state: web::Data<AppState>, auth: Auth<Staff>, id: web::Path<QueueId>) -> ApiResult<web::Json<QueueView>> {
+async fn get_queue(
+    state: web::Data<AppState>,
+    auth: Auth<Staff>,
+    id: web::Path<QueueId>,
+) -> ApiResult<web::Json<QueueView>> {
     let q = queue::Entity::find_by_id(*id)
         .filter(queue::Column::TenantId.eq(auth.tenant_id))
         .one(&state.db.conn)
@@ -285,16 +349,28 @@ async fn get_queue(state: web::Data<AppState>, auth: Auth<Staff>, id: web::Path<
 /// The tenant's agents.
 #[utoipa::path(tag = "routing", params(PageParams), responses((status = 200, body = Page<AgentView>)))]
 #[get("/agents")]
-async fn list_agents(state: web::Data<AppState>, auth: Auth<Staff>, page: web::Query<PageParams>) -> ApiResult<web::Json<Page<AgentView>>> {
+async fn list_agents(
+    state: web::Data<AppState>,
+    auth: Auth<Staff>,
+    page: web::Query<PageParams>,
+) -> ApiResult<web::Json<Page<AgentView>>> {
     let limit = page.limit()?;
     let mut q = agent::Entity::find().filter(agent::Column::TenantId.eq(auth.tenant_id));
     if let Some(c) = page.cursor::<AgentId>()? {
         q = q.filter(agent::Column::Id.gt(c));
     }
-    let mut rows = q.order_by_asc(agent::Column::Id).limit(limit + 1).all(&state.db.conn).await?;
+    let mut rows = q
+        .order_by_asc(agent::Column::Id)
+        .limit(limit + 1)
+        .all(&state.db.conn)
+        .await?;
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
-    let next = if more { rows.last().map(|r| r.id) } else { None };
+    let next = if more {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
     let mut items = Vec::with_capacity(rows.len());
     for r in rows {
         items.push(agent_view(&state.db.conn, r).await?);
@@ -305,7 +381,11 @@ async fn list_agents(state: web::Data<AppState>, auth: Auth<Staff>, page: web::Q
 /// One agent.
 #[utoipa::path(tag = "routing", responses((status = 200, body = AgentView), (status = 404, body = crate::error::ErrorBody)))]
 #[get("/agents/{id}")]
-async fn get_agent(state: web::Data<AppState>, auth: Auth<Staff>, id: web::Path<AgentId>) -> ApiResult<web::Json<AgentView>> {
+async fn get_agent(
+    state: web::Data<AppState>,
+    auth: Auth<Staff>,
+    id: web::Path<AgentId>,
+) -> ApiResult<web::Json<AgentView>> {
     let a = agent::Entity::find_by_id(*id)
         .filter(agent::Column::TenantId.eq(auth.tenant_id))
         .one(&state.db.conn)

@@ -37,7 +37,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             .get(actix_web::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
-                let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let mime = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 mime == "application/json" || mime.ends_with("+json")
             })
             .unwrap_or(false);
@@ -55,15 +60,19 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 ));
             }
             let too_large = || {
-                ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than {limit} bytes"))
-                    .with_details(serde_json::json!({ "limit_bytes": limit }))
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the body is larger than {limit} bytes"),
+                )
+                .with_details(serde_json::json!({ "limit_bytes": limit }))
             };
             if declared.is_some_and(|n| n > limit) {
                 return Err(too_large());
             }
             let mut body = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
+                let chunk = chunk
+                    .map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
                 if body.len() + chunk.len() > limit {
                     return Err(too_large());
                 }
@@ -77,16 +86,23 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 /// Parses `bytes` as `T` with the API's error conventions.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
-        return Err(ApiError::new(ErrorCode::MalformedJson, "the body is empty; send a JSON object"));
+        return Err(ApiError::new(
+            ErrorCode::MalformedJson,
+            "the body is empty; send a JSON object",
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => {
             // Trailing garbage after the value is malformed too.
-            let mut rest = serde_json::Deserializer::from_slice(bytes).into_iter::<serde_json::Value>();
+            let mut rest =
+                serde_json::Deserializer::from_slice(bytes).into_iter::<serde_json::Value>();
             rest.next();
             if rest.next().is_some() {
-                return Err(ApiError::new(ErrorCode::MalformedJson, "unexpected data after the JSON value"));
+                return Err(ApiError::new(
+                    ErrorCode::MalformedJson,
+                    "unexpected data after the JSON value",
+                ));
             }
             Ok(v)
         }
@@ -95,10 +111,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let inner = e.into_inner();
             match inner.classify() {
                 serde_json::error::Category::Data => {
-                    let path = if path == "." { "body".to_string() } else { path };
-                    Err(ApiError::validation(vec![FieldError::new(path, strip_position(&inner.to_string()))]))
+                    let path = if path == "." {
+                        "body".to_string()
+                    } else {
+                        path
+                    };
+                    Err(ApiError::validation(vec![FieldError::new(
+                        path,
+                        strip_position(&inner.to_string()),
+                    )]))
                 }
-                _ => Err(ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {inner}"))),
+                _ => Err(ApiError::new(
+                    ErrorCode::MalformedJson,
+                    format!("the body is not valid JSON: {inner}"),
+                )),
             }
         }
     }
@@ -134,7 +160,9 @@ impl PageParams {
 
     /// The decoded cursor, parsed as the key type of the list.
     pub fn cursor<K: FromStr>(&self) -> Result<Option<K>, ApiError> {
-        let Some(c) = &self.cursor else { return Ok(None) };
+        let Some(c) = &self.cursor else {
+            return Ok(None);
+        };
         let bad = || ApiError::field("cursor", "is not a cursor returned by this list");
         let raw = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
         let s = String::from_utf8(raw).map_err(|_| bad())?;
@@ -152,7 +180,10 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// A page whose next cursor points after `next_key`, if any.
     pub fn new<K: ToString>(items: Vec<T>, next_key: Option<K>) -> Self {
-        Page { items, next_cursor: next_key.map(|k| URL_SAFE_NO_PAD.encode(k.to_string())) }
+        Page {
+            items,
+            next_cursor: next_key.map(|k| URL_SAFE_NO_PAD.encode(k.to_string())),
+        }
     }
 
     /// Builds a page from up to `limit + 1` rows: the extra row, if present,
@@ -192,18 +223,41 @@ mod tests {
         let e = parse_json::<Body>(input).unwrap_err();
         assert_eq!(e.code, code, "{input:?}: {e}");
         let all = format!("{} {}", e.message, e.details);
-        assert!(all.contains(needle), "{input:?}: expected {needle:?} in {all}");
+        assert!(
+            all.contains(needle),
+            "{input:?}: expected {needle:?} in {all}"
+        );
     }
 
     #[test]
     fn json_errors() {
         check(b"", ErrorCode::MalformedJson, "empty");
         check(b"{\"name\": ", ErrorCode::MalformedJson, "not valid JSON");
-        check(b"{\"name\": \"a\", \"items\": []} x", ErrorCode::MalformedJson, "after");
-        check(b"{\"name\": \"\xff\xfe\", \"items\": []}", ErrorCode::MalformedJson, "not valid JSON");
-        check(b"{\"name\": 5, \"items\": []}", ErrorCode::ValidationFailed, "name");
-        check(b"{\"name\": \"a\", \"items\": [{\"qty\": 1}, {\"qty\": -1}]}", ErrorCode::ValidationFailed, "items[1].qty");
-        check(b"{\"name\": \"a\", \"items\": [], \"admin\": true}", ErrorCode::ValidationFailed, "admin");
+        check(
+            b"{\"name\": \"a\", \"items\": []} x",
+            ErrorCode::MalformedJson,
+            "after",
+        );
+        check(
+            b"{\"name\": \"\xff\xfe\", \"items\": []}",
+            ErrorCode::MalformedJson,
+            "not valid JSON",
+        );
+        check(
+            b"{\"name\": 5, \"items\": []}",
+            ErrorCode::ValidationFailed,
+            "name",
+        );
+        check(
+            b"{\"name\": \"a\", \"items\": [{\"qty\": 1}, {\"qty\": -1}]}",
+            ErrorCode::ValidationFailed,
+            "items[1].qty",
+        );
+        check(
+            b"{\"name\": \"a\", \"items\": [], \"admin\": true}",
+            ErrorCode::ValidationFailed,
+            "admin",
+        );
         check(b"{\"items\": []}", ErrorCode::ValidationFailed, "name");
         check(b"\"x\"", ErrorCode::ValidationFailed, "body");
         assert!(parse_json::<Body>(b"{\"name\": \"a\", \"items\": [{\"qty\": 2}]}").is_ok());
@@ -214,11 +268,17 @@ mod tests {
         let rows: Vec<u32> = (1..=4).collect();
         let p = Page::from_rows(rows, 3, |r| *r, |r| r * 10);
         assert_eq!(p.items, vec![10, 20, 30]);
-        let params = PageParams { limit: Some(3), cursor: p.next_cursor.clone() };
+        let params = PageParams {
+            limit: Some(3),
+            cursor: p.next_cursor.clone(),
+        };
         assert_eq!(params.cursor::<u32>().unwrap(), Some(3));
         let last = Page::from_rows(vec![1u32], 3, |r| *r, |r| r);
         assert!(last.next_cursor.is_none());
-        let bad = PageParams { limit: Some(0), cursor: Some("!!".into()) };
+        let bad = PageParams {
+            limit: Some(0),
+            cursor: Some("!!".into()),
+        };
         assert!(bad.limit().is_err());
         assert!(bad.cursor::<u32>().is_err());
     }

@@ -11,13 +11,15 @@ use rust_embed::RustEmbed;
 struct Assets;
 
 pub fn configure(cfg: &mut web::ServiceConfig, dir: Option<PathBuf>) {
-    cfg.app_data(web::Data::new(UiDir(dir))).default_service(web::to(serve));
+    cfg.app_data(web::Data::new(UiDir(dir)))
+        .default_service(web::to(serve));
 }
 
 struct UiDir(Option<PathBuf>);
 
 async fn serve(req: HttpRequest, dir: web::Data<UiDir>) -> HttpResponse {
-    if req.method() != actix_web::http::Method::GET && req.method() != actix_web::http::Method::HEAD {
+    if req.method() != actix_web::http::Method::GET && req.method() != actix_web::http::Method::HEAD
+    {
         return HttpResponse::MethodNotAllowed().finish();
     }
     let path = req.path().trim_start_matches('/');
@@ -26,7 +28,10 @@ async fn serve(req: HttpRequest, dir: web::Data<UiDir>) -> HttpResponse {
         "docs" | "docs/" => "docs.html",
         p => p,
     };
-    if path.split('/').any(|seg| seg == ".." || seg.starts_with('.')) {
+    if path
+        .split('/')
+        .any(|seg| seg == ".." || seg.starts_with('.'))
+    {
         return HttpResponse::NotFound().finish();
     }
     let body: Option<Vec<u8>> = match &dir.0 {
@@ -36,10 +41,19 @@ async fn serve(req: HttpRequest, dir: web::Data<UiDir>) -> HttpResponse {
     match body {
         Some(bytes) => {
             let mime = mime_for(path);
-            let cache = if path.ends_with(".html") { "no-cache" } else { "public, max-age=300" };
-            HttpResponse::Ok().content_type(mime).insert_header(("Cache-Control", cache)).body(bytes)
+            let cache = if path.ends_with(".html") {
+                "no-cache"
+            } else {
+                "public, max-age=300"
+            };
+            HttpResponse::Ok()
+                .content_type(mime)
+                .insert_header(("Cache-Control", cache))
+                .body(bytes)
         }
-        None => HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("not found"),
+        None => HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body("not found"),
     }
 }
 

@@ -140,7 +140,10 @@ impl<P: Policy + 'static> FromRequest for Auth<P> {
                     principal.role.as_str()
                 )));
             }
-            Ok(Auth { principal, _policy: PhantomData })
+            Ok(Auth {
+                principal,
+                _policy: PhantomData,
+            })
         })
     }
 }
@@ -150,7 +153,10 @@ pub async fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
     if let Some(p) = req.extensions().get::<Principal>() {
         return Ok(p.clone());
     }
-    let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered").clone();
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .expect("AppState is registered")
+        .clone();
     let p = authenticate(req, &state).await?;
     req.extensions_mut().insert(p.clone());
     Ok(p)
@@ -159,7 +165,9 @@ pub async fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
 async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
     let now = Utc::now();
     if let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        let value = header.to_str().map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
         let token = value
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthenticated("Authorization must be `Bearer <api key>`"))?;
@@ -175,16 +183,27 @@ async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, 
     }
 
     let Some(cookie) = req.cookie(SESSION_COOKIE) else {
-        return Err(ApiError::unauthenticated("sign in, or send an API key as `Authorization: Bearer`"));
+        return Err(ApiError::unauthenticated(
+            "sign in, or send an API key as `Authorization: Bearer`",
+        ));
     };
     let sec = &state.settings.security;
-    let (session, user) = store::session_by_token(&state.db.conn, cookie.value(), now, sec.session_idle_minutes)
-        .await?
-        .ok_or_else(|| ApiError::unauthenticated("your session has expired; sign in again"))?;
+    let (session, user) = store::session_by_token(
+        &state.db.conn,
+        cookie.value(),
+        now,
+        sec.session_idle_minutes,
+    )
+    .await?
+    .ok_or_else(|| ApiError::unauthenticated("your session has expired; sign in again"))?;
 
     // Cookie-authenticated writes must carry the session's CSRF token.
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let sent = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if !crate::crypto::ct_eq(sent.as_bytes(), session.csrf_token.as_bytes()) {
             return Err(ApiError::new(
                 ErrorCode::CsrfFailed,
@@ -228,7 +247,10 @@ impl RequestMeta {
         RequestMeta {
             ip: req.peer_addr().map(|a| a.ip().to_string()),
             user_agent,
-            request_id: req.extensions().get::<crate::telemetry::RequestId>().map(|r| r.0.clone()),
+            request_id: req
+                .extensions()
+                .get::<crate::telemetry::RequestId>()
+                .map(|r| r.0.clone()),
         }
     }
 }

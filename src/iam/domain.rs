@@ -12,7 +12,9 @@ pub enum ParseError {
     Email,
     #[error("must be 12 to 256 characters")]
     PasswordLength,
-    #[error("must be 2 to 40 characters: lower-case letters, digits and dashes, starting with a letter")]
+    #[error(
+        "must be 2 to 40 characters: lower-case letters, digits and dashes, starting with a letter"
+    )]
     Slug,
     #[error("must be 1 to 120 characters without control characters")]
     Name,
@@ -40,8 +42,14 @@ impl Email {
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..")
-            && local.chars().all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
-        if domain_ok && local_ok { Ok(Self(s.to_lowercase())) } else { Err(ParseError::Email) }
+            && local
+                .chars()
+                .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+        if domain_ok && local_ok {
+            Ok(Self(s.to_lowercase()))
+        } else {
+            Err(ParseError::Email)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -72,7 +80,11 @@ impl Password {
 
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let n = s.chars().count();
-        if (Self::MIN..=Self::MAX).contains(&n) { Ok(Self(s.to_owned())) } else { Err(ParseError::PasswordLength) }
+        if (Self::MIN..=Self::MAX).contains(&n) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ParseError::PasswordLength)
+        }
     }
 
     pub fn expose(&self) -> &str {
@@ -88,8 +100,13 @@ impl Slug {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let ok = (2..=40).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if ok { Ok(Self(s.to_owned())) } else { Err(ParseError::Slug) }
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ParseError::Slug)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -122,13 +139,20 @@ mod tests {
     use super::*;
 
     fn check_email(input: &str, expected: Option<&str>) {
-        assert_eq!(Email::parse(input).ok().map(|e| e.0), expected.map(str::to_owned), "{input:?}");
+        assert_eq!(
+            Email::parse(input).ok().map(|e| e.0),
+            expected.map(str::to_owned),
+            "{input:?}"
+        );
     }
 
     #[test]
     fn emails() {
         check_email("Ann@Example.COM", Some("ann@example.com"));
-        check_email(" bob.smith+tag@sub.example.org ", Some("bob.smith+tag@sub.example.org"));
+        check_email(
+            " bob.smith+tag@sub.example.org ",
+            Some("bob.smith+tag@sub.example.org"),
+        );
         check_email("a@localhost", Some("a@localhost"));
         check_email("", None);
         check_email("no-at-sign", None);
@@ -150,7 +174,10 @@ mod tests {
         assert!(Password::parse("short").is_err());
         assert!(Password::parse("exactly12chr").is_ok());
         assert!(Password::parse(&"x".repeat(257)).is_err());
-        assert_eq!(format!("{:?}", Password::parse("supersecret-pw").unwrap()), "Password([redacted])");
+        assert_eq!(
+            format!("{:?}", Password::parse("supersecret-pw").unwrap()),
+            "Password([redacted])"
+        );
     }
 
     #[test]

@@ -74,7 +74,13 @@ pub struct TenantView {
 
 impl From<tenant::Model> for TenantView {
     fn from(t: tenant::Model) -> Self {
-        Self { id: t.id, slug: t.slug, name: t.name, timezone: t.timezone, default_region: t.default_region }
+        Self {
+            id: t.id,
+            slug: t.slug,
+            name: t.name,
+            timezone: t.timezone,
+            default_region: t.default_region,
+        }
     }
 }
 
@@ -234,7 +240,11 @@ async fn login(
     meta: RequestMeta,
     body: Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
-    let LoginRequest { tenant, email, password } = body.0;
+    let LoginRequest {
+        tenant,
+        email,
+        password,
+    } = body.0;
     let mut v = Validator::new();
     v.length("tenant", &tenant, 1, 64);
     v.length("email", &email, 1, 320);
@@ -244,7 +254,11 @@ async fn login(
     let addr = meta.ip.clone().unwrap_or_default();
     let now = std::time::Instant::now();
     if let Some(wait) = state.throttle.check(&tenant, &email, &addr, now) {
-        state.metrics.login_attempts.get_or_create(&crate::metrics::OutcomeLabel::new("throttled")).inc();
+        state
+            .metrics
+            .login_attempts
+            .get_or_create(&crate::metrics::OutcomeLabel::new("throttled"))
+            .inc();
         return Err(ApiError::rate_limited(wait));
     }
 
@@ -253,12 +267,19 @@ async fn login(
         Some(t) => store::user_by_email(&state.db.conn, t.id, &email).await?,
         None => None,
     };
-    let ok = state.hasher.verify(&password, u.as_ref().map(|u| u.password_hash.as_str())).await;
+    let ok = state
+        .hasher
+        .verify(&password, u.as_ref().map(|u| u.password_hash.as_str()))
+        .await;
     let u = match (ok, u) {
         (true, Some(u)) if u.active => u,
         (_, u) => {
             state.throttle.record_failure(&tenant, &email, &addr, now);
-            state.metrics.login_attempts.get_or_create(&crate::metrics::OutcomeLabel::new("failed")).inc();
+            state
+                .metrics
+                .login_attempts
+                .get_or_create(&crate::metrics::OutcomeLabel::new("failed"))
+                .inc();
             if let Some(t) = &t {
                 store::audit(
                     &state.db.conn,
@@ -276,7 +297,10 @@ async fn login(
                 )
                 .await?;
             }
-            return Err(ApiError::new(ErrorCode::InvalidCredentials, "wrong workspace, email or password"));
+            return Err(ApiError::new(
+                ErrorCode::InvalidCredentials,
+                "wrong workspace, email or password",
+            ));
         }
     };
     let t = t.expect("a user implies its tenant");
@@ -311,22 +335,40 @@ async fn login(
         },
     )
     .await?;
-    state.metrics.login_attempts.get_or_create(&crate::metrics::OutcomeLabel::new("succeeded")).inc();
-    Ok(HttpResponse::Ok().cookie(session_cookie(&state, s.token, ttl)).json(LoginResponse {
-        user: u.into(),
-        tenant: t.into(),
-        csrf_token: s.csrf_token,
-        expires_at: s.session.expires_at,
-    }))
+    state
+        .metrics
+        .login_attempts
+        .get_or_create(&crate::metrics::OutcomeLabel::new("succeeded"))
+        .inc();
+    Ok(HttpResponse::Ok()
+        .cookie(session_cookie(&state, s.token, ttl))
+        .json(LoginResponse {
+            user: u.into(),
+            tenant: t.into(),
+            csrf_token: s.csrf_token,
+            expires_at: s.session.expires_at,
+        }))
 }
 
 /// End the current session.
 #[utoipa::path(tag = "auth", responses((status = 204)))]
 #[post("/auth/logout")]
-async fn logout(state: web::Data<AppState>, auth: Auth, meta: RequestMeta) -> ApiResult<HttpResponse> {
+async fn logout(
+    state: web::Data<AppState>,
+    auth: Auth,
+    meta: RequestMeta,
+) -> ApiResult<HttpResponse> {
     if let Some(sid) = auth.session {
         store::delete_session(&state.db.conn, auth.tenant_id, sid).await?;
-        audit_by(&state, &auth, &meta, "logout", Some(("session", sid.0)), json!({})).await?;
+        audit_by(
+            &state,
+            &auth,
+            &meta,
+            "logout",
+            Some(("session", sid.0)),
+            json!({}),
+        )
+        .await?;
     }
     let mut gone = session_cookie(&state, String::new(), 0);
     gone.make_removal();
@@ -345,17 +387,34 @@ async fn me(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<MeVie
             let s = match auth.session {
                 Some(sid) => {
                     use sea_orm::EntityTrait;
-                    super::entity::session::Entity::find_by_id(sid).one(db).await?
+                    super::entity::session::Entity::find_by_id(sid)
+                        .one(db)
+                        .await?
                 }
                 None => None,
             };
-            (Some(u.into()), None, s.as_ref().map(|s| s.csrf_token.clone()), s.map(|s| s.expires_at))
+            (
+                Some(u.into()),
+                None,
+                s.as_ref().map(|s| s.csrf_token.clone()),
+                s.map(|s| s.expires_at),
+            )
         }
-        super::auth::Actor::ApiKey(kid) => {
-            (None, Some(store::api_key(db, auth.tenant_id, kid).await?.into()), None, None)
-        }
+        super::auth::Actor::ApiKey(kid) => (
+            None,
+            Some(store::api_key(db, auth.tenant_id, kid).await?.into()),
+            None,
+            None,
+        ),
     };
-    Ok(web::Json(MeView { tenant, role: auth.role, user, api_key, csrf_token, session_expires_at }))
+    Ok(web::Json(MeView {
+        tenant,
+        role: auth.role,
+        user,
+        api_key,
+        csrf_token,
+        session_expires_at,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -374,12 +433,18 @@ async fn change_password(
     meta: RequestMeta,
     body: Json<ChangePasswordRequest>,
 ) -> ApiResult<HttpResponse> {
-    let uid = auth.user_id().ok_or_else(|| ApiError::forbidden("API keys have no password"))?;
+    let uid = auth
+        .user_id()
+        .ok_or_else(|| ApiError::forbidden("API keys have no password"))?;
     let mut v = Validator::new();
     let new = v.check("new_password", Password::parse(&body.0.new_password));
     v.finish()?;
     let u = store::user(&state.db.conn, auth.tenant_id, uid).await?;
-    if !state.hasher.verify(&body.0.current_password, Some(&u.password_hash)).await {
+    if !state
+        .hasher
+        .verify(&body.0.current_password, Some(&u.password_hash))
+        .await
+    {
         return Err(ApiError::field("current_password", "is wrong"));
     }
     let hash = state.hasher.hash(&new.expect("validated")).await;
@@ -387,10 +452,21 @@ async fn change_password(
         &state.db.conn,
         auth.tenant_id,
         uid,
-        UserChanges { password_hash: Some(hash), ..Default::default() },
+        UserChanges {
+            password_hash: Some(hash),
+            ..Default::default()
+        },
     )
     .await?;
-    audit_by(&state, &auth, &meta, "user.password_changed", Some(("user", uid.0)), json!({})).await?;
+    audit_by(
+        &state,
+        &auth,
+        &meta,
+        "user.password_changed",
+        Some(("user", uid.0)),
+        json!({}),
+    )
+    .await?;
     let mut gone = session_cookie(&state, String::new(), 0);
     gone.make_removal();
     Ok(HttpResponse::NoContent().cookie(gone).finish())
@@ -402,7 +478,9 @@ async fn change_password(
 #[utoipa::path(tag = "tenant", responses((status = 200, body = TenantView)))]
 #[get("/tenant")]
 async fn get_tenant(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<TenantView>> {
-    Ok(web::Json(store::tenant(&state.db.conn, auth.tenant_id).await?.into()))
+    Ok(web::Json(
+        store::tenant(&state.db.conn, auth.tenant_id).await?.into(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -426,7 +504,10 @@ async fn update_tenant(
 ) -> ApiResult<web::Json<TenantView>> {
     let b = body.0;
     let mut v = Validator::new();
-    let name = b.name.as_deref().map(|n| v.check("name", Name::parse(n)).map(Name::into_inner));
+    let name = b
+        .name
+        .as_deref()
+        .map(|n| v.check("name", Name::parse(n)).map(Name::into_inner));
     if let Some(tz) = &b.timezone {
         if tz.parse::<chrono_tz::Tz>().is_err() {
             v.add("timezone", "is not an IANA time zone such as Europe/Berlin");
@@ -434,15 +515,31 @@ async fn update_tenant(
     }
     if let Some(r) = &b.default_region {
         if r.len() != 2 || !r.bytes().all(|c| c.is_ascii_uppercase()) {
-            v.add("default_region", "must be a two-letter upper-case region code such as US");
+            v.add(
+                "default_region",
+                "must be a two-letter upper-case region code such as US",
+            );
         }
     }
     v.finish()?;
-    let t = store::update_tenant(&state.db.conn, auth.tenant_id, name.flatten(), b.timezone.clone(), b.default_region.clone())
-        .await?;
-    audit_by(&state, &auth, &meta, "tenant.updated", Some(("tenant", t.id.0)), json!({
-        "timezone": b.timezone, "default_region": b.default_region
-    }))
+    let t = store::update_tenant(
+        &state.db.conn,
+        auth.tenant_id,
+        name.flatten(),
+        b.timezone.clone(),
+        b.default_region.clone(),
+    )
+    .await?;
+    audit_by(
+        &state,
+        &auth,
+        &meta,
+        "tenant.updated",
+        Some(("tenant", t.id.0)),
+        json!({
+            "timezone": b.timezone, "default_region": b.default_region
+        }),
+    )
     .await?;
     Ok(web::Json(t.into()))
 }
@@ -459,7 +556,12 @@ async fn list_users(
 ) -> ApiResult<web::Json<Page<UserView>>> {
     let limit = page.limit()?;
     let rows = store::list_users(&state.db.conn, auth.tenant_id, page.cursor()?, limit + 1).await?;
-    Ok(web::Json(Page::from_rows(rows, limit, |u| u.id, UserView::from)))
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit,
+        |u| u.id,
+        UserView::from,
+    )))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -487,12 +589,23 @@ async fn create_user(
     let name = v.check("display_name", Name::parse(&b.display_name));
     let pw = v.check("password", Password::parse(&b.password));
     v.finish()?;
-    let (email, name, pw) = (email.expect("valid"), name.expect("valid"), pw.expect("valid"));
+    let (email, name, pw) = (
+        email.expect("valid"),
+        name.expect("valid"),
+        pw.expect("valid"),
+    );
     let hash = state.hasher.hash(&pw).await;
     let u = store::create_user(&state.db.conn, auth.tenant_id, &email, name, b.role, hash).await?;
-    audit_by(&state, &auth, &meta, "user.created", Some(("user", u.id.0)), json!({
-        "email": u.email, "role": u.role
-    }))
+    audit_by(
+        &state,
+        &auth,
+        &meta,
+        "user.created",
+        Some(("user", u.id.0)),
+        json!({
+            "email": u.email, "role": u.role
+        }),
+    )
     .await?;
     Ok(HttpResponse::Created().json(UserView::from(u)))
 }
@@ -500,8 +613,16 @@ async fn create_user(
 /// One user.
 #[utoipa::path(tag = "users", responses((status = 200, body = UserView), (status = 404, body = crate::error::ErrorBody)))]
 #[get("/users/{id}")]
-async fn get_user(state: web::Data<AppState>, auth: Auth<AdminOnly>, id: web::Path<UserId>) -> ApiResult<web::Json<UserView>> {
-    Ok(web::Json(store::user(&state.db.conn, auth.tenant_id, *id).await?.into()))
+async fn get_user(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    id: web::Path<UserId>,
+) -> ApiResult<web::Json<UserView>> {
+    Ok(web::Json(
+        store::user(&state.db.conn, auth.tenant_id, *id)
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -527,28 +648,66 @@ async fn update_user(
 ) -> ApiResult<web::Json<UserView>> {
     let b = body.0;
     let mut v = Validator::new();
-    let name = b.display_name.as_deref().map(|n| v.check("display_name", Name::parse(n)));
-    let pw = b.password.as_deref().map(|p| v.check("password", Password::parse(p)));
+    let name = b
+        .display_name
+        .as_deref()
+        .map(|n| v.check("display_name", Name::parse(n)));
+    let pw = b
+        .password
+        .as_deref()
+        .map(|p| v.check("password", Password::parse(p)));
     v.finish()?;
     let password_hash = match pw.flatten() {
         Some(p) => Some(state.hasher.hash(&p).await),
         None => None,
     };
-    let changes = UserChanges { display_name: name.flatten(), role: b.role, active: b.active, password_hash };
+    let changes = UserChanges {
+        display_name: name.flatten(),
+        role: b.role,
+        active: b.active,
+        password_hash,
+    };
     let password_changed = changes.password_hash.is_some();
     let (before, after) = store::update_user(&state.db.conn, auth.tenant_id, *id, changes).await?;
     if before.role != after.role {
-        audit_by(&state, &auth, &meta, "user.role_changed", Some(("user", after.id.0)), json!({
-            "from": before.role, "to": after.role
-        }))
+        audit_by(
+            &state,
+            &auth,
+            &meta,
+            "user.role_changed",
+            Some(("user", after.id.0)),
+            json!({
+                "from": before.role, "to": after.role
+            }),
+        )
         .await?;
     }
     if before.active != after.active {
-        let action = if after.active { "user.activated" } else { "user.deactivated" };
-        audit_by(&state, &auth, &meta, action, Some(("user", after.id.0)), json!({})).await?;
+        let action = if after.active {
+            "user.activated"
+        } else {
+            "user.deactivated"
+        };
+        audit_by(
+            &state,
+            &auth,
+            &meta,
+            action,
+            Some(("user", after.id.0)),
+            json!({}),
+        )
+        .await?;
     }
     if password_changed {
-        audit_by(&state, &auth, &meta, "user.password_reset", Some(("user", after.id.0)), json!({})).await?;
+        audit_by(
+            &state,
+            &auth,
+            &meta,
+            "user.password_reset",
+            Some(("user", after.id.0)),
+            json!({}),
+        )
+        .await?;
     }
     Ok(web::Json(after.into()))
 }
@@ -564,8 +723,14 @@ async fn list_api_keys(
     page: web::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<ApiKeyView>>> {
     let limit = page.limit()?;
-    let rows = store::list_api_keys(&state.db.conn, auth.tenant_id, page.cursor()?, limit + 1).await?;
-    Ok(web::Json(Page::from_rows(rows, limit, |k| k.id, ApiKeyView::from)))
+    let rows =
+        store::list_api_keys(&state.db.conn, auth.tenant_id, page.cursor()?, limit + 1).await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit,
+        |k| k.id,
+        ApiKeyView::from,
+    )))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -603,11 +768,21 @@ async fn create_api_key(
         b.expires_at,
     )
     .await?;
-    audit_by(&state, &auth, &meta, "api_key.created", Some(("api_key", k.key.id.0)), json!({
-        "name": k.key.name, "role": k.key.role
-    }))
+    audit_by(
+        &state,
+        &auth,
+        &meta,
+        "api_key.created",
+        Some(("api_key", k.key.id.0)),
+        json!({
+            "name": k.key.name, "role": k.key.role
+        }),
+    )
     .await?;
-    Ok(HttpResponse::Created().json(NewApiKeyView { token: k.token, key: k.key.into() }))
+    Ok(HttpResponse::Created().json(NewApiKeyView {
+        token: k.token,
+        key: k.key.into(),
+    }))
 }
 
 /// One API key.
@@ -618,7 +793,11 @@ async fn get_api_key(
     auth: Auth<AdminOnly>,
     id: web::Path<ApiKeyId>,
 ) -> ApiResult<web::Json<ApiKeyView>> {
-    Ok(web::Json(store::api_key(&state.db.conn, auth.tenant_id, *id).await?.into()))
+    Ok(web::Json(
+        store::api_key(&state.db.conn, auth.tenant_id, *id)
+            .await?
+            .into(),
+    ))
 }
 
 /// Revoke an API key. It stops working at once.
@@ -631,7 +810,15 @@ async fn revoke_api_key(
     id: web::Path<ApiKeyId>,
 ) -> ApiResult<web::Json<ApiKeyView>> {
     let k = store::revoke_api_key(&state.db.conn, auth.tenant_id, *id).await?;
-    audit_by(&state, &auth, &meta, "api_key.revoked", Some(("api_key", k.id.0)), json!({ "name": k.name })).await?;
+    audit_by(
+        &state,
+        &auth,
+        &meta,
+        "api_key.revoked",
+        Some(("api_key", k.id.0)),
+        json!({ "name": k.name }),
+    )
+    .await?;
     Ok(web::Json(k.into()))
 }
 
@@ -656,8 +843,23 @@ async fn list_audit(
     q: web::Query<AuditParams>,
 ) -> ApiResult<web::Json<Page<AuditView>>> {
     let q = q.into_inner();
-    let page = PageParams { limit: q.limit, cursor: q.cursor };
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
     let limit = page.limit()?;
-    let rows = store::list_audit(&state.db.conn, auth.tenant_id, page.cursor()?, q.action.as_deref(), limit + 1).await?;
-    Ok(web::Json(Page::from_rows(rows, limit, |a| a.id, AuditView::from)))
+    let rows = store::list_audit(
+        &state.db.conn,
+        auth.tenant_id,
+        page.cursor()?,
+        q.action.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit,
+        |a| a.id,
+        AuditView::from,
+    )))
 }

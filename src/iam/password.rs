@@ -15,8 +15,12 @@ pub struct Hasher {
 
 impl Hasher {
     pub fn new(memory_kib: u32, iterations: u32) -> Self {
-        let params = Params::new(memory_kib, iterations, 1, None).expect("argon2 parameters validated by config");
-        let mut h = Self { params, dummy: String::new() };
+        let params = Params::new(memory_kib, iterations, 1, None)
+            .expect("argon2 parameters validated by config");
+        let mut h = Self {
+            params,
+            dummy: String::new(),
+        };
         h.dummy = h.hash_blocking(&crate::crypto::random_token(24));
         h
     }
@@ -37,7 +41,9 @@ impl Hasher {
     pub async fn hash(&self, password: &Password) -> String {
         let this = self.clone();
         let pw = password.clone();
-        tokio::task::spawn_blocking(move || this.hash_blocking(pw.expose())).await.expect("hashing task panicked")
+        tokio::task::spawn_blocking(move || this.hash_blocking(pw.expose()))
+            .await
+            .expect("hashing task panicked")
     }
 
     /// Checks `password` against `phc`, or against a dummy hash when there is
@@ -54,7 +60,9 @@ impl Hasher {
             if pw.len() > 4 * Password::MAX {
                 return false;
             }
-            this.argon().verify_password(pw.as_bytes(), phc.as_str()).is_ok()
+            this.argon()
+                .verify_password(pw.as_bytes(), phc.as_str())
+                .is_ok()
         })
         .await
         .expect("verification task panicked");

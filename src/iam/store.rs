@@ -4,8 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::Value;
 
@@ -51,15 +51,30 @@ pub async fn create_tenant(
         settings: Set(serde_json::json!({})),
         created_at: Set(Utc::now()),
     };
-    m.insert(db).await.map_err(|e| if is_unique_violation(&e) { IamError::SlugTaken } else { e.into() })
+    m.insert(db).await.map_err(|e| {
+        if is_unique_violation(&e) {
+            IamError::SlugTaken
+        } else {
+            e.into()
+        }
+    })
 }
 
-pub async fn tenant_by_slug(db: &impl ConnectionTrait, slug: &str) -> Result<Option<tenant::Model>, DbErr> {
-    tenant::Entity::find().filter(tenant::Column::Slug.eq(slug)).one(db).await
+pub async fn tenant_by_slug(
+    db: &impl ConnectionTrait,
+    slug: &str,
+) -> Result<Option<tenant::Model>, DbErr> {
+    tenant::Entity::find()
+        .filter(tenant::Column::Slug.eq(slug))
+        .one(db)
+        .await
 }
 
 pub async fn tenant(db: &impl ConnectionTrait, id: TenantId) -> Result<tenant::Model, IamError> {
-    tenant::Entity::find_by_id(id).one(db).await?.ok_or(IamError::NotFound("tenant"))
+    tenant::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(IamError::NotFound("tenant"))
 }
 
 pub async fn update_tenant(
@@ -106,10 +121,20 @@ pub async fn create_user(
         updated_at: Set(now),
         last_login_at: Set(None),
     };
-    m.insert(db).await.map_err(|e| if is_unique_violation(&e) { IamError::EmailTaken } else { e.into() })
+    m.insert(db).await.map_err(|e| {
+        if is_unique_violation(&e) {
+            IamError::EmailTaken
+        } else {
+            e.into()
+        }
+    })
 }
 
-pub async fn user(db: &impl ConnectionTrait, tenant_id: TenantId, id: UserId) -> Result<user::Model, IamError> {
+pub async fn user(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: UserId,
+) -> Result<user::Model, IamError> {
     user::Entity::find_by_id(id)
         .filter(user::Column::TenantId.eq(tenant_id))
         .one(db)
@@ -239,7 +264,11 @@ pub async fn create_session(
     }
     .insert(db)
     .await?;
-    Ok(NewSession { token, csrf_token, session: m })
+    Ok(NewSession {
+        token,
+        csrf_token,
+        session: m,
+    })
 }
 
 /// The live session for a cookie value and its (active) user. Expired and
@@ -254,7 +283,11 @@ pub async fn session_by_token(
         return Ok(None);
     }
     let hash = crypto::sha256_hex(token.as_bytes());
-    let Some(s) = session::Entity::find().filter(session::Column::TokenHash.eq(hash)).one(db).await? else {
+    let Some(s) = session::Entity::find()
+        .filter(session::Column::TokenHash.eq(hash))
+        .one(db)
+        .await?
+    else {
         return Ok(None);
     };
     let idle_limit = s.last_seen_at + Duration::minutes(idle_minutes as i64);
@@ -289,7 +322,11 @@ pub async fn delete_session_by_token(db: &impl ConnectionTrait, token: &str) -> 
     Ok(())
 }
 
-pub async fn delete_session(db: &impl ConnectionTrait, tenant_id: TenantId, id: SessionId) -> Result<(), DbErr> {
+pub async fn delete_session(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: SessionId,
+) -> Result<(), DbErr> {
     session::Entity::delete_many()
         .filter(session::Column::TenantId.eq(tenant_id))
         .filter(session::Column::Id.eq(id))
@@ -298,7 +335,11 @@ pub async fn delete_session(db: &impl ConnectionTrait, tenant_id: TenantId, id: 
     Ok(())
 }
 
-pub async fn delete_user_sessions(db: &impl ConnectionTrait, tenant_id: TenantId, user_id: UserId) -> Result<(), DbErr> {
+pub async fn delete_user_sessions(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    user_id: UserId,
+) -> Result<(), DbErr> {
     session::Entity::delete_many()
         .filter(session::Column::TenantId.eq(tenant_id))
         .filter(session::Column::UserId.eq(user_id))
@@ -308,8 +349,15 @@ pub async fn delete_user_sessions(db: &impl ConnectionTrait, tenant_id: TenantId
 }
 
 /// Removes expired sessions of every tenant (housekeeping).
-pub async fn purge_expired_sessions(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64, DbErr> {
-    Ok(session::Entity::delete_many().filter(session::Column::ExpiresAt.lte(now)).exec(db).await?.rows_affected)
+pub async fn purge_expired_sessions(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    Ok(session::Entity::delete_many()
+        .filter(session::Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 // ---- API keys --------------------------------------------------------------
@@ -358,13 +406,20 @@ pub async fn api_key_by_token(
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<api_key::Model>, DbErr> {
-    let Some((prefix, secret)) = token.strip_prefix(API_KEY_PREFIX).and_then(|r| r.split_once('_')) else {
+    let Some((prefix, secret)) = token
+        .strip_prefix(API_KEY_PREFIX)
+        .and_then(|r| r.split_once('_'))
+    else {
         return Ok(None);
     };
     if prefix.len() != 12 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) || secret.len() > 128 {
         return Ok(None);
     }
-    let Some(k) = api_key::Entity::find().filter(api_key::Column::Prefix.eq(prefix)).one(db).await? else {
+    let Some(k) = api_key::Entity::find()
+        .filter(api_key::Column::Prefix.eq(prefix))
+        .one(db)
+        .await?
+    else {
         return Ok(None);
     };
     let hash = crypto::sha256_hex(secret.as_bytes());
@@ -374,7 +429,9 @@ pub async fn api_key_by_token(
     {
         return Ok(None);
     }
-    if k.last_used_at.is_none_or(|t| now - t > Duration::seconds(60)) {
+    if k.last_used_at
+        .is_none_or(|t| now - t > Duration::seconds(60))
+    {
         api_key::Entity::update_many()
             .col_expr(api_key::Column::LastUsedAt, Expr::value(now))
             .filter(api_key::Column::Id.eq(k.id))
@@ -394,10 +451,17 @@ pub async fn list_api_keys(
     if let Some(a) = after {
         q = q.filter(api_key::Column::Id.gt(a));
     }
-    q.order_by_asc(api_key::Column::Id).limit(limit).all(db).await
+    q.order_by_asc(api_key::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
 }
 
-pub async fn api_key(db: &impl ConnectionTrait, tenant_id: TenantId, id: ApiKeyId) -> Result<api_key::Model, IamError> {
+pub async fn api_key(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: ApiKeyId,
+) -> Result<api_key::Model, IamError> {
     api_key::Entity::find_by_id(id)
         .filter(api_key::Column::TenantId.eq(tenant_id))
         .one(db)
@@ -405,7 +469,11 @@ pub async fn api_key(db: &impl ConnectionTrait, tenant_id: TenantId, id: ApiKeyI
         .ok_or(IamError::NotFound("API key"))
 }
 
-pub async fn revoke_api_key(db: &impl ConnectionTrait, tenant_id: TenantId, id: ApiKeyId) -> Result<api_key::Model, IamError> {
+pub async fn revoke_api_key(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: ApiKeyId,
+) -> Result<api_key::Model, IamError> {
     let k = api_key(db, tenant_id, id).await?;
     if k.revoked_at.is_some() {
         return Ok(k);
@@ -463,5 +531,8 @@ pub async fn list_audit(
     if let Some(a) = action {
         q = q.filter(audit::Column::Action.eq(a));
     }
-    q.order_by_desc(audit::Column::Id).limit(limit).all(db).await
+    q.order_by_desc(audit::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
 }

@@ -16,11 +16,20 @@ pub struct Throttle {
 
 impl Throttle {
     pub fn new(window: Duration, per_account: u32, per_address: u32) -> Self {
-        Self { window, per_account, per_address, failures: Mutex::new(HashMap::new()) }
+        Self {
+            window,
+            per_account,
+            per_address,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     fn account_key(tenant: &str, email: &str) -> String {
-        format!("acct\u{0}{}\u{0}{}", tenant.to_lowercase(), email.trim().to_lowercase())
+        format!(
+            "acct\u{0}{}\u{0}{}",
+            tenant.to_lowercase(),
+            email.trim().to_lowercase()
+        )
     }
 
     fn address_key(addr: &str) -> String {
@@ -32,12 +41,19 @@ impl Throttle {
     pub fn check(&self, tenant: &str, email: &str, addr: &str, now: Instant) -> Option<u64> {
         let mut map = self.failures.lock().expect("throttle lock poisoned");
         let mut wait = None;
-        for (key, limit) in [(Self::account_key(tenant, email), self.per_account), (Self::address_key(addr), self.per_address)] {
+        for (key, limit) in [
+            (Self::account_key(tenant, email), self.per_account),
+            (Self::address_key(addr), self.per_address),
+        ] {
             if let Some(list) = map.get_mut(&key) {
                 list.retain(|t| now.duration_since(*t) < self.window);
                 if list.len() as u32 >= limit {
                     let oldest = list[0];
-                    let secs = self.window.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
+                    let secs = self
+                        .window
+                        .saturating_sub(now.duration_since(oldest))
+                        .as_secs()
+                        .max(1);
                     wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
                 }
             }
@@ -60,7 +76,10 @@ impl Throttle {
     /// A successful login clears the account's failures (not the address's:
     /// one good password must not reset an attacker's count for others).
     pub fn record_success(&self, tenant: &str, email: &str) {
-        self.failures.lock().expect("throttle lock poisoned").remove(&Self::account_key(tenant, email));
+        self.failures
+            .lock()
+            .expect("throttle lock poisoned")
+            .remove(&Self::account_key(tenant, email));
     }
 }
 
@@ -76,10 +95,19 @@ mod tests {
             assert_eq!(t.check("demo", "a@x.com", "1.1.1.1", now), None);
             t.record_failure("demo", "A@x.com", "1.1.1.1", now);
         }
-        let wait = t.check("demo", "a@x.com", "2.2.2.2", now).expect("locked from any address");
+        let wait = t
+            .check("demo", "a@x.com", "2.2.2.2", now)
+            .expect("locked from any address");
         assert!((59..=60).contains(&wait));
-        assert_eq!(t.check("demo", "b@x.com", "2.2.2.2", now), None, "other accounts unaffected");
-        assert_eq!(t.check("demo", "a@x.com", "1.1.1.1", now + Duration::from_secs(61)), None);
+        assert_eq!(
+            t.check("demo", "b@x.com", "2.2.2.2", now),
+            None,
+            "other accounts unaffected"
+        );
+        assert_eq!(
+            t.check("demo", "a@x.com", "1.1.1.1", now + Duration::from_secs(61)),
+            None
+        );
     }
 
     #[test]

@@ -59,11 +59,19 @@ pub enum CloseReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "to", rename_all = "snake_case")]
 pub enum TransferTarget {
-    Queue { queue_id: QueueId },
-    Agent { agent_id: AgentId },
-    Flow { flow: String },
+    Queue {
+        queue_id: QueueId,
+    },
+    Agent {
+        agent_id: AgentId,
+    },
+    Flow {
+        flow: String,
+    },
     /// An outside party (a phone number or address); the interaction stays connected.
-    External { address: String },
+    External {
+        address: String,
+    },
 }
 
 /// A change of lifecycle state, as requested by a channel, the flow runtime,
@@ -72,25 +80,43 @@ pub enum TransferTarget {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Transition {
     /// Start (or switch to) a flow.
-    EnterFlow { flow: String },
+    EnterFlow {
+        flow: String,
+    },
     /// Wait in a queue (also: move to another queue).
-    Enqueue { queue_id: QueueId },
+    Enqueue {
+        queue_id: QueueId,
+    },
     /// Reserve an agent and offer the interaction to them.
-    Offer { agent_id: AgentId },
+    Offer {
+        agent_id: AgentId,
+    },
     /// The offered agent accepted.
-    Accept { agent_id: AgentId },
+    Accept {
+        agent_id: AgentId,
+    },
     /// The offered agent declined; the interaction waits again.
-    Reject { agent_id: AgentId },
+    Reject {
+        agent_id: AgentId,
+    },
     /// The offered agent did not answer in time; the interaction waits again.
-    OfferTimeout { agent_id: AgentId },
+    OfferTimeout {
+        agent_id: AgentId,
+    },
     /// Connect directly, without queueing (e.g. an agent's outbound call).
-    Connect { agent_id: Option<AgentId> },
-    Transfer { target: TransferTarget },
+    Connect {
+        agent_id: Option<AgentId>,
+    },
+    Transfer {
+        target: TransferTarget,
+    },
     /// The conversation ended; the agent does after-contact work.
     WrapUp,
     /// The customer left before reaching an agent.
     Abandon,
-    Close { reason: CloseReason },
+    Close {
+        reason: CloseReason,
+    },
 }
 
 impl Transition {
@@ -138,13 +164,23 @@ pub enum LifecycleError {
 
 impl Lifecycle {
     pub fn new() -> Self {
-        Self { state: State::Created, queue_id: None, agent_id: None, close_reason: None }
+        Self {
+            state: State::Created,
+            queue_id: None,
+            agent_id: None,
+            close_reason: None,
+        }
     }
 
     /// The lifecycle after `t`, or why `t` is not allowed now.
     pub fn apply(&self, t: &Transition) -> Result<Lifecycle, LifecycleError> {
         use State::*;
-        let invalid = |action| Err(LifecycleError::Invalid(InvalidTransition { state: self.state, action }));
+        let invalid = |action| {
+            Err(LifecycleError::Invalid(InvalidTransition {
+                state: self.state,
+                action,
+            }))
+        };
         let mut next = self.clone();
         match (self.state, t) {
             (Closed, _) => return invalid(t.kind()),
@@ -169,7 +205,11 @@ impl Lifecycle {
                 self.offered_to(*agent_id)?;
                 next.agent_id = None;
                 // Offers straight from `created` (no queue) fall back to `created`.
-                next.state = if self.queue_id.is_some() { Queued } else { Created };
+                next.state = if self.queue_id.is_some() {
+                    Queued
+                } else {
+                    Created
+                };
             }
             (Created | InFlow, Transition::Connect { agent_id }) => {
                 next.state = Connected;
@@ -218,7 +258,11 @@ impl Lifecycle {
     }
 
     fn offered_to(&self, agent: AgentId) -> Result<(), LifecycleError> {
-        if self.agent_id == Some(agent) { Ok(()) } else { Err(LifecycleError::WrongAgent) }
+        if self.agent_id == Some(agent) {
+            Ok(())
+        } else {
+            Err(LifecycleError::WrongAgent)
+        }
     }
 }
 
@@ -241,12 +285,16 @@ mod tests {
         let q = QueueId::new();
         let a = AgentId::new();
         let l = run(&[
-            Transition::EnterFlow { flow: "main".into() },
+            Transition::EnterFlow {
+                flow: "main".into(),
+            },
             Transition::Enqueue { queue_id: q },
             Transition::Offer { agent_id: a },
             Transition::Accept { agent_id: a },
             Transition::WrapUp,
-            Transition::Close { reason: CloseReason::Completed },
+            Transition::Close {
+                reason: CloseReason::Completed,
+            },
         ])
         .unwrap();
         assert_eq!(l.state, State::Closed);
@@ -291,16 +339,29 @@ mod tests {
             vec![],
             vec![Transition::EnterFlow { flow: "f".into() }],
             vec![Transition::Enqueue { queue_id: q }],
-            vec![Transition::Enqueue { queue_id: q }, Transition::Offer { agent_id: AgentId::new() }],
+            vec![
+                Transition::Enqueue { queue_id: q },
+                Transition::Offer {
+                    agent_id: AgentId::new(),
+                },
+            ],
         ] {
             let mut ts = prefix.clone();
             ts.push(Transition::Abandon);
             let l = run(&ts).unwrap();
-            assert_eq!((l.state, l.close_reason), (State::Closed, Some(CloseReason::Abandoned)), "{prefix:?}");
+            assert_eq!(
+                (l.state, l.close_reason),
+                (State::Closed, Some(CloseReason::Abandoned)),
+                "{prefix:?}"
+            );
         }
         // Once connected, leaving is not abandoning: it goes through wrap-up.
         let a = AgentId::new();
-        let e = run(&[Transition::Connect { agent_id: Some(a) }, Transition::Abandon]).unwrap_err();
+        let e = run(&[
+            Transition::Connect { agent_id: Some(a) },
+            Transition::Abandon,
+        ])
+        .unwrap_err();
         assert!(matches!(e, LifecycleError::Invalid(_)));
     }
 
@@ -319,12 +380,19 @@ mod tests {
             run(&ts).unwrap()
         };
         let l = to(TransferTarget::Queue { queue_id: q2 });
-        assert_eq!((l.state, l.queue_id, l.agent_id), (State::Queued, Some(q2), None));
+        assert_eq!(
+            (l.state, l.queue_id, l.agent_id),
+            (State::Queued, Some(q2), None)
+        );
         let l = to(TransferTarget::Agent { agent_id: b });
         assert_eq!((l.state, l.agent_id), (State::Offered, Some(b)));
-        let l = to(TransferTarget::Flow { flow: "survey".into() });
+        let l = to(TransferTarget::Flow {
+            flow: "survey".into(),
+        });
         assert_eq!(l.state, State::InFlow);
-        let l = to(TransferTarget::External { address: "+15551234567".into() });
+        let l = to(TransferTarget::External {
+            address: "+15551234567".into(),
+        });
         assert_eq!(l.state, State::Connected);
     }
 
@@ -333,16 +401,41 @@ mod tests {
         let closed = run(&[Transition::Abandon]).unwrap();
         for t in [
             Transition::WrapUp,
-            Transition::Enqueue { queue_id: QueueId::new() },
-            Transition::Close { reason: CloseReason::Completed },
+            Transition::Enqueue {
+                queue_id: QueueId::new(),
+            },
+            Transition::Close {
+                reason: CloseReason::Completed,
+            },
         ] {
             assert!(closed.apply(&t).is_err(), "{t:?}");
         }
         assert!(Lifecycle::new().apply(&Transition::WrapUp).is_err());
-        assert!(Lifecycle::new().apply(&Transition::Accept { agent_id: AgentId::new() }).is_err());
+        assert!(
+            Lifecycle::new()
+                .apply(&Transition::Accept {
+                    agent_id: AgentId::new()
+                })
+                .is_err()
+        );
         // A queued call cannot be "completed" without an agent or a flow.
-        let queued = run(&[Transition::Enqueue { queue_id: QueueId::new() }]).unwrap();
-        assert!(queued.apply(&Transition::Close { reason: CloseReason::Completed }).is_err());
-        assert!(queued.apply(&Transition::Close { reason: CloseReason::Terminated }).is_ok());
+        let queued = run(&[Transition::Enqueue {
+            queue_id: QueueId::new(),
+        }])
+        .unwrap();
+        assert!(
+            queued
+                .apply(&Transition::Close {
+                    reason: CloseReason::Completed
+                })
+                .is_err()
+        );
+        assert!(
+            queued
+                .apply(&Transition::Close {
+                    reason: CloseReason::Terminated
+                })
+                .is_ok()
+        );
     }
 }

@@ -106,8 +106,16 @@ fn check_attributes(v: &mut Validator, attrs: &Map<String, Value>) {
         v.add("attributes", "at most 64 attributes");
     }
     for k in attrs.keys() {
-        if k.is_empty() || k.len() > 64 || !k.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-            v.add(format!("attributes.{}", k.chars().take(64).collect::<String>()), "keys are 1-64 characters: letters, digits, _ . -");
+        if k.is_empty()
+            || k.len() > 64
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            v.add(
+                format!("attributes.{}", k.chars().take(64).collect::<String>()),
+                "keys are 1-64 characters: letters, digits, _ . -",
+            );
         }
     }
     if serde_json::to_vec(attrs).map_or(0, |b| b.len()) > 16 * 1024 {
@@ -156,11 +164,20 @@ async fn create_interaction(
         subject: b.subject,
         attributes: b.attributes,
     };
-    let (m, event) = service::create(&state.db.conn, &state.bus, auth.tenant_id, new, actor_of(&auth))
-        .await
-        .map_err(interaction_error)?;
+    let (m, event) = service::create(
+        &state.db.conn,
+        &state.bus,
+        auth.tenant_id,
+        new,
+        actor_of(&auth),
+    )
+    .await
+    .map_err(interaction_error)?;
     state.metrics.interactions_created.inc();
-    Ok(HttpResponse::Created().json(ChangeView { interaction: m.into(), event }))
+    Ok(HttpResponse::Created().json(ChangeView {
+        interaction: m.into(),
+        event,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -182,11 +199,29 @@ async fn list_interactions(
     q: web::Query<InteractionQuery>,
 ) -> ApiResult<web::Json<Page<InteractionView>>> {
     let q = q.into_inner();
-    let page = PageParams { limit: q.limit, cursor: q.cursor };
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
     let limit = page.limit()?;
-    let filter = ListFilter { state: q.state, channel: q.channel };
-    let rows = service::list(&state.db.conn, auth.tenant_id, &filter, page.cursor()?, limit + 1).await?;
-    Ok(web::Json(Page::from_rows(rows, limit, |m| m.id, InteractionView::from)))
+    let filter = ListFilter {
+        state: q.state,
+        channel: q.channel,
+    };
+    let rows = service::list(
+        &state.db.conn,
+        auth.tenant_id,
+        &filter,
+        page.cursor()?,
+        limit + 1,
+    )
+    .await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit,
+        |m| m.id,
+        InteractionView::from,
+    )))
 }
 
 /// One interaction.
@@ -197,7 +232,9 @@ async fn get_interaction(
     auth: Auth<Staff>,
     id: web::Path<InteractionId>,
 ) -> ApiResult<web::Json<InteractionView>> {
-    let m = service::find(&state.db.conn, auth.tenant_id, *id).await?.ok_or_else(|| ApiError::not_found("interaction"))?;
+    let m = service::find(&state.db.conn, auth.tenant_id, *id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("interaction"))?;
     Ok(web::Json(m.into()))
 }
 
@@ -219,10 +256,18 @@ async fn interaction_events(
     id: web::Path<InteractionId>,
     q: web::Query<TimelineQuery>,
 ) -> ApiResult<web::Json<Vec<TimelineEvent>>> {
-    let limit = PageParams { limit: q.limit, cursor: None }.limit()?;
-    service::find(&state.db.conn, auth.tenant_id, *id).await?.ok_or_else(|| ApiError::not_found("interaction"))?;
+    let limit = PageParams {
+        limit: q.limit,
+        cursor: None,
+    }
+    .limit()?;
+    service::find(&state.db.conn, auth.tenant_id, *id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("interaction"))?;
     let rows = service::timeline(&state.db.conn, auth.tenant_id, *id, q.after_seq, limit).await?;
-    Ok(web::Json(rows.into_iter().map(TimelineEvent::from).collect()))
+    Ok(web::Json(
+        rows.into_iter().map(TimelineEvent::from).collect(),
+    ))
 }
 
 /// Move an interaction through its lifecycle (supervisors and integrations;
@@ -240,18 +285,30 @@ async fn transition(
     let mut v = Validator::new();
     match &t {
         Transition::EnterFlow { flow } => v.length("flow", flow, 1, 120),
-        Transition::Transfer { target: super::domain::TransferTarget::Flow { flow } } => v.length("target.flow", flow, 1, 120),
-        Transition::Transfer { target: super::domain::TransferTarget::External { address } } => {
-            v.length("target.address", address, 1, 256)
-        }
+        Transition::Transfer {
+            target: super::domain::TransferTarget::Flow { flow },
+        } => v.length("target.flow", flow, 1, 120),
+        Transition::Transfer {
+            target: super::domain::TransferTarget::External { address },
+        } => v.length("target.address", address, 1, 256),
         _ => {}
     }
     v.finish()?;
     crate::acd::catalog::check_refs(&state.db.conn, auth.tenant_id, &t).await?;
-    let (m, event) = service::apply(&state.db.conn, &state.bus, auth.tenant_id, *id, t, actor_of(&auth))
-        .await
-        .map_err(interaction_error)?;
-    Ok(web::Json(ChangeView { interaction: m.into(), event }))
+    let (m, event) = service::apply(
+        &state.db.conn,
+        &state.bus,
+        auth.tenant_id,
+        *id,
+        t,
+        actor_of(&auth),
+    )
+    .await
+    .map_err(interaction_error)?;
+    Ok(web::Json(ChangeView {
+        interaction: m.into(),
+        event,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -283,7 +340,10 @@ async fn add_note(
     )
     .await
     .map_err(interaction_error)?;
-    Ok(HttpResponse::Created().json(ChangeView { interaction: m.into(), event }))
+    Ok(HttpResponse::Created().json(ChangeView {
+        interaction: m.into(),
+        event,
+    }))
 }
 
 // ---- the event feed ----------------------------------------------------------
@@ -310,11 +370,29 @@ pub struct FeedPage {
 /// to poll instead of receiving webhooks.
 #[utoipa::path(tag = "events", params(FeedQuery), responses((status = 200, body = FeedPage)))]
 #[get("/events")]
-async fn event_feed(state: web::Data<AppState>, auth: Auth<Supervisors>, q: web::Query<FeedQuery>) -> ApiResult<web::Json<FeedPage>> {
-    let limit = PageParams { limit: q.limit, cursor: None }.limit()?;
-    let rows = service::feed(&state.db.conn, auth.tenant_id, q.after, q.kind.as_deref(), limit).await?;
+async fn event_feed(
+    state: web::Data<AppState>,
+    auth: Auth<Supervisors>,
+    q: web::Query<FeedQuery>,
+) -> ApiResult<web::Json<FeedPage>> {
+    let limit = PageParams {
+        limit: q.limit,
+        cursor: None,
+    }
+    .limit()?;
+    let rows = service::feed(
+        &state.db.conn,
+        auth.tenant_id,
+        q.after,
+        q.kind.as_deref(),
+        limit,
+    )
+    .await?;
     let next_after = rows.last().map_or(q.after.unwrap_or(0), |e| e.id);
-    Ok(web::Json(FeedPage { items: rows.into_iter().map(TimelineEvent::from).collect(), next_after }))
+    Ok(web::Json(FeedPage {
+        items: rows.into_iter().map(TimelineEvent::from).collect(),
+        next_after,
+    }))
 }
 
 /// A live stream (Server-Sent Events) of the tenant's events as they happen.
@@ -326,32 +404,36 @@ async fn event_stream(state: web::Data<AppState>, auth: Auth<Staff>) -> HttpResp
     let tenant = auth.tenant_id;
     let rx = state.bus.subscribe();
     let stop = state.shutdown.clone();
-    let stream = futures_util::stream::unfold((rx, stop, true), move |(mut rx, stop, first)| async move {
-        if first {
-            let hello = web::Bytes::from_static(b"retry: 2000\n: connected\n\n");
-            return Some((Ok::<_, actix_web::Error>(hello), (rx, stop, false)));
-        }
-        loop {
-            let msg = tokio::select! {
-                _ = stop.cancelled() => return None,
-                r = tokio::time::timeout(Duration::from_secs(15), rx.recv()) => r,
-            };
-            let chunk = match msg {
-                Err(_) => web::Bytes::from_static(b": keep-alive\n\n"),
-                Ok(Ok(m)) if m.tenant_id() == tenant => {
-                    let BusMessage::Interaction(ev) = &m;
-                    let data = serde_json::to_string(ev.as_ref()).expect("events serialise");
-                    web::Bytes::from(format!("id: {}\nevent: interaction\ndata: {data}\n\n", ev.id))
-                }
-                Ok(Ok(_)) => continue,
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
-                    web::Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"))
-                }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
-            };
-            return Some((Ok(chunk), (rx, stop, false)));
-        }
-    });
+    let stream =
+        futures_util::stream::unfold((rx, stop, true), move |(mut rx, stop, first)| async move {
+            if first {
+                let hello = web::Bytes::from_static(b"retry: 2000\n: connected\n\n");
+                return Some((Ok::<_, actix_web::Error>(hello), (rx, stop, false)));
+            }
+            loop {
+                let msg = tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    r = tokio::time::timeout(Duration::from_secs(15), rx.recv()) => r,
+                };
+                let chunk = match msg {
+                    Err(_) => web::Bytes::from_static(b": keep-alive\n\n"),
+                    Ok(Ok(m)) if m.tenant_id() == tenant => {
+                        let BusMessage::Interaction(ev) = &m;
+                        let data = serde_json::to_string(ev.as_ref()).expect("events serialise");
+                        web::Bytes::from(format!(
+                            "id: {}\nevent: interaction\ndata: {data}\n\n",
+                            ev.id
+                        ))
+                    }
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
+                        web::Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"))
+                    }
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                };
+                return Some((Ok(chunk), (rx, stop, false)));
+            }
+        });
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
@@ -433,8 +515,16 @@ fn check_kinds(v: &mut Validator, kinds: &[String]) {
         v.add("event_kinds", "at most 50 kinds");
     }
     for (i, k) in kinds.iter().enumerate() {
-        if k.is_empty() || k.len() > 64 || !k.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '*') {
-            v.add(format!("event_kinds[{i}]"), "must be an event kind such as `queued` (lower-case and _), or *");
+        if k.is_empty()
+            || k.len() > 64
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c == '*')
+        {
+            v.add(
+                format!("event_kinds[{i}]"),
+                "must be an event kind such as `queued` (lower-case and _), or *",
+            );
         }
     }
 }
@@ -442,10 +532,19 @@ fn check_kinds(v: &mut Validator, kinds: &[String]) {
 /// The tenant's webhooks.
 #[utoipa::path(tag = "webhooks", params(PageParams), responses((status = 200, body = Page<WebhookView>)))]
 #[get("/webhooks")]
-async fn list_webhooks(state: web::Data<AppState>, auth: Auth<AdminOnly>, page: web::Query<PageParams>) -> ApiResult<web::Json<Page<WebhookView>>> {
+async fn list_webhooks(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    page: web::Query<PageParams>,
+) -> ApiResult<web::Json<Page<WebhookView>>> {
     let limit = page.limit()?;
     let rows = webhooks::list(&state.db.conn, auth.tenant_id, page.cursor()?, limit + 1).await?;
-    Ok(web::Json(Page::from_rows(rows, limit, |w| w.id, WebhookView::from)))
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit,
+        |w| w.id,
+        WebhookView::from,
+    )))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -473,13 +572,23 @@ async fn create_webhook(
 ) -> ApiResult<HttpResponse> {
     let b = body.0;
     let mut v = Validator::new();
-    v.check("url", webhooks::check_url(&b.url, state.settings.webhooks.allow_private_targets));
+    v.check(
+        "url",
+        webhooks::check_url(&b.url, state.settings.webhooks.allow_private_targets),
+    );
     v.length("description", &b.description, 0, 500);
     check_kinds(&mut v, &b.event_kinds);
     v.finish()?;
-    let new = webhooks::create(&state.db.conn, &state.sealer, auth.tenant_id, b.url, b.description, b.event_kinds)
-        .await
-        .map_err(webhook_error)?;
+    let new = webhooks::create(
+        &state.db.conn,
+        &state.sealer,
+        auth.tenant_id,
+        b.url,
+        b.description,
+        b.event_kinds,
+    )
+    .await
+    .map_err(webhook_error)?;
     crate::iam::store::audit(
         &state.db.conn,
         crate::iam::store::AuditEntry {
@@ -495,14 +604,26 @@ async fn create_webhook(
         },
     )
     .await?;
-    Ok(HttpResponse::Created().json(WebhookWithSecret { webhook: new.hook.into(), secret: new.secret }))
+    Ok(HttpResponse::Created().json(WebhookWithSecret {
+        webhook: new.hook.into(),
+        secret: new.secret,
+    }))
 }
 
 /// One webhook.
 #[utoipa::path(tag = "webhooks", responses((status = 200, body = WebhookView), (status = 404, body = crate::error::ErrorBody)))]
 #[get("/webhooks/{id}")]
-async fn get_webhook(state: web::Data<AppState>, auth: Auth<AdminOnly>, id: web::Path<WebhookId>) -> ApiResult<web::Json<WebhookView>> {
-    Ok(web::Json(webhooks::get(&state.db.conn, auth.tenant_id, *id).await.map_err(webhook_error)?.into()))
+async fn get_webhook(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    id: web::Path<WebhookId>,
+) -> ApiResult<web::Json<WebhookView>> {
+    Ok(web::Json(
+        webhooks::get(&state.db.conn, auth.tenant_id, *id)
+            .await
+            .map_err(webhook_error)?
+            .into(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -526,7 +647,10 @@ async fn update_webhook(
     let b = body.0;
     let mut v = Validator::new();
     if let Some(u) = &b.url {
-        v.check("url", webhooks::check_url(u, state.settings.webhooks.allow_private_targets));
+        v.check(
+            "url",
+            webhooks::check_url(u, state.settings.webhooks.allow_private_targets),
+        );
     }
     if let Some(d) = &b.description {
         v.length("description", d, 0, 500);
@@ -535,16 +659,29 @@ async fn update_webhook(
         check_kinds(&mut v, k);
     }
     v.finish()?;
-    let changes = WebhookChanges { url: b.url, description: b.description, event_kinds: b.event_kinds, active: b.active };
-    let w = webhooks::update(&state.db.conn, auth.tenant_id, *id, changes).await.map_err(webhook_error)?;
+    let changes = WebhookChanges {
+        url: b.url,
+        description: b.description,
+        event_kinds: b.event_kinds,
+        active: b.active,
+    };
+    let w = webhooks::update(&state.db.conn, auth.tenant_id, *id, changes)
+        .await
+        .map_err(webhook_error)?;
     Ok(web::Json(w.into()))
 }
 
 /// Delete a webhook and its delivery history.
 #[utoipa::path(tag = "webhooks", responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
 #[delete("/webhooks/{id}")]
-async fn delete_webhook(state: web::Data<AppState>, auth: Auth<AdminOnly>, id: web::Path<WebhookId>) -> ApiResult<HttpResponse> {
-    webhooks::delete(&state.db.conn, auth.tenant_id, *id).await.map_err(webhook_error)?;
+async fn delete_webhook(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    id: web::Path<WebhookId>,
+) -> ApiResult<HttpResponse> {
+    webhooks::delete(&state.db.conn, auth.tenant_id, *id)
+        .await
+        .map_err(webhook_error)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -556,8 +693,13 @@ async fn rotate_webhook_secret(
     auth: Auth<AdminOnly>,
     id: web::Path<WebhookId>,
 ) -> ApiResult<web::Json<WebhookWithSecret>> {
-    let new = webhooks::rotate_secret(&state.db.conn, &state.sealer, auth.tenant_id, *id).await.map_err(webhook_error)?;
-    Ok(web::Json(WebhookWithSecret { webhook: new.hook.into(), secret: new.secret }))
+    let new = webhooks::rotate_secret(&state.db.conn, &state.sealer, auth.tenant_id, *id)
+        .await
+        .map_err(webhook_error)?;
+    Ok(web::Json(WebhookWithSecret {
+        webhook: new.hook.into(),
+        secret: new.secret,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -588,10 +730,21 @@ async fn replay_webhook(
         v.add("to_event_id", "must not be before from_event_id");
     }
     v.finish()?;
-    webhooks::get(&state.db.conn, auth.tenant_id, *id).await.map_err(webhook_error)?;
-    let params = ReplayParams { webhook_id: *id, from_event_id: b.from_event_id, to_event_id: b.to_event_id };
+    webhooks::get(&state.db.conn, auth.tenant_id, *id)
+        .await
+        .map_err(webhook_error)?;
+    let params = ReplayParams {
+        webhook_id: *id,
+        from_event_id: b.from_event_id,
+        to_event_id: b.to_event_id,
+    };
     let job = state
-        .enqueue_job(auth.tenant_id, JobKind::WebhookReplay, serde_json::to_value(params).expect("serialises"), auth.user_id())
+        .enqueue_job(
+            auth.tenant_id,
+            JobKind::WebhookReplay,
+            serde_json::to_value(params).expect("serialises"),
+            auth.user_id(),
+        )
         .await?;
     Ok(HttpResponse::Accepted().json(jobs::http::JobView::from(job)))
 }
@@ -618,12 +771,33 @@ async fn list_deliveries(
     let q = q.into_inner();
     if let Some(s) = &q.status {
         if !matches!(s.as_str(), "pending" | "delivered" | "failed") {
-            return Err(ApiError::field("status", "must be pending, delivered or failed"));
+            return Err(ApiError::field(
+                "status",
+                "must be pending, delivered or failed",
+            ));
         }
     }
-    webhooks::get(&state.db.conn, auth.tenant_id, *id).await.map_err(webhook_error)?;
-    let page = PageParams { limit: q.limit, cursor: q.cursor };
+    webhooks::get(&state.db.conn, auth.tenant_id, *id)
+        .await
+        .map_err(webhook_error)?;
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
     let limit = page.limit()?;
-    let rows = webhooks::deliveries(&state.db.conn, auth.tenant_id, *id, q.status.as_deref(), page.cursor()?, limit + 1).await?;
-    Ok(web::Json(Page::from_rows(rows, limit, |d| d.id, DeliveryView::from)))
+    let rows = webhooks::deliveries(
+        &state.db.conn,
+        auth.tenant_id,
+        *id,
+        q.status.as_deref(),
+        page.cursor()?,
+        limit + 1,
+    )
+    .await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit,
+        |d| d.id,
+        DeliveryView::from,
+    )))
 }

@@ -8,15 +8,17 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::instrument;
 use utoipa::ToSchema;
 
-use super::domain::{Channel, CloseReason, Direction, Lifecycle, LifecycleError, State, Transition};
+use super::domain::{
+    Channel, CloseReason, Direction, Lifecycle, LifecycleError, State, Transition,
+};
 use super::entity::{delivery, event, interaction, webhook};
 use crate::bus::{Bus, BusMessage};
 use crate::ids::{InteractionId, TenantId};
@@ -78,7 +80,8 @@ pub fn enum_str<T: Serialize>(v: &T) -> String {
 /// Parses a stored enum string. Stored values are written by this code, so
 /// a bad one is a bug, not user input.
 pub fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> T {
-    serde_json::from_value(Value::String(s.to_owned())).unwrap_or_else(|_| panic!("unknown stored value {s:?}"))
+    serde_json::from_value(Value::String(s.to_owned()))
+        .unwrap_or_else(|_| panic!("unknown stored value {s:?}"))
 }
 
 pub fn lifecycle_of(m: &interaction::Model) -> Lifecycle {
@@ -137,7 +140,18 @@ pub async fn create(
         "customer_address": new.customer_address,
         "subject": new.subject,
     });
-    let ev = append_event(&txn, tenant_id, id, 1, "created", State::Created, data, actor, now).await?;
+    let ev = append_event(
+        &txn,
+        tenant_id,
+        id,
+        1,
+        "created",
+        State::Created,
+        data,
+        actor,
+        now,
+    )
+    .await?;
     txn.commit().await?;
     let ev = TimelineEvent::from(ev);
     bus.publish(BusMessage::Interaction(Arc::new(ev.clone())));
@@ -217,7 +231,9 @@ async fn change(
 
 fn is_busy(e: &DbErr) -> bool {
     let s = e.to_string();
-    s.contains("database is locked") || s.contains("SQLITE_BUSY") || s.contains("could not serialize")
+    s.contains("database is locked")
+        || s.contains("SQLITE_BUSY")
+        || s.contains("could not serialize")
 }
 
 /// One attempt; `Ok(None)` when another writer got there first.
@@ -229,16 +245,24 @@ async fn try_change(
     decide: &impl Fn(&Lifecycle) -> Decision,
 ) -> Result<Option<(interaction::Model, event::Model)>, InteractionError> {
     let txn = db.begin().await?;
-    let current = find(&txn, tenant_id, id).await?.ok_or(InteractionError::NotFound)?;
+    let current = find(&txn, tenant_id, id)
+        .await?
+        .ok_or(InteractionError::NotFound)?;
     let (next, kind, data) = decide(&lifecycle_of(&current))?;
     let now = Utc::now();
     let seq = current.last_seq + 1;
     let closing = next.state == State::Closed && lifecycle_of(&current).state != State::Closed;
     let mut upd = interaction::Entity::update_many()
-        .col_expr(interaction::Column::State, Expr::value(enum_str(&next.state)))
+        .col_expr(
+            interaction::Column::State,
+            Expr::value(enum_str(&next.state)),
+        )
         .col_expr(interaction::Column::QueueId, Expr::value(next.queue_id))
         .col_expr(interaction::Column::AgentId, Expr::value(next.agent_id))
-        .col_expr(interaction::Column::CloseReason, Expr::value(next.close_reason.as_ref().map(enum_str)))
+        .col_expr(
+            interaction::Column::CloseReason,
+            Expr::value(next.close_reason.as_ref().map(enum_str)),
+        )
         .col_expr(interaction::Column::LastSeq, Expr::value(seq))
         .col_expr(interaction::Column::UpdatedAt, Expr::value(now));
     if closing {
@@ -254,8 +278,13 @@ async fn try_change(
         txn.rollback().await?;
         return Ok(None);
     }
-    let ev = append_event(&txn, tenant_id, id, seq, &kind, next.state, data, actor, now).await?;
-    let updated = find(&txn, tenant_id, id).await?.ok_or(InteractionError::NotFound)?;
+    let ev = append_event(
+        &txn, tenant_id, id, seq, &kind, next.state, data, actor, now,
+    )
+    .await?;
+    let updated = find(&txn, tenant_id, id)
+        .await?
+        .ok_or(InteractionError::NotFound)?;
     txn.commit().await?;
     Ok(Some((updated, ev)))
 }
@@ -292,7 +321,9 @@ async fn append_event(
 /// Whether a webhook subscribed to `kind`.
 pub fn subscribes(w: &webhook::Model, kind: &str) -> bool {
     match w.event_kinds.as_array() {
-        Some(kinds) if !kinds.is_empty() => kinds.iter().any(|k| k.as_str() == Some(kind) || k.as_str() == Some("*")),
+        Some(kinds) if !kinds.is_empty() => kinds
+            .iter()
+            .any(|k| k.as_str() == Some(kind) || k.as_str() == Some("*")),
         _ => true,
     }
 }
@@ -320,25 +351,30 @@ pub async fn enqueue_deliveries(
     let rows: Vec<delivery::ActiveModel> = events
         .iter()
         .flat_map(|ev| {
-            hooks.iter().filter(|w| subscribes(w, &ev.kind)).map(move |w| delivery::ActiveModel {
-                id: sea_orm::NotSet,
-                tenant_id: Set(tenant_id),
-                webhook_id: Set(w.id),
-                event_id: Set(ev.id),
-                status: Set("pending".into()),
-                attempts: Set(0),
-                next_attempt_at: Set(now),
-                locked_until: Set(None),
-                last_status_code: Set(None),
-                last_error: Set(None),
-                created_at: Set(now),
-                delivered_at: Set(None),
-            })
+            hooks
+                .iter()
+                .filter(|w| subscribes(w, &ev.kind))
+                .map(move |w| delivery::ActiveModel {
+                    id: sea_orm::NotSet,
+                    tenant_id: Set(tenant_id),
+                    webhook_id: Set(w.id),
+                    event_id: Set(ev.id),
+                    status: Set("pending".into()),
+                    attempts: Set(0),
+                    next_attempt_at: Set(now),
+                    locked_until: Set(None),
+                    last_status_code: Set(None),
+                    last_error: Set(None),
+                    created_at: Set(now),
+                    delivered_at: Set(None),
+                })
         })
         .collect();
     let n = rows.len() as u64;
     if n > 0 {
-        delivery::Entity::insert_many(rows).exec_without_returning(txn).await?;
+        delivery::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
     }
     Ok(n)
 }
@@ -348,7 +384,10 @@ pub async fn find(
     tenant_id: TenantId,
     id: InteractionId,
 ) -> Result<Option<interaction::Model>, DbErr> {
-    interaction::Entity::find_by_id(id).filter(interaction::Column::TenantId.eq(tenant_id)).one(db).await
+    interaction::Entity::find_by_id(id)
+        .filter(interaction::Column::TenantId.eq(tenant_id))
+        .one(db)
+        .await
 }
 
 #[derive(Debug, Default)]
@@ -375,7 +414,10 @@ pub async fn list(
     if let Some(b) = before {
         q = q.filter(interaction::Column::Id.lt(b));
     }
-    q.order_by_desc(interaction::Column::Id).limit(limit).all(db).await
+    q.order_by_desc(interaction::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
 }
 
 /// One interaction's timeline, in order.
@@ -392,7 +434,10 @@ pub async fn timeline(
     if let Some(a) = after_seq {
         q = q.filter(event::Column::Seq.gt(a));
     }
-    q.order_by_asc(event::Column::Seq).limit(limit).all(db).await
+    q.order_by_asc(event::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await
 }
 
 /// The tenant's whole event feed after a cursor, oldest first.

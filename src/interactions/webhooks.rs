@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -98,7 +98,9 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<reqwest::Url, String>
             }
         };
         if private {
-            return Err("must be a public address (private and loopback targets are not allowed)".into());
+            return Err(
+                "must be a public address (private and loopback targets are not allowed)".into(),
+            );
         }
     }
     Ok(url)
@@ -111,10 +113,14 @@ struct PublicOnlyResolver;
 impl reqwest::dns::Resolve for PublicOnlyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.filter(|a| is_public(a.ip())).collect();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| is_public(a.ip()))
+                .collect();
             if addrs.is_empty() {
-                return Err(format!("{} resolves only to non-public addresses", name.as_str()).into());
+                return Err(
+                    format!("{} resolves only to non-public addresses", name.as_str()).into(),
+                );
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -170,7 +176,11 @@ pub async fn create(
     Ok(NewWebhook { secret, hook })
 }
 
-pub async fn get(db: &impl ConnectionTrait, tenant_id: TenantId, id: WebhookId) -> Result<webhook::Model, WebhookError> {
+pub async fn get(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: WebhookId,
+) -> Result<webhook::Model, WebhookError> {
     webhook::Entity::find_by_id(id)
         .filter(webhook::Column::TenantId.eq(tenant_id))
         .one(db)
@@ -188,7 +198,10 @@ pub async fn list(
     if let Some(a) = after {
         q = q.filter(webhook::Column::Id.gt(a));
     }
-    q.order_by_asc(webhook::Column::Id).limit(limit).all(db).await
+    q.order_by_asc(webhook::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
 }
 
 pub struct WebhookChanges {
@@ -229,16 +242,27 @@ pub async fn rotate_secret(
     let secret = new_secret();
     let mut m: webhook::ActiveModel = get(db, tenant_id, id).await?.into();
     m.secret_sealed = Set(sealer.seal(secret.as_bytes()));
-    Ok(NewWebhook { secret, hook: m.update(db).await? })
+    Ok(NewWebhook {
+        secret,
+        hook: m.update(db).await?,
+    })
 }
 
-pub async fn delete(db: &impl ConnectionTrait, tenant_id: TenantId, id: WebhookId) -> Result<(), WebhookError> {
+pub async fn delete(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: WebhookId,
+) -> Result<(), WebhookError> {
     let res = webhook::Entity::delete_many()
         .filter(webhook::Column::TenantId.eq(tenant_id))
         .filter(webhook::Column::Id.eq(id))
         .exec(db)
         .await?;
-    if res.rows_affected == 0 { Err(WebhookError::NotFound) } else { Ok(()) }
+    if res.rows_affected == 0 {
+        Err(WebhookError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 pub async fn deliveries(
@@ -258,7 +282,10 @@ pub async fn deliveries(
     if let Some(b) = before {
         q = q.filter(delivery::Column::Id.lt(b));
     }
-    q.order_by_desc(delivery::Column::Id).limit(limit).all(db).await
+    q.order_by_desc(delivery::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
 }
 
 // ---- signing -----------------------------------------------------------------
@@ -289,7 +316,9 @@ pub fn payload(ev: &TimelineEvent) -> Value {
 /// Delay before attempt `attempts + 1`: base * 2^(attempts-1), capped, with
 /// up to 20% jitter so retries from many deliveries do not align.
 pub fn backoff(settings: &WebhookSettings, attempts: u32, jitter: f64) -> Duration {
-    let exp = settings.backoff_base_secs.saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
+    let exp = settings
+        .backoff_base_secs
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
     let secs = exp.min(settings.backoff_max_secs) as f64;
     Duration::from_secs_f64(secs * (1.0 + 0.2 * jitter.clamp(0.0, 1.0)))
 }
@@ -349,7 +378,10 @@ impl Dispatcher {
             // The conditional update is the claim: of several nodes racing
             // for the same row, exactly one changes it.
             let res = delivery::Entity::update_many()
-                .col_expr(delivery::Column::LockedUntil, Expr::value(Some(now + lease)))
+                .col_expr(
+                    delivery::Column::LockedUntil,
+                    Expr::value(Some(now + lease)),
+                )
                 .filter(delivery::Column::Id.eq(d.id))
                 .filter(delivery::Column::Status.eq("pending"))
                 .filter(
@@ -375,17 +407,34 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, d: delivery::Model) -> Result<(), DbErr> {
-        let hook = webhook::Entity::find_by_id(d.webhook_id).one(&self.db).await?;
+        let hook = webhook::Entity::find_by_id(d.webhook_id)
+            .one(&self.db)
+            .await?;
         let ev = event::Entity::find_by_id(d.event_id).one(&self.db).await?;
         let (Some(hook), Some(ev)) = (hook, ev) else {
-            return self.finish(&d, Err((None, "webhook or event no longer exists".into())), true).await;
+            return self
+                .finish(
+                    &d,
+                    Err((None, "webhook or event no longer exists".into())),
+                    true,
+                )
+                .await;
         };
         if !hook.active {
-            return self.finish(&d, Err((None, "webhook is disabled".into())), true).await;
+            return self
+                .finish(&d, Err((None, "webhook is disabled".into())), true)
+                .await;
         }
         let outcome = self.send(&hook, &d, TimelineEvent::from(ev)).await;
-        let label = if outcome.is_ok() { "delivered" } else { "failed_attempt" };
-        self.metrics.webhook_attempts.get_or_create(&crate::metrics::OutcomeLabel::new(label)).inc();
+        let label = if outcome.is_ok() {
+            "delivered"
+        } else {
+            "failed_attempt"
+        };
+        self.metrics
+            .webhook_attempts
+            .get_or_create(&crate::metrics::OutcomeLabel::new(label))
+            .inc();
         self.finish(&d, outcome, false).await
     }
 
@@ -395,8 +444,12 @@ impl Dispatcher {
         d: &delivery::Model,
         ev: TimelineEvent,
     ) -> Result<i32, (Option<i32>, String)> {
-        let url = check_url(&hook.url, self.settings.allow_private_targets).map_err(|e| (None, format!("URL {e}")))?;
-        let secret = self.sealer.open(&hook.secret_sealed).map_err(|e| (None, e.to_string()))?;
+        let url = check_url(&hook.url, self.settings.allow_private_targets)
+            .map_err(|e| (None, format!("URL {e}")))?;
+        let secret = self
+            .sealer
+            .open(&hook.secret_sealed)
+            .map_err(|e| (None, e.to_string()))?;
         let body = serde_json::to_vec(&payload(&ev)).expect("payload serialises");
         let ts = Utc::now().timestamp();
         let res = self
@@ -412,7 +465,10 @@ impl Dispatcher {
             .await;
         match res {
             Ok(r) if r.status().is_success() => Ok(r.status().as_u16() as i32),
-            Ok(r) => Err((Some(r.status().as_u16() as i32), format!("receiver answered {}", r.status()))),
+            Ok(r) => Err((
+                Some(r.status().as_u16() as i32),
+                format!("receiver answered {}", r.status()),
+            )),
             Err(e) => Err((None, format!("{e:#}").chars().take(500).collect())),
         }
     }
@@ -427,12 +483,18 @@ impl Dispatcher {
         let attempts = d.attempts + 1;
         let q = delivery::Entity::update_many()
             .col_expr(delivery::Column::Attempts, Expr::value(attempts))
-            .col_expr(delivery::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None));
+            .col_expr(
+                delivery::Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            );
         let q = match outcome {
             Ok(code) => q
                 .col_expr(delivery::Column::Status, Expr::value("delivered"))
                 .col_expr(delivery::Column::LastStatusCode, Expr::value(Some(code)))
-                .col_expr(delivery::Column::LastError, Expr::value(Option::<String>::None))
+                .col_expr(
+                    delivery::Column::LastError,
+                    Expr::value(Option::<String>::None),
+                )
                 .col_expr(delivery::Column::DeliveredAt, Expr::value(Some(now))),
             Err((code, err)) => {
                 let exhausted = give_up || attempts as u32 >= self.settings.max_attempts;
@@ -440,13 +502,18 @@ impl Dispatcher {
                 let next = now
                     + chrono::Duration::from_std(backoff(&self.settings, attempts as u32, jitter))
                         .unwrap_or(chrono::Duration::hours(1));
-                q.col_expr(delivery::Column::Status, Expr::value(if exhausted { "failed" } else { "pending" }))
-                    .col_expr(delivery::Column::LastStatusCode, Expr::value(code))
-                    .col_expr(delivery::Column::LastError, Expr::value(Some(err)))
-                    .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
+                q.col_expr(
+                    delivery::Column::Status,
+                    Expr::value(if exhausted { "failed" } else { "pending" }),
+                )
+                .col_expr(delivery::Column::LastStatusCode, Expr::value(code))
+                .col_expr(delivery::Column::LastError, Expr::value(Some(err)))
+                .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
             }
         };
-        q.filter(delivery::Column::Id.eq(d.id)).exec(&self.db).await?;
+        q.filter(delivery::Column::Id.eq(d.id))
+            .exec(&self.db)
+            .await?;
         Ok(())
     }
 }
@@ -474,7 +541,12 @@ pub async fn last_event_id(db: &impl ConnectionTrait, tenant_id: TenantId) -> Re
         .map_or(0, |e| e.id))
 }
 
-pub async fn count_events(db: &impl ConnectionTrait, tenant_id: TenantId, from: i64, to: i64) -> Result<u64, DbErr> {
+pub async fn count_events(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    from: i64,
+    to: i64,
+) -> Result<u64, DbErr> {
     use sea_orm::PaginatorTrait;
     event::Entity::find()
         .filter(event::Column::TenantId.eq(tenant_id))
@@ -492,7 +564,9 @@ pub async fn count_events(db: &impl ConnectionTrait, tenant_id: TenantId, from: 
 pub async fn run_replay(ctx: &crate::jobs::JobCtx) -> Result<Value, crate::jobs::JobFailure> {
     let p: ReplayParams = ctx.params()?;
     let db = ctx.db();
-    let hook = get(db, ctx.tenant_id(), p.webhook_id).await.map_err(|e| crate::jobs::JobFailure::Fatal(e.to_string()))?;
+    let hook = get(db, ctx.tenant_id(), p.webhook_id)
+        .await
+        .map_err(|e| crate::jobs::JobFailure::Fatal(e.to_string()))?;
     let to = match p.to_event_id {
         Some(t) => t,
         None => {
@@ -504,9 +578,15 @@ pub async fn run_replay(ctx: &crate::jobs::JobCtx) -> Result<Value, crate::jobs:
         }
     };
     let total = count_events(db, ctx.tenant_id(), p.from_event_id, to).await?;
-    let mut cursor: i64 = ctx.checkpoint().and_then(|c| c.get("last_event_id")?.as_i64()).unwrap_or(p.from_event_id - 1);
+    let mut cursor: i64 = ctx
+        .checkpoint()
+        .and_then(|c| c.get("last_event_id")?.as_i64())
+        .unwrap_or(p.from_event_id - 1);
     let mut done = ctx.progress_done();
-    let mut enqueued: u64 = ctx.checkpoint().and_then(|c| c.get("enqueued")?.as_u64()).unwrap_or(0);
+    let mut enqueued: u64 = ctx
+        .checkpoint()
+        .and_then(|c| c.get("enqueued")?.as_u64())
+        .unwrap_or(0);
     ctx.set_total(total).await?;
     loop {
         if ctx.should_stop() {
@@ -520,15 +600,24 @@ pub async fn run_replay(ctx: &crate::jobs::JobCtx) -> Result<Value, crate::jobs:
             .limit(ctx.chunk_size())
             .all(db)
             .await?;
-        let Some(last) = chunk.last().map(|e| e.id) else { break };
+        let Some(last) = chunk.last().map(|e| e.id) else {
+            break;
+        };
         let scanned = chunk.len() as u64;
-        let subscribed: Vec<event::Model> =
-            chunk.into_iter().filter(|e| super::service::subscribes(&hook, &e.kind)).collect();
+        let subscribed: Vec<event::Model> = chunk
+            .into_iter()
+            .filter(|e| super::service::subscribes(&hook, &e.kind))
+            .collect();
         let txn = db.begin().await?;
         enqueued += enqueue_deliveries(&txn, ctx.tenant_id(), &subscribed, Some(&hook)).await?;
         cursor = last;
         done += scanned;
-        ctx.save_progress(&txn, done.min(total), json!({ "last_event_id": cursor, "enqueued": enqueued })).await?;
+        ctx.save_progress(
+            &txn,
+            done.min(total),
+            json!({ "last_event_id": cursor, "enqueued": enqueued }),
+        )
+        .await?;
         txn.commit().await?;
     }
     Ok(json!({ "enqueued": enqueued, "last_event_id": cursor }))

@@ -1,4 +1,4 @@
-//! The `jobs` table.
+//! The `job_records` table (apalis owns `Jobs`; SQLite names are case-insensitive).
 
 pub mod job {
     use sea_orm::entity::prelude::*;
@@ -6,7 +6,7 @@ pub mod job {
     use crate::ids::{JobId, TenantId};
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "jobs")]
+    #[sea_orm(table_name = "job_records")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: JobId,

@@ -44,7 +44,11 @@ pub struct JobView {
 impl From<job::Model> for JobView {
     fn from(j: job::Model) -> Self {
         let percent = j.progress_total.map(|t| {
-            if t <= 0 { 100.0 } else { ((j.progress_done as f64 / t as f64) * 1000.0).round() / 10.0 }
+            if t <= 0 {
+                100.0
+            } else {
+                ((j.progress_done as f64 / t as f64) * 1000.0).round() / 10.0
+            }
         });
         Self {
             id: j.id,
@@ -68,17 +72,32 @@ impl From<job::Model> for JobView {
 /// The tenant's jobs, newest first.
 #[utoipa::path(tag = "jobs", params(PageParams), responses((status = 200, body = Page<JobView>)))]
 #[get("/jobs")]
-async fn list_jobs(state: web::Data<AppState>, auth: Auth, page: web::Query<PageParams>) -> ApiResult<web::Json<Page<JobView>>> {
+async fn list_jobs(
+    state: web::Data<AppState>,
+    auth: Auth,
+    page: web::Query<PageParams>,
+) -> ApiResult<web::Json<Page<JobView>>> {
     let limit = page.limit()?;
     let rows = super::list(&state.db.conn, auth.tenant_id, page.cursor()?, limit + 1).await?;
-    Ok(web::Json(Page::from_rows(rows, limit, |j| j.id, JobView::from)))
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit,
+        |j| j.id,
+        JobView::from,
+    )))
 }
 
 /// One job: status, progress and errors.
 #[utoipa::path(tag = "jobs", responses((status = 200, body = JobView), (status = 404, body = crate::error::ErrorBody)))]
 #[get("/jobs/{id}")]
-async fn get_job(state: web::Data<AppState>, auth: Auth, id: web::Path<JobId>) -> ApiResult<web::Json<JobView>> {
-    let j = super::get(&state.db.conn, auth.tenant_id, *id).await?.ok_or_else(|| ApiError::not_found("job"))?;
+async fn get_job(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<JobId>,
+) -> ApiResult<web::Json<JobView>> {
+    let j = super::get(&state.db.conn, auth.tenant_id, *id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
     Ok(web::Json(j.into()))
 }
 

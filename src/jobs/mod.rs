@@ -22,8 +22,8 @@ mod runner;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -55,7 +55,10 @@ pub enum JobStatus {
 
 impl JobStatus {
     pub fn is_final(self) -> bool {
-        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 }
 
@@ -95,7 +98,8 @@ impl JobCtx {
         &self.db
     }
     pub fn params<T: serde::de::DeserializeOwned>(&self) -> Result<T, JobFailure> {
-        serde_json::from_value(self.job.params.clone()).map_err(|e| JobFailure::Fatal(format!("bad job parameters: {e}")))
+        serde_json::from_value(self.job.params.clone())
+            .map_err(|e| JobFailure::Fatal(format!("bad job parameters: {e}")))
     }
     /// Where the previous run stopped, if it did.
     pub fn checkpoint(&self) -> Option<&Value> {
@@ -115,11 +119,22 @@ impl JobCtx {
         set(&self.db, self.job.id, job::Column::Params, params).await
     }
     pub async fn set_total(&self, total: u64) -> Result<(), DbErr> {
-        set(&self.db, self.job.id, job::Column::ProgressTotal, Some(total as i64)).await
+        set(
+            &self.db,
+            self.job.id,
+            job::Column::ProgressTotal,
+            Some(total as i64),
+        )
+        .await
     }
     /// Records progress and the checkpoint in the caller's transaction, so
     /// they commit with the work they describe.
-    pub async fn save_progress(&self, txn: &impl ConnectionTrait, done: u64, checkpoint: Value) -> Result<(), DbErr> {
+    pub async fn save_progress(
+        &self,
+        txn: &impl ConnectionTrait,
+        done: u64,
+        checkpoint: Value,
+    ) -> Result<(), DbErr> {
         let res = job::Entity::update_many()
             .col_expr(job::Column::ProgressDone, Expr::value(done as i64))
             .col_expr(job::Column::Checkpoint, Expr::value(Some(checkpoint)))
@@ -134,7 +149,12 @@ impl JobCtx {
     }
 }
 
-async fn set<V: Into<sea_orm::Value>>(db: &DatabaseConnection, id: JobId, col: job::Column, v: V) -> Result<(), DbErr> {
+async fn set<V: Into<sea_orm::Value>>(
+    db: &DatabaseConnection,
+    id: JobId,
+    col: job::Column,
+    v: V,
+) -> Result<(), DbErr> {
     job::Entity::update_many()
         .col_expr(col, Expr::value(v))
         .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -180,8 +200,15 @@ pub async fn create(
     .await
 }
 
-pub async fn get(db: &impl ConnectionTrait, tenant_id: TenantId, id: JobId) -> Result<Option<job::Model>, DbErr> {
-    job::Entity::find_by_id(id).filter(job::Column::TenantId.eq(tenant_id)).one(db).await
+pub async fn get(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: JobId,
+) -> Result<Option<job::Model>, DbErr> {
+    job::Entity::find_by_id(id)
+        .filter(job::Column::TenantId.eq(tenant_id))
+        .one(db)
+        .await
 }
 
 pub async fn list(
@@ -199,8 +226,14 @@ pub async fn list(
 
 /// Asks a job to stop. A queued job is cancelled at once; a running one
 /// stops at its next checkpoint.
-pub async fn request_cancel(db: &impl ConnectionTrait, tenant_id: TenantId, id: JobId) -> Result<Option<job::Model>, DbErr> {
-    let Some(j) = get(db, tenant_id, id).await? else { return Ok(None) };
+pub async fn request_cancel(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: JobId,
+) -> Result<Option<job::Model>, DbErr> {
+    let Some(j) = get(db, tenant_id, id).await? else {
+        return Ok(None);
+    };
     let status: JobStatus = crate::interactions::service::parse_enum(&j.status);
     if status.is_final() {
         return Ok(Some(j));
@@ -208,7 +241,9 @@ pub async fn request_cancel(db: &impl ConnectionTrait, tenant_id: TenantId, id: 
     let mut m: job::ActiveModel = j.into();
     m.cancel_requested = Set(true);
     if status == JobStatus::Queued {
-        m.status = Set(crate::interactions::service::enum_str(&JobStatus::Cancelled));
+        m.status = Set(crate::interactions::service::enum_str(
+            &JobStatus::Cancelled,
+        ));
         m.finished_at = Set(Some(Utc::now()));
     }
     m.updated_at = Set(Utc::now());
@@ -216,7 +251,11 @@ pub async fn request_cancel(db: &impl ConnectionTrait, tenant_id: TenantId, id: 
 }
 
 /// The job runner of this node.
-pub fn runner_for(state: &crate::state::AppState, node_id: String, stop: CancellationToken) -> Runner {
+pub fn runner_for(
+    state: &crate::state::AppState,
+    node_id: String,
+    stop: CancellationToken,
+) -> Runner {
     Runner {
         db: state.db.conn.clone(),
         node_id,

@@ -10,7 +10,9 @@ use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -56,14 +58,20 @@ impl JobQueue {
         match settings.jobs.storage {
             crate::config::JobStorage::Database => match &db.pool {
                 Pool::Sqlite(pool) => {
-                    SqliteStorage::setup(pool).await.context("creating the job tables (SQLite)")?;
+                    SqliteStorage::setup(pool)
+                        .await
+                        .context("creating the job tables (SQLite)")?;
                     let cfg = apalis_sqlite::Config::default().queue(&queue);
                     Ok(JobQueue::Sqlite(SqliteStorage::new(pool).with_config(cfg)))
                 }
                 Pool::Postgres(pool) => {
-                    PostgresStorage::setup(pool).await.context("creating the job tables (PostgreSQL)")?;
+                    PostgresStorage::setup(pool)
+                        .await
+                        .context("creating the job tables (PostgreSQL)")?;
                     let cfg = apalis_postgres::Config::default().queue(&queue);
-                    Ok(JobQueue::Postgres(PostgresStorage::new(pool).with_config(cfg)))
+                    Ok(JobQueue::Postgres(
+                        PostgresStorage::new(pool).with_config(cfg),
+                    ))
                 }
             },
             crate::config::JobStorage::Redis => {
@@ -99,7 +107,10 @@ pub struct Runner {
 }
 
 async fn handle(msg: RunJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynError> {
-    runner.run(msg.job_id).await.map_err(|e| Box::new(e) as BoxDynError)
+    runner
+        .run(msg.job_id)
+        .await
+        .map_err(|e| Box::new(e) as BoxDynError)
 }
 
 /// Runs job workers until `stop` is cancelled, then waits up to `grace` for
@@ -147,7 +158,10 @@ pub async fn run_workers(
                 .build(handle)
         }),
     };
-    monitor.run_with_signal(signal).await.map_err(|e| anyhow::anyhow!("job workers: {e}"))
+    monitor
+        .run_with_signal(signal)
+        .await
+        .map_err(|e| anyhow::anyhow!("job workers: {e}"))
 }
 
 impl Runner {
@@ -158,19 +172,34 @@ impl Runner {
         let Some(job) = self.claim(id).await? else {
             return Ok(());
         };
-        let kind: Option<JobKind> = serde_json::from_value(serde_json::Value::String(job.kind.clone())).ok();
-        let span = tracing::info_span!("job", job_id = %id, tenant_id = %job.tenant_id, kind = %job.kind);
+        let kind: Option<JobKind> =
+            serde_json::from_value(serde_json::Value::String(job.kind.clone())).ok();
+        let span =
+            tracing::info_span!("job", job_id = %id, tenant_id = %job.tenant_id, kind = %job.kind);
         let _enter = span.enter();
         drop(_enter);
 
         // A per-run token: cancelled at shutdown, or when someone cancels the job.
         let token = self.stop.child_token();
-        let heartbeat = tokio::spawn(heartbeat(self.db.clone(), id, self.node_id.clone(), token.clone()));
-        let ctx = JobCtx { job, db: self.db.clone(), stop: token.clone(), chunk_size: self.chunk_size };
+        let heartbeat = tokio::spawn(heartbeat(
+            self.db.clone(),
+            id,
+            self.node_id.clone(),
+            token.clone(),
+        ));
+        let ctx = JobCtx {
+            job,
+            db: self.db.clone(),
+            stop: token.clone(),
+            chunk_size: self.chunk_size,
+        };
         let started = std::time::Instant::now();
         let outcome = match kind {
             Some(JobKind::WebhookReplay) => crate::interactions::webhooks::run_replay(&ctx).await,
-            None => Err(JobFailure::Fatal(format!("unknown job kind {:?}", ctx.job.kind))),
+            None => Err(JobFailure::Fatal(format!(
+                "unknown job kind {:?}",
+                ctx.job.kind
+            ))),
         };
         heartbeat.abort();
         let label = match &outcome {
@@ -179,7 +208,10 @@ impl Runner {
             Err(JobFailure::Cancelled) => "cancelled",
             Err(_) => "failed",
         };
-        self.metrics.jobs_finished.get_or_create(&crate::metrics::OutcomeLabel::new(label)).inc();
+        self.metrics
+            .jobs_finished
+            .get_or_create(&crate::metrics::OutcomeLabel::new(label))
+            .inc();
         tracing::info!(parent: &span, outcome = label, elapsed_ms = started.elapsed().as_millis() as u64, "job run ended");
         self.record(&ctx, outcome).await
     }
@@ -197,10 +229,19 @@ impl Runner {
                     .add(job::Column::LeaseUntil.lt(now)),
             );
         let res = job::Entity::update_many()
-            .col_expr(job::Column::Status, Expr::value(enum_str(&JobStatus::Running)))
-            .col_expr(job::Column::LeaseOwner, Expr::value(Some(self.node_id.clone())))
+            .col_expr(
+                job::Column::Status,
+                Expr::value(enum_str(&JobStatus::Running)),
+            )
+            .col_expr(
+                job::Column::LeaseOwner,
+                Expr::value(Some(self.node_id.clone())),
+            )
             .col_expr(job::Column::LeaseUntil, Expr::value(Some(lease_until)))
-            .col_expr(job::Column::Attempts, Expr::col(job::Column::Attempts).add(1))
+            .col_expr(
+                job::Column::Attempts,
+                Expr::col(job::Column::Attempts).add(1),
+            )
             .col_expr(job::Column::UpdatedAt, Expr::value(now))
             .col_expr(
                 job::Column::StartedAt,
@@ -217,7 +258,11 @@ impl Runner {
         job::Entity::find_by_id(id).one(&self.db).await
     }
 
-    async fn record(&self, ctx: &JobCtx, outcome: Result<serde_json::Value, JobFailure>) -> Result<(), DbErr> {
+    async fn record(
+        &self,
+        ctx: &JobCtx,
+        outcome: Result<serde_json::Value, JobFailure>,
+    ) -> Result<(), DbErr> {
         let id = ctx.id();
         let now = Utc::now();
         let current = job::Entity::find_by_id(id).one(&self.db).await?;
@@ -225,38 +270,68 @@ impl Runner {
         let attempts = current.as_ref().map_or(0, |j| j.attempts);
         let q = job::Entity::update_many()
             .col_expr(job::Column::LeaseOwner, Expr::value(Option::<String>::None))
-            .col_expr(job::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+            .col_expr(
+                job::Column::LeaseUntil,
+                Expr::value(Option::<chrono::DateTime<Utc>>::None),
+            )
             .col_expr(job::Column::UpdatedAt, Expr::value(now));
         let q = match outcome {
             Ok(result) => q
-                .col_expr(job::Column::Status, Expr::value(enum_str(&JobStatus::Succeeded)))
+                .col_expr(
+                    job::Column::Status,
+                    Expr::value(enum_str(&JobStatus::Succeeded)),
+                )
                 .col_expr(job::Column::Result, Expr::value(Some(result)))
                 .col_expr(job::Column::Error, Expr::value(Option::<String>::None))
                 .col_expr(job::Column::FinishedAt, Expr::value(Some(now))),
             Err(JobFailure::Interrupted) | Err(JobFailure::Cancelled) if cancel_requested => q
-                .col_expr(job::Column::Status, Expr::value(enum_str(&JobStatus::Cancelled)))
+                .col_expr(
+                    job::Column::Status,
+                    Expr::value(enum_str(&JobStatus::Cancelled)),
+                )
                 .col_expr(job::Column::FinishedAt, Expr::value(Some(now))),
             Err(JobFailure::Interrupted) | Err(JobFailure::Cancelled) => {
                 // Back to the queue; the sweeper pushes it again. This run
                 // does not count as an attempt.
-                q.col_expr(job::Column::Status, Expr::value(enum_str(&JobStatus::Queued)))
-                    .col_expr(job::Column::Attempts, Expr::col(job::Column::Attempts).sub(1))
-                    .col_expr(job::Column::PushedAt, Expr::value(now - chrono::Duration::hours(1)))
+                q.col_expr(
+                    job::Column::Status,
+                    Expr::value(enum_str(&JobStatus::Queued)),
+                )
+                .col_expr(
+                    job::Column::Attempts,
+                    Expr::col(job::Column::Attempts).sub(1),
+                )
+                .col_expr(
+                    job::Column::PushedAt,
+                    Expr::value(now - chrono::Duration::hours(1)),
+                )
             }
             Err(JobFailure::Db(e)) if attempts < MAX_ATTEMPTS => {
                 tracing::warn!(job_id = %id, error = %e, "job run failed; it will be retried");
-                q.col_expr(job::Column::Status, Expr::value(enum_str(&JobStatus::Queued)))
-                    .col_expr(job::Column::Error, Expr::value(Some(e.to_string())))
-                    .col_expr(job::Column::PushedAt, Expr::value(now - chrono::Duration::hours(1)))
+                q.col_expr(
+                    job::Column::Status,
+                    Expr::value(enum_str(&JobStatus::Queued)),
+                )
+                .col_expr(job::Column::Error, Expr::value(Some(e.to_string())))
+                .col_expr(
+                    job::Column::PushedAt,
+                    Expr::value(now - chrono::Duration::hours(1)),
+                )
             }
             Err(e) => {
                 tracing::warn!(job_id = %id, error = %e, "job failed");
-                q.col_expr(job::Column::Status, Expr::value(enum_str(&JobStatus::Failed)))
-                    .col_expr(job::Column::Error, Expr::value(Some(e.to_string())))
-                    .col_expr(job::Column::FinishedAt, Expr::value(Some(now)))
+                q.col_expr(
+                    job::Column::Status,
+                    Expr::value(enum_str(&JobStatus::Failed)),
+                )
+                .col_expr(job::Column::Error, Expr::value(Some(e.to_string())))
+                .col_expr(job::Column::FinishedAt, Expr::value(Some(now)))
             }
         };
-        q.filter(job::Column::Id.eq(id)).filter(job::Column::LeaseOwner.eq(self.node_id.clone())).exec(&self.db).await?;
+        q.filter(job::Column::Id.eq(id))
+            .filter(job::Column::LeaseOwner.eq(self.node_id.clone()))
+            .exec(&self.db)
+            .await?;
         Ok(())
     }
 }
@@ -290,7 +365,11 @@ async fn heartbeat(db: DatabaseConnection, id: JobId, node: String, token: Cance
 /// Pushes again every job that waits with no message on its way: queued
 /// jobs whose last push is older than `stale`, and running jobs whose runner
 /// died (lease expired). Returns how many were pushed.
-pub async fn sweep(db: &DatabaseConnection, queue: &JobQueue, stale: Duration) -> Result<usize, DbErr> {
+pub async fn sweep(
+    db: &DatabaseConnection,
+    queue: &JobQueue,
+    stale: Duration,
+) -> Result<usize, DbErr> {
     let now = Utc::now();
     let cutoff = now - chrono::Duration::from_std(stale).expect("small");
     let waiting = job::Entity::find()

@@ -1,0 +1,75 @@
+//! Liveness, readiness, metrics, the OpenAPI document, request ids,
+//! security headers and the console being served.
+
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends! {
+    async fn health_and_readiness(app) {
+        let r = app.get("/healthz", &Creds::None).await;
+        assert_eq!(json_ok(r, 200).await["status"], "ok");
+        let r = app.get("/readyz", &Creds::None).await;
+        let body = json_ok(r, 200).await;
+        assert_eq!(body["database"], true);
+        assert_eq!(body["status"], "ready");
+    }
+
+    async fn request_ids_and_security_headers(app) {
+        let r = app.client.get(app.url("/healthz")).header("X-Request-Id", "abc-123").send().await.unwrap();
+        assert_eq!(r.headers()["x-request-id"], "abc-123");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+        assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+        // A hostile request id is replaced, not echoed.
+        let r = app.client.get(app.url("/healthz")).header("X-Request-Id", "<script>x</script>").send().await.unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        // Errors carry one too.
+        let r = app.get("/api/v1/users", &Creds::None).await;
+        assert!(r.headers().contains_key("x-request-id"));
+    }
+
+    async fn metrics_count_requests_by_route(app) {
+        let admin = app.login("admin").await;
+        app.get("/api/v1/users", &admin).await;
+        let text = app.get("/metrics", &Creds::None).await.text().await.unwrap();
+        assert!(text.contains("switchboard_http_requests_total{method=\"GET\",route=\"/api/v1/users\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("switchboard_login_attempts_total{outcome=\"succeeded\"} 1"), "{text}");
+        assert!(text.contains("# TYPE switchboard_http_request_duration_seconds histogram"));
+    }
+
+    async fn openapi_document_lists_every_route(app) {
+        let r = app.get("/api/v1/openapi.json", &Creds::None).await;
+        let doc: Value = json_ok(r, 200).await;
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        for p in ["/api/v1/auth/login", "/api/v1/users/{id}", "/api/v1/api-keys", "/api/v1/interactions/{id}/transitions",
+                  "/api/v1/webhooks/{id}/replay", "/api/v1/jobs/{id}", "/api/v1/events", "/api/v1/queues"] {
+            assert!(paths.contains_key(p), "missing {p}");
+        }
+        assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+        assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+        // Every operation documents at least one response.
+        for (p, ops) in paths {
+            for (m, op) in ops.as_object().unwrap() {
+                assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{m} {p}");
+            }
+        }
+    }
+
+    async fn console_and_docs_are_served(app) {
+        let r = app.get("/", &Creds::None).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        let r = app.get("/docs", &Creds::None).await;
+        assert_eq!(r.status(), 200);
+        let r = app.get("/nope.js", &Creds::None).await;
+        assert_eq!(r.status(), 404);
+        let r = app.get("/../Cargo.toml", &Creds::None).await;
+        assert_eq!(r.status(), 404);
+        let r = app.get("/api/v1/no-such-thing", &Creds::None).await;
+        expect_error(r, 404, "not_found").await;
+    }
+}
