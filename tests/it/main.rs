@@ -2,4 +2,11 @@
 
 mod helpers;
 
+mod auth;
+mod bad_input;
+mod cli;
 mod health;
+mod interactions;
+mod isolation;
+mod jobs;
+mod webhooks;
