@@ -261,6 +261,9 @@ pub fn runner_for(
         node_id,
         stop,
         chunk_size: state.settings.jobs.chunk_size,
+        poll_interval: std::time::Duration::from_millis(
+            state.settings.jobs.poll_interval_ms.max(20),
+        ),
         metrics: state.metrics.clone(),
     }
 }

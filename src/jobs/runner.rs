@@ -103,6 +103,7 @@ pub struct Runner {
     /// Cancelled when the node starts shutting down.
     pub stop: CancellationToken,
     pub chunk_size: u64,
+    pub poll_interval: Duration,
     pub metrics: crate::metrics::Metrics,
 }
 
@@ -132,10 +133,12 @@ pub async fn run_workers(
         }
     };
     let monitor = Monitor::new().shutdown_timeout(grace);
+    // Idle workers sleep until woken; wake them on an interval to look for work.
+    let poll = runner.poll_interval;
     let monitor = match queue {
         JobQueue::Sqlite(s) => monitor.register(move |i| {
             WorkerBuilder::new(format!("{name}-{i}"))
-                .backend(s.clone())
+                .backend(s.clone().poll_with_interval(poll))
                 .data(runner.clone())
                 .concurrency(concurrency)
                 .parallelize(tokio::spawn)
@@ -143,7 +146,7 @@ pub async fn run_workers(
         }),
         JobQueue::Postgres(s) => monitor.register(move |i| {
             WorkerBuilder::new(format!("{name}-{i}"))
-                .backend(s.clone())
+                .backend(s.clone().poll_with_interval(poll))
                 .data(runner.clone())
                 .concurrency(concurrency)
                 .parallelize(tokio::spawn)
@@ -151,7 +154,7 @@ pub async fn run_workers(
         }),
         JobQueue::Redis(s) => monitor.register(move |i| {
             WorkerBuilder::new(format!("{name}-{i}"))
-                .backend(s.clone())
+                .backend(s.clone().poll_with_interval(poll))
                 .data(runner.clone())
                 .concurrency(concurrency)
                 .parallelize(tokio::spawn)

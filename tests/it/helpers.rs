@@ -27,7 +27,7 @@ pub enum Backend {
 macro_rules! both_backends {
     ($(
         $(#[$meta:meta])*
-        async fn $name:ident($app:ident) $body:block
+        async fn $name:ident($app:ident) $(configure($tweak:expr))? $body:block
     )*) => {
         $(
             mod $name {
@@ -36,16 +36,22 @@ macro_rules! both_backends {
                 $(#[$meta])*
                 async fn run($app: $crate::helpers::TestApp) $body
 
+                fn tweak(_s: &mut switchboard::config::Settings) {
+                    $( ($tweak)(_s); )?
+                }
+
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    run($crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await).await
+                    run($crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, tweak).await).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    if let Some(app) = $crate::helpers::spawn_postgres_app().await {
-                        run(app).await
+                    if $crate::helpers::postgres_url().is_none() {
+                        eprintln!("TEST_POSTGRES_URL is not set: the PostgreSQL variant of this test did not run");
+                        return;
                     }
+                    run($crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, tweak).await).await
                 }
             }
         )*
@@ -63,14 +69,6 @@ pub fn postgres_url() -> Option<String> {
             None
         }
     }
-}
-
-pub async fn spawn_postgres_app() -> Option<TestApp> {
-    if postgres_url().is_none() {
-        eprintln!("TEST_POSTGRES_URL is not set: the PostgreSQL variant of this test did not run");
-        return None;
-    }
-    Some(spawn_app(Backend::Postgres).await)
 }
 
 /// A fresh PostgreSQL database, dropped when this is dropped.
