@@ -191,7 +191,7 @@ async fn housekeeping(state: web::Data<AppState>, stop: CancellationToken) {
         stale = Duration::from_secs(60);
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(state.settings.jobs.sweep_interval_secs)) => {}
         }
     }
 }

@@ -145,6 +145,11 @@ pub struct JobSettings {
     pub queue: String,
     /// Rows a job handles per transaction (and per checkpoint).
     pub chunk_size: u64,
+    /// A running job's claim lasts this long without a heartbeat; after a
+    /// crash, the job resumes elsewhere once it runs out (seconds).
+    pub lease_secs: u64,
+    /// How often waiting jobs are looked for and pushed again (seconds).
+    pub sweep_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,6 +256,8 @@ impl Default for JobSettings {
             poll_interval_ms: 500,
             queue: "switchboard".into(),
             chunk_size: 500,
+            lease_secs: 60,
+            sweep_interval_secs: 15,
         }
     }
 }

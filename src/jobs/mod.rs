@@ -264,6 +264,7 @@ pub fn runner_for(
         poll_interval: std::time::Duration::from_millis(
             state.settings.jobs.poll_interval_ms.max(20),
         ),
+        lease: std::time::Duration::from_secs(state.settings.jobs.lease_secs),
         metrics: state.metrics.clone(),
     }
 }

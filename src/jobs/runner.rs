@@ -15,6 +15,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{JobCtx, JobFailure, JobKind, JobStatus, job};
 use crate::db::{Database, Pool};
@@ -47,9 +48,6 @@ impl std::fmt::Debug for JobQueue {
 
 /// Attempts a job gets when runs fail with database errors.
 const MAX_ATTEMPTS: i32 = 3;
-/// How long a runner's claim on a job lasts without a heartbeat.
-const LEASE: Duration = Duration::from_secs(60);
-const HEARTBEAT: Duration = Duration::from_secs(15);
 
 impl JobQueue {
     /// Opens the configured storage and creates its tables if needed.
@@ -104,6 +102,9 @@ pub struct Runner {
     pub stop: CancellationToken,
     pub chunk_size: u64,
     pub poll_interval: Duration,
+    /// How long a claim on a job lasts without a heartbeat (heartbeats come
+    /// four times per lease).
+    pub lease: Duration,
     pub metrics: crate::metrics::Metrics,
 }
 
@@ -179,8 +180,6 @@ impl Runner {
             serde_json::from_value(serde_json::Value::String(job.kind.clone())).ok();
         let span =
             tracing::info_span!("job", job_id = %id, tenant_id = %job.tenant_id, kind = %job.kind);
-        let _enter = span.enter();
-        drop(_enter);
 
         // A per-run token: cancelled at shutdown, or when someone cancels the job.
         let token = self.stop.child_token();
@@ -188,6 +187,7 @@ impl Runner {
             self.db.clone(),
             id,
             self.node_id.clone(),
+            self.lease,
             token.clone(),
         ));
         let ctx = JobCtx {
@@ -198,7 +198,11 @@ impl Runner {
         };
         let started = std::time::Instant::now();
         let outcome = match kind {
-            Some(JobKind::WebhookReplay) => crate::interactions::webhooks::run_replay(&ctx).await,
+            Some(JobKind::WebhookReplay) => {
+                crate::interactions::webhooks::run_replay(&ctx)
+                    .instrument(span.clone())
+                    .await
+            }
             None => Err(JobFailure::Fatal(format!(
                 "unknown job kind {:?}",
                 ctx.job.kind
@@ -223,7 +227,7 @@ impl Runner {
     /// lease (its runner died). `None`: nothing to do here.
     async fn claim(&self, id: JobId) -> Result<Option<job::Model>, DbErr> {
         let now = Utc::now();
-        let lease_until = now + chrono::Duration::from_std(LEASE).expect("small");
+        let lease_until = now + chrono::Duration::from_std(self.lease).expect("small");
         let claimable = Condition::any()
             .add(job::Column::Status.eq(enum_str(&JobStatus::Queued)))
             .add(
@@ -340,13 +344,19 @@ impl Runner {
 }
 
 /// Extends the lease while the job runs, and stops the job if it was cancelled.
-async fn heartbeat(db: DatabaseConnection, id: JobId, node: String, token: CancellationToken) {
+async fn heartbeat(
+    db: DatabaseConnection,
+    id: JobId,
+    node: String,
+    lease: Duration,
+    token: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = token.cancelled() => return,
-            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = tokio::time::sleep(lease / 4) => {}
         }
-        let until = Utc::now() + chrono::Duration::from_std(LEASE).expect("small");
+        let until = Utc::now() + chrono::Duration::from_std(lease).expect("small");
         let r = job::Entity::update_many()
             .col_expr(job::Column::LeaseUntil, Expr::value(Some(until)))
             .filter(job::Column::Id.eq(id))
@@ -367,7 +377,7 @@ async fn heartbeat(db: DatabaseConnection, id: JobId, node: String, token: Cance
 
 /// Pushes again every job that waits with no message on its way: queued
 /// jobs whose last push is older than `stale`, and running jobs whose runner
-/// died (lease expired). Returns how many were pushed.
+/// died (lease expired, not pushed since). Returns how many were pushed.
 pub async fn sweep(
     db: &DatabaseConnection,
     queue: &JobQueue,
@@ -384,10 +394,14 @@ pub async fn sweep(
                         .add(job::Column::PushedAt.lt(cutoff)),
                 )
                 .add(
+                    // Its runner died: the lease ran out, and nobody has
+                    // pushed it since.
                     Condition::all()
                         .add(job::Column::Status.eq(enum_str(&JobStatus::Running)))
                         .add(job::Column::LeaseUntil.lt(now))
-                        .add(job::Column::PushedAt.lt(cutoff)),
+                        .add(
+                            Expr::col(job::Column::PushedAt).lt(Expr::col(job::Column::LeaseUntil)),
+                        ),
                 ),
         )
         .limit(500)
