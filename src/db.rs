@@ -72,10 +72,33 @@ impl Database {
         }
     }
 
+    /// Applies pending migrations. On PostgreSQL, nodes starting together
+    /// take turns (a session advisory lock), so exactly one applies each.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        Migrator::up(&self.conn, None)
-            .await
-            .context("database migration failed")
+        match &self.pool {
+            Pool::Sqlite(_) => Migrator::up(&self.conn, None)
+                .await
+                .context("database migration failed"),
+            Pool::Postgres(pool) => {
+                const LOCK: i64 = 0x5b0a_4d1e_5e;
+                let mut lock = pool
+                    .acquire()
+                    .await
+                    .context("cannot connect to PostgreSQL")?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(LOCK)
+                    .execute(&mut *lock)
+                    .await?;
+                let result = Migrator::up(&self.conn, None)
+                    .await
+                    .context("database migration failed");
+                sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(LOCK)
+                    .execute(&mut *lock)
+                    .await?;
+                result
+            }
+        }
     }
 
     pub fn is_sqlite(&self) -> bool {

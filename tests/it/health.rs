@@ -73,3 +73,26 @@ both_backends! {
         expect_error(r, 404, "not_found").await;
     }
 }
+
+/// Nodes of a cluster start together: their migrations must not collide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_on_postgres_take_turns() {
+    if postgres_url().is_none() {
+        eprintln!("TEST_POSTGRES_URL is not set: this test did not run");
+        return;
+    }
+    let pg = PgDatabase::create().await;
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let url = pg.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let db = switchboard::db::Database::connect(&url, 2).await.unwrap();
+            let r = db.migrate().await;
+            db.close().await;
+            r
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("every node's migration succeeds");
+    }
+}

@@ -425,3 +425,62 @@ crate::both_backends! {
         expect_error(r, 403, "forbidden").await;
     }
 }
+
+/// The Redis server for tests, if configured (CI sets it).
+fn redis_url() -> Option<String> {
+    match std::env::var("TEST_REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("SWITCHBOARD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("CI must set TEST_REDIS_URL too");
+            }
+            eprintln!("TEST_REDIS_URL is not set: the Redis job storage test did not run");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_through_redis_storage() {
+    let Some(url) = redis_url() else { return };
+    let queue = format!("sbtest-{}", uuid::Uuid::new_v4().simple());
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.jobs.storage = switchboard::config::JobStorage::Redis;
+        s.redis.url = switchboard::config::Secret::new(url.clone());
+        s.jobs.queue = queue.clone();
+    })
+    .await;
+    let admin = app.login("admin").await;
+    for _ in 0..3 {
+        let r = app
+            .post(
+                "/api/v1/interactions",
+                &admin,
+                &json!({"channel": "sms", "direction": "outbound"}),
+            )
+            .await;
+        json_ok(r, 201).await;
+    }
+    let r = app
+        .post(
+            "/api/v1/webhooks",
+            &admin,
+            &json!({"url": "http://127.0.0.1:9/x", "event_kinds": ["created"]}),
+        )
+        .await;
+    let hook = json_ok(r, 201).await["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            &format!("/api/v1/webhooks/{hook}/replay"),
+            &admin,
+            &json!({"from_event_id": 0}),
+        )
+        .await;
+    let job = json_ok(r, 202).await["id"].as_str().unwrap().to_owned();
+    let done = eventually(30, "the job to run through Redis", || async {
+        let j = json_ok(app.get(&format!("/api/v1/jobs/{job}"), &admin).await, 200).await;
+        (j["status"] == "succeeded").then_some(j)
+    })
+    .await;
+    assert_eq!(done["result"]["enqueued"], 3);
+}
