@@ -281,20 +281,19 @@ struct RedactedSettings<'a>(&'a Settings);
 impl serde::Serialize for RedactedSettings<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut v = serde_json::to_value(self.0).map_err(serde::ser::Error::custom)?;
-        if let Some(sec) = v.get_mut("security").and_then(|x| x.as_object_mut()) {
-            if sec
+        if let Some(sec) = v.get_mut("security").and_then(|x| x.as_object_mut())
+            && sec
                 .get("master_key")
                 .and_then(|k| k.as_str())
                 .is_some_and(|k| !k.is_empty())
-            {
-                sec.insert("master_key".into(), "[redacted]".into());
-            }
+        {
+            sec.insert("master_key".into(), "[redacted]".into());
         }
-        if let Some(r) = v.get_mut("redis").and_then(|x| x.as_object_mut()) {
-            if let Some(url) = r.get("url").and_then(|k| k.as_str()) {
-                let red = crate::config::redact_url(url);
-                r.insert("url".into(), red.into());
-            }
+        if let Some(r) = v.get_mut("redis").and_then(|x| x.as_object_mut())
+            && let Some(url) = r.get("url").and_then(|k| k.as_str())
+        {
+            let red = crate::config::redact_url(url);
+            r.insert("url".into(), red.into());
         }
         strip_nulls(&mut v);
         v.serialize(s)

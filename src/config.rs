@@ -35,6 +35,7 @@ impl<T> fmt::Debug for Secret<T> {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Settings {
     pub http: HttpSettings,
     pub database: DatabaseSettings,
@@ -154,6 +155,7 @@ pub struct JobSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct RedisSettings {
     /// `redis://host:port/db`. Needed when `jobs.storage = "redis"`.
     pub url: Secret<String>,
@@ -175,21 +177,6 @@ pub struct WebhookSettings {
     pub allow_private_targets: bool,
     /// How often the dispatcher looks for due deliveries, in milliseconds.
     pub poll_interval_ms: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::default(),
-            database: DatabaseSettings::default(),
-            data: DataSettings::default(),
-            log: LogSettings::default(),
-            security: SecuritySettings::default(),
-            jobs: JobSettings::default(),
-            redis: RedisSettings::default(),
-            webhooks: WebhookSettings::default(),
-        }
-    }
 }
 
 impl Default for HttpSettings {
@@ -262,14 +249,6 @@ impl Default for JobSettings {
     }
 }
 
-impl Default for RedisSettings {
-    fn default() -> Self {
-        Self {
-            url: Secret::default(),
-        }
-    }
-}
-
 impl Default for WebhookSettings {
     fn default() -> Self {
         Self {
@@ -325,11 +304,8 @@ impl Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         let url = self.database.url.expose();
-        if !url.is_empty()
-            && !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
-        {
+        let known = ["sqlite:", "postgres://", "postgresql://"];
+        if !url.is_empty() && !known.iter().any(|p| url.starts_with(p)) {
             return bad(
                 "database.url must start with sqlite:, postgres:// or postgresql://".into(),
             );
@@ -340,9 +316,11 @@ impl Settings {
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes must be at least 1024".into());
         }
-        if !self.http.public_url.is_empty()
-            && !(self.http.public_url.starts_with("http://")
-                || self.http.public_url.starts_with("https://"))
+        let public = &self.http.public_url;
+        if !public.is_empty()
+            && !["http://", "https://"]
+                .iter()
+                .any(|p| public.starts_with(p))
         {
             return bad("http.public_url must start with http:// or https://".into());
         }
@@ -407,11 +385,11 @@ impl Settings {
 
 /// `postgres://user:pw@host/db` -> `postgres://user:***@host/db`.
 pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((cred, host)) = rest.rsplit_once('@') {
-            let user = cred.split(':').next().unwrap_or("");
-            return format!("{scheme}://{user}:***@{host}");
-        }
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((cred, host)) = rest.rsplit_once('@')
+    {
+        let user = cred.split(':').next().unwrap_or("");
+        return format!("{scheme}://{user}:***@{host}");
     }
     url.to_owned()
 }
@@ -420,12 +398,11 @@ pub fn redact_url(url: &str) -> String {
 /// booleans, arrays), and plain strings otherwise.
 fn parse_env_value(v: &str) -> figment::value::Value {
     let probe = format!("v = {v}");
-    if let Ok(t) = toml::from_str::<toml::Table>(&probe) {
-        if let Some(val) = t.get("v") {
-            if let Ok(fv) = figment::value::Value::serialize(val) {
-                return fv;
-            }
-        }
+    if let Ok(t) = toml::from_str::<toml::Table>(&probe)
+        && let Some(val) = t.get("v")
+        && let Ok(fv) = figment::value::Value::serialize(val)
+    {
+        return fv;
     }
     figment::value::Value::from(v.to_owned())
 }

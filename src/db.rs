@@ -38,12 +38,12 @@ impl Database {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
                 .pragma("temp_store", "memory");
-            if let Some(parent) = opts.get_filename().parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).with_context(|| {
-                        format!("cannot create the database folder {}", parent.display())
-                    })?;
-                }
+            if let Some(parent) = opts.get_filename().parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("cannot create the database folder {}", parent.display())
+                })?;
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
@@ -80,7 +80,7 @@ impl Database {
                 .await
                 .context("database migration failed"),
             Pool::Postgres(pool) => {
-                const LOCK: i64 = 0x5b0a_4d1e_5e;
+                const LOCK: i64 = 0x005b_0a4d_1e5e;
                 let mut lock = pool
                     .acquire()
                     .await

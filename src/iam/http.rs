@@ -508,18 +508,18 @@ async fn update_tenant(
         .name
         .as_deref()
         .map(|n| v.check("name", Name::parse(n)).map(Name::into_inner));
-    if let Some(tz) = &b.timezone {
-        if tz.parse::<chrono_tz::Tz>().is_err() {
-            v.add("timezone", "is not an IANA time zone such as Europe/Berlin");
-        }
+    if let Some(tz) = &b.timezone
+        && tz.parse::<chrono_tz::Tz>().is_err()
+    {
+        v.add("timezone", "is not an IANA time zone such as Europe/Berlin");
     }
-    if let Some(r) = &b.default_region {
-        if r.len() != 2 || !r.bytes().all(|c| c.is_ascii_uppercase()) {
-            v.add(
-                "default_region",
-                "must be a two-letter upper-case region code such as US",
-            );
-        }
+    if let Some(r) = &b.default_region
+        && (r.len() != 2 || !r.bytes().all(|c| c.is_ascii_uppercase()))
+    {
+        v.add(
+            "default_region",
+            "must be a two-letter upper-case region code such as US",
+        );
     }
     v.finish()?;
     let t = store::update_tenant(

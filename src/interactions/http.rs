@@ -769,13 +769,13 @@ async fn list_deliveries(
     q: web::Query<DeliveryQuery>,
 ) -> ApiResult<web::Json<Page<DeliveryView>>> {
     let q = q.into_inner();
-    if let Some(s) = &q.status {
-        if !matches!(s.as_str(), "pending" | "delivered" | "failed") {
-            return Err(ApiError::field(
-                "status",
-                "must be pending, delivered or failed",
-            ));
-        }
+    if let Some(s) = &q.status
+        && !matches!(s.as_str(), "pending" | "delivered" | "failed")
+    {
+        return Err(ApiError::field(
+            "status",
+            "must be pending, delivered or failed",
+        ));
     }
     webhooks::get(&state.db.conn, auth.tenant_id, *id)
         .await

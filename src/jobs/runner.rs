@@ -366,11 +366,11 @@ async fn heartbeat(
         if let Err(e) = r {
             tracing::warn!(job_id = %id, error = %e, "job heartbeat failed");
         }
-        if let Ok(Some(j)) = job::Entity::find_by_id(id).one(&db).await {
-            if j.cancel_requested {
-                token.cancel();
-                return;
-            }
+        if let Ok(Some(j)) = job::Entity::find_by_id(id).one(&db).await
+            && j.cancel_requested
+        {
+            token.cancel();
+            return;
         }
     }
 }

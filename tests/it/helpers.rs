@@ -2,6 +2,8 @@
 //! directory and database (a SQLite file, or a fresh PostgreSQL database
 //! when `TEST_POSTGRES_URL` is set), plus typed helpers to talk to it.
 
+#![allow(dead_code)] // Shared by every module; each uses part of it.
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
