@@ -115,6 +115,7 @@ pub async fn create(
     let now = Utc::now();
     let id = InteractionId::new();
     let txn = db.begin().await?;
+    lock_feed(&txn, tenant_id).await?;
     let m = interaction::ActiveModel {
         id: Set(id),
         tenant_id: Set(tenant_id),
@@ -245,6 +246,7 @@ async fn try_change(
     decide: &impl Fn(&Lifecycle) -> Decision,
 ) -> Result<Option<(interaction::Model, event::Model)>, InteractionError> {
     let txn = db.begin().await?;
+    lock_feed(&txn, tenant_id).await?;
     let current = find(&txn, tenant_id, id)
         .await?
         .ok_or(InteractionError::NotFound)?;
@@ -287,6 +289,24 @@ async fn try_change(
         .ok_or(InteractionError::NotFound)?;
     txn.commit().await?;
     Ok(Some((updated, ev)))
+}
+
+/// Makes a tenant's event ids become visible in order. Event ids come from
+/// a sequence, and on PostgreSQL two transactions can commit out of id
+/// order; a reader paging the feed by id could then skip an event. Holding a
+/// per-tenant transaction lock from before the insert until the commit rules
+/// that out. (SQLite has one writer at a time already.)
+async fn lock_feed(txn: &impl ConnectionTrait, tenant_id: TenantId) -> Result<(), DbErr> {
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Class 1 of the two-key lock space: the event feed of one tenant.
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(1, hashtext($1))",
+            [tenant_id.0.to_string().into()],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
