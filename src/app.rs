@@ -36,6 +36,10 @@ pub struct Application {
     listener: TcpListener,
     state: web::Data<AppState>,
     stop: CancellationToken,
+    node_id: String,
+    /// Stops the cross-node bus bridge, last of all.
+    bridge_stop: CancellationToken,
+    bridge: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -62,6 +66,27 @@ impl Application {
         let openapi_json = crate::http::openapi()
             .to_pretty_json()
             .context("rendering the OpenAPI document")?;
+        // Unique per process, so two nodes on one host are told apart.
+        let node_id = format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
+        let mut bus = Bus::new(4096);
+        let bridge_stop = CancellationToken::new();
+        let bridge = match settings.bus.backend {
+            crate::config::BusBackend::Local => None,
+            crate::config::BusBackend::Redis => Some(
+                bus.bridge_redis(
+                    settings.redis.url.expose(),
+                    settings.bus.channel.clone(),
+                    node_id.clone(),
+                    bridge_stop.clone(),
+                )
+                .await?,
+            ),
+        };
         let sec = &settings.security;
         let state = AppState {
             hasher: Hasher::new(sec.argon2_memory_kib, sec.argon2_iterations),
@@ -71,7 +96,7 @@ impl Application {
                 sec.login_failures_per_address,
             ),
             sealer,
-            bus: Bus::new(4096),
+            bus,
             jobs,
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
@@ -85,6 +110,9 @@ impl Application {
             listener,
             state: web::Data::new(state),
             stop,
+            node_id,
+            bridge_stop,
+            bridge,
         })
     }
 
@@ -106,10 +134,12 @@ impl Application {
             listener,
             state,
             stop,
+            node_id,
+            bridge_stop,
+            bridge,
             ..
         } = self;
         let settings = state.settings.clone();
-        let node_id = format!("{}-{}", hostname(), std::process::id());
 
         let (server, handle) = start_http(listener, state.clone())?;
 
@@ -146,6 +176,10 @@ impl Application {
         }
         let _ = dispatcher_task.await;
         let _ = housekeeping_task.await;
+        bridge_stop.cancel();
+        if let Some(b) = bridge {
+            let _ = b.await;
+        }
         state.db.close().await;
         tracing::info!("stopped");
         Ok(())

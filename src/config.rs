@@ -45,6 +45,7 @@ pub struct Settings {
     pub jobs: JobSettings,
     pub redis: RedisSettings,
     pub webhooks: WebhookSettings,
+    pub bus: BusSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +160,32 @@ pub struct JobSettings {
 pub struct RedisSettings {
     /// `redis://host:port/db`. Needed when `jobs.storage = "redis"`.
     pub url: Secret<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusBackend {
+    /// In-process only: one node.
+    Local,
+    /// Also bridged between nodes through Redis pub/sub (`redis.url`).
+    Redis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusSettings {
+    pub backend: BusBackend,
+    /// The Redis channel the nodes of one cluster share.
+    pub channel: String,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            backend: BusBackend::Local,
+            channel: "switchboard:events".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -346,6 +373,9 @@ impl Settings {
             return bad(
                 "jobs.chunk_size must be at least 1 and jobs.queue must not be empty".into(),
             );
+        }
+        if self.bus.backend == BusBackend::Redis && self.redis.url.expose().is_empty() {
+            return bad("bus.backend = \"redis\" needs redis.url (SWITCHBOARD__REDIS__URL)".into());
         }
         if self.jobs.storage == JobStorage::Redis && self.redis.url.expose().is_empty() {
             return bad(

@@ -36,7 +36,7 @@ pub enum InteractionError {
 }
 
 /// One entry of an interaction's timeline, as stored and as published.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
 pub struct TimelineEvent {
     /// Global, increasing id: the cursor for the event feed and replays.
     pub id: i64,

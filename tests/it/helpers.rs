@@ -173,6 +173,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: actix_web::web::Data<AppState>,
     pub backend: Backend,
+    pub settings: Settings,
     pub dir: tempfile::TempDir,
     stop: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -204,7 +205,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     };
     let mut settings = test_settings(dir.path(), pg.as_ref().map(|p| p.url.as_str()));
     tweak(&mut settings);
-    let app = Application::build(settings)
+    let app = Application::build(settings.clone())
         .await
         .expect("the application builds");
     let port = app.port();
@@ -226,10 +227,59 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
         client,
         state,
         backend,
+        settings,
         dir,
         stop,
         server: Some(server),
         pg,
+    }
+}
+
+/// Another node of the same cluster: same database, its own data directory
+/// and port (the demo data is already there).
+pub async fn spawn_second_node(first: &TestApp, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = first.settings.clone();
+    settings.data.dir = dir.path().to_path_buf();
+    if first.backend == Backend::Sqlite {
+        settings.database.url = Secret::new(format!("sqlite://{}", first.sqlite_path().display()));
+    }
+    tweak(&mut settings);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the second node builds");
+    let port = app.port();
+    let state = app.state();
+    let stop = app.stop_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base: format!("http://localhost:{port}"),
+        port,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        state,
+        backend: first.backend,
+        settings,
+        dir,
+        stop,
+        server: Some(server),
+        pg: None,
+    }
+}
+
+/// The Redis server for tests, if configured (CI sets it).
+pub fn redis_url() -> Option<String> {
+    match std::env::var("TEST_REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("SWITCHBOARD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("CI must set TEST_REDIS_URL too");
+            }
+            eprintln!("TEST_REDIS_URL is not set: this Redis test did not run");
+            None
+        }
     }
 }
 

@@ -426,20 +426,6 @@ crate::both_backends! {
     }
 }
 
-/// The Redis server for tests, if configured (CI sets it).
-fn redis_url() -> Option<String> {
-    match std::env::var("TEST_REDIS_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var("SWITCHBOARD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                panic!("CI must set TEST_REDIS_URL too");
-            }
-            eprintln!("TEST_REDIS_URL is not set: the Redis job storage test did not run");
-            None
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_run_through_redis_storage() {
     let Some(url) = redis_url() else { return };

@@ -4,7 +4,9 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod browser;
 mod cli;
+mod cluster;
 mod health;
 mod interactions;
 mod isolation;
