@@ -60,10 +60,10 @@ impl Bus {
     /// message for other nodes (they catch up from the store) rather than
     /// slowing the caller.
     pub fn publish(&self, msg: BusMessage) {
-        if let Some(out) = &self.outbound {
-            if out.try_send(msg.clone()).is_err() {
-                tracing::warn!("bus bridge queue full: a message was not forwarded to other nodes");
-            }
+        if let Some(out) = &self.outbound
+            && out.try_send(msg.clone()).is_err()
+        {
+            tracing::warn!("bus bridge queue full: a message was not forwarded to other nodes");
         }
         let _ = self.tx.send(msg);
     }
