@@ -1,0 +1,81 @@
+//! The console in a real browser: `tests/browser/console.mjs` drives Debian's
+//! Chromium (through playwright-core) against a live server with the demo
+//! tenant. It checks the role-aware navigation of every demo user, sign-in
+//! errors, the admin pages, an API key shown once, reloads and signing out,
+//! and fails on any console error or CSP violation.
+//!
+//! Needs `node`, `tests/browser/node_modules/playwright-core` and
+//! `/usr/bin/chromium` (or `$CHROMIUM`); `scripts/test.sh` installs them.
+//! When they are missing this test fails: it is never skipped silently.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::helpers::{Backend, spawn_app};
+
+const SETUP_HINT: &str = "run scripts/test.sh, which installs Chromium and the browser test's \
+                          node modules (npm ci in tests/browser)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_works_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("tests/browser/console.mjs");
+    let playwright = root.join("tests/browser/node_modules/playwright-core");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+
+    assert!(script.is_file(), "{} is missing", script.display());
+    assert!(
+        playwright.is_dir(),
+        "the browser test needs {}: {SETUP_HINT}",
+        playwright.display()
+    );
+    assert!(
+        Path::new(&chromium).is_file(),
+        "the browser test needs Chromium at {chromium}: {SETUP_HINT}"
+    );
+    let node = Command::new("node").arg("--version").output().await;
+    assert!(
+        node.as_ref().is_ok_and(|o| o.status.success()),
+        "the browser test needs Node.js (`node` on PATH): {SETUP_HINT}"
+    );
+
+    let app = spawn_app(Backend::Sqlite).await;
+    let child = Command::new("node")
+        .arg(&script)
+        .arg(&app.base)
+        .current_dir(root)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start node");
+    // The script has its own, shorter, timeout; this one only guards against
+    // a wedged process.
+    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .expect("the browser test did not finish within 300 s")
+        .expect("run node");
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser test failed ({}).\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
+    // The last line of stdout is the JSON summary.
+    let summary: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON summary from the browser test:\n{stdout}\n{stderr}"));
+    assert_eq!(summary["ok"], true, "{summary}");
+    println!("browser test: {summary}");
+    app.shutdown().await;
+}
