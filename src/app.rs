@@ -63,8 +63,7 @@ impl Application {
         let listener = TcpListener::bind(settings.http.bind)
             .with_context(|| format!("cannot listen on {} (http.bind)", settings.http.bind))?;
         let port = listener.local_addr()?.port();
-        let openapi_json = crate::http::openapi()
-            .to_pretty_json()
+        let openapi_json = serde_json::to_string_pretty(&crate::http::openapi())
             .context("rendering the OpenAPI document")?;
         // Unique per process, so two nodes on one host are told apart.
         let node_id = format!(

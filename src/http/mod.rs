@@ -72,13 +72,81 @@ fn api_v1(cfg: &mut ServiceConfig) {
 }
 
 /// The OpenAPI document of the routes above, generated from the code.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> serde_json::Value {
     let (_, api) = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .service(scope::scope("/api/v1").configure(api_v1))
         .split_for_parts();
-    api
+    let mut doc = serde_json::to_value(&api).expect("the OpenAPI document serialises");
+    complete_openapi(&mut doc);
+    doc
+}
+
+/// Fills in what the derive leaves out, so the document is valid and says
+/// what the server enforces: every `{param}` of a path is declared (ids are
+/// UUIDs), every response has a description, and `limit` shows its range.
+fn complete_openapi(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let names: Vec<String> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(str::to_owned)
+            .collect();
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for (_method, op) in ops.iter_mut() {
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            let params = op.entry("parameters").or_insert_with(|| json!([]));
+            if let Some(list) = params.as_array_mut() {
+                for name in &names {
+                    let declared = list
+                        .iter()
+                        .any(|p| p["name"] == name.as_str() && p["in"] == "path");
+                    if !declared {
+                        list.push(json!({
+                            "name": name, "in": "path", "required": true,
+                            "description": "The object's id (404 if it does not exist in your tenant).",
+                            "schema": {"type": "string", "format": "uuid"}
+                        }));
+                    }
+                }
+                for p in list.iter_mut() {
+                    if p["name"] == "limit" && p["in"] == "query" {
+                        p["schema"] =
+                            json!({"type": ["integer", "null"], "minimum": 1, "maximum": 200});
+                        p["description"] = json!("Items per page, 1-200 (default 50).");
+                    }
+                }
+                if list.is_empty() {
+                    op.remove("parameters");
+                }
+            }
+            if let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) {
+                for (status, resp) in responses.iter_mut() {
+                    if let Some(r) = resp.as_object_mut()
+                        && r.get("description")
+                            .and_then(|d| d.as_str())
+                            .is_none_or(str::is_empty)
+                    {
+                        let reason = status
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|c| actix_web::http::StatusCode::from_u16(c).ok())
+                            .and_then(|c| c.canonical_reason())
+                            .unwrap_or("Response");
+                        r.insert("description".into(), json!(reason));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The whole application, as each HTTP worker builds it.

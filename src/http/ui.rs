@@ -40,15 +40,25 @@ async fn serve(req: HttpRequest, dir: web::Data<UiDir>) -> HttpResponse {
     };
     match body {
         Some(bytes) => {
-            let mime = mime_for(path);
-            let cache = if path.ends_with(".html") {
-                "no-cache"
-            } else {
-                "public, max-age=300"
-            };
+            // Revalidate every time (file names are not versioned, so an
+            // upgrade must never mix old and new modules); the ETag makes an
+            // unchanged file a cheap 304.
+            let etag = format!("\"{}\"", &crate::crypto::sha256_hex(&bytes)[..32]);
+            let matches = req
+                .headers()
+                .get(actix_web::http::header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            if matches {
+                return HttpResponse::NotModified()
+                    .insert_header(("ETag", etag))
+                    .insert_header(("Cache-Control", "no-cache"))
+                    .finish();
+            }
             HttpResponse::Ok()
-                .content_type(mime)
-                .insert_header(("Cache-Control", cache))
+                .content_type(mime_for(path))
+                .insert_header(("Cache-Control", "no-cache"))
+                .insert_header(("ETag", etag))
                 .body(bytes)
         }
         None => HttpResponse::NotFound()

@@ -536,3 +536,41 @@ pub async fn list_audit(
         .all(db)
         .await
 }
+
+/// Whether a principal resolved earlier is still valid: its session still
+/// exists, is not expired or idle, and its user is active; or its API key is
+/// neither revoked nor expired. Long-lived responses (event streams) check
+/// this periodically and end when it turns false.
+pub async fn principal_is_live(
+    db: &impl ConnectionTrait,
+    p: &super::auth::Principal,
+    now: DateTime<Utc>,
+    idle_minutes: u64,
+) -> Result<bool, DbErr> {
+    match (p.actor, p.session) {
+        (super::auth::Actor::User(uid), Some(sid)) => {
+            let Some(s) = session::Entity::find_by_id(sid)
+                .filter(session::Column::TenantId.eq(p.tenant_id))
+                .one(db)
+                .await?
+            else {
+                return Ok(false);
+            };
+            if s.expires_at <= now || s.last_seen_at + Duration::minutes(idle_minutes as i64) <= now {
+                return Ok(false);
+            }
+            Ok(user::Entity::find_by_id(uid)
+                .filter(user::Column::TenantId.eq(p.tenant_id))
+                .filter(user::Column::Active.eq(true))
+                .one(db)
+                .await?
+                .is_some_and(|u| u.role == p.role))
+        }
+        (super::auth::Actor::ApiKey(kid), _) => Ok(api_key::Entity::find_by_id(kid)
+            .filter(api_key::Column::TenantId.eq(p.tenant_id))
+            .one(db)
+            .await?
+            .is_some_and(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > now))),
+        (super::auth::Actor::User(_), None) => Ok(false),
+    }
+}

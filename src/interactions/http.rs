@@ -401,39 +401,71 @@ async fn event_feed(
 #[utoipa::path(tag = "events", responses((status = 200, content_type = "text/event-stream", description = "`event: interaction` messages with a TimelineEvent as data")))]
 #[get("/events/stream")]
 async fn event_stream(state: web::Data<AppState>, auth: Auth<Staff>) -> HttpResponse {
-    let tenant = auth.tenant_id;
-    let rx = state.bus.subscribe();
-    let stop = state.shutdown.clone();
-    let stream =
-        futures_util::stream::unfold((rx, stop, true), move |(mut rx, stop, first)| async move {
-            if first {
-                let hello = web::Bytes::from_static(b"retry: 2000\n: connected\n\n");
-                return Some((Ok::<_, actix_web::Error>(hello), (rx, stop, false)));
+    struct Live {
+        rx: tokio::sync::broadcast::Receiver<BusMessage>,
+        state: web::Data<AppState>,
+        principal: Principal,
+        checked: std::time::Instant,
+        first: bool,
+    }
+    /// How often the stream checks that its credentials still hold (a
+    /// logout, deactivation, role change or key revocation ends it within
+    /// this time), and how long it stays quiet before a keep-alive.
+    const RECHECK: Duration = Duration::from_secs(1);
+    const KEEP_ALIVE: Duration = Duration::from_secs(15);
+    let live = Live {
+        rx: state.bus.subscribe(),
+        principal: auth.principal.clone(),
+        state: state.clone(),
+        checked: std::time::Instant::now(),
+        first: true,
+    };
+    let stream = futures_util::stream::unfold(live, |mut live| async move {
+        if live.first {
+            live.first = false;
+            let hello = web::Bytes::from_static(b"retry: 2000\n: connected\n\n");
+            return Some((Ok::<_, actix_web::Error>(hello), live));
+        }
+        loop {
+            let stop = live.state.shutdown.clone();
+            let msg = tokio::select! {
+                _ = stop.cancelled() => return None,
+                r = tokio::time::timeout(KEEP_ALIVE, live.rx.recv()) => r,
+            };
+            let chunk = match msg {
+                Err(_) => web::Bytes::from_static(b": keep-alive\n\n"),
+                Ok(Ok(m)) if m.tenant_id() == live.principal.tenant_id => {
+                    let BusMessage::Interaction(ev) = &m;
+                    let data = serde_json::to_string(ev.as_ref()).expect("events serialise");
+                    web::Bytes::from(format!(
+                        "id: {}\nevent: interaction\ndata: {data}\n\n",
+                        ev.id
+                    ))
+                }
+                Ok(Ok(_)) => continue,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
+                    web::Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"))
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+            };
+            if live.checked.elapsed() >= RECHECK {
+                let sec = &live.state.settings.security;
+                let ok = crate::iam::store::principal_is_live(
+                    &live.state.db.conn,
+                    &live.principal,
+                    Utc::now(),
+                    sec.session_idle_minutes,
+                )
+                .await
+                .unwrap_or(false);
+                if !ok {
+                    return None;
+                }
+                live.checked = std::time::Instant::now();
             }
-            loop {
-                let msg = tokio::select! {
-                    _ = stop.cancelled() => return None,
-                    r = tokio::time::timeout(Duration::from_secs(15), rx.recv()) => r,
-                };
-                let chunk = match msg {
-                    Err(_) => web::Bytes::from_static(b": keep-alive\n\n"),
-                    Ok(Ok(m)) if m.tenant_id() == tenant => {
-                        let BusMessage::Interaction(ev) = &m;
-                        let data = serde_json::to_string(ev.as_ref()).expect("events serialise");
-                        web::Bytes::from(format!(
-                            "id: {}\nevent: interaction\ndata: {data}\n\n",
-                            ev.id
-                        ))
-                    }
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
-                        web::Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"))
-                    }
-                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
-                };
-                return Some((Ok(chunk), (rx, stop, false)));
-            }
-        });
+            return Some((Ok(chunk), live));
+        }
+    });
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))

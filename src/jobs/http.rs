@@ -69,7 +69,8 @@ impl From<job::Model> for JobView {
     }
 }
 
-/// The tenant's jobs, newest first.
+/// Jobs, newest first: all of the tenant's for admins and supervisors,
+/// one's own for other roles.
 #[utoipa::path(tag = "jobs", params(PageParams), responses((status = 200, body = Page<JobView>)))]
 #[get("/jobs")]
 async fn list_jobs(
@@ -78,7 +79,15 @@ async fn list_jobs(
     page: web::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<JobView>>> {
     let limit = page.limit()?;
-    let rows = super::list(&state.db.conn, auth.tenant_id, page.cursor()?, limit + 1).await?;
+    let owner = super::visible_to(&auth);
+    let rows = super::list(
+        &state.db.conn,
+        auth.tenant_id,
+        owner,
+        page.cursor()?,
+        limit + 1,
+    )
+    .await?;
     Ok(web::Json(Page::from_rows(
         rows,
         limit,
@@ -97,6 +106,10 @@ async fn get_job(
 ) -> ApiResult<web::Json<JobView>> {
     let j = super::get(&state.db.conn, auth.tenant_id, *id)
         .await?
+        .filter(|j| match super::visible_to(&auth) {
+            None => true,
+            Some(owner) => owner.is_some_and(|u| j.created_by == Some(u.0)),
+        })
         .ok_or_else(|| ApiError::not_found("job"))?;
     Ok(web::Json(j.into()))
 }

@@ -214,10 +214,15 @@ pub async fn get(
 pub async fn list(
     db: &impl ConnectionTrait,
     tenant_id: TenantId,
+    owner: Option<Option<UserId>>,
     before: Option<JobId>,
     limit: u64,
 ) -> Result<Vec<job::Model>, DbErr> {
     let mut q = job::Entity::find().filter(job::Column::TenantId.eq(tenant_id));
+    if let Some(owner) = owner {
+        // An API key (no user) of a restricted role sees no one's jobs.
+        q = q.filter(job::Column::CreatedBy.eq(owner.map(|u| u.0).unwrap_or_else(uuid::Uuid::nil)));
+    }
     if let Some(b) = before {
         q = q.filter(job::Column::Id.lt(b));
     }
@@ -266,5 +271,15 @@ pub fn runner_for(
         ),
         lease: std::time::Duration::from_secs(state.settings.jobs.lease_secs),
         metrics: state.metrics.clone(),
+    }
+}
+
+/// Who may see which jobs: `None` for everyone's (admins and supervisors),
+/// `Some(owner)` for only those created by `owner` (other roles; an API key
+/// of such a role has no user and sees none).
+pub fn visible_to(p: &crate::iam::Principal) -> Option<Option<UserId>> {
+    match p.role {
+        crate::iam::Role::Admin | crate::iam::Role::Supervisor => None,
+        _ => Some(p.user_id()),
     }
 }

@@ -50,6 +50,21 @@ both_backends! {
             assert!(paths.contains_key(p), "missing {p}");
         }
         assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+        // Every path parameter is declared and every response described.
+        for (p, ops) in paths {
+            for (m, op) in ops.as_object().unwrap() {
+                for seg in p.split('/').filter(|s| s.starts_with('{')) {
+                    let name = seg.trim_matches(|c| c == '{' || c == '}');
+                    let declared = op["parameters"].as_array().is_some_and(|ps| {
+                        ps.iter().any(|x| x["name"] == name && x["in"] == "path" && x["required"] == true)
+                    });
+                    assert!(declared, "{m} {p} does not declare {name}");
+                }
+                for (status, r) in op["responses"].as_object().unwrap() {
+                    assert!(r["description"].as_str().is_some_and(|d| !d.is_empty()), "{m} {p} {status}");
+                }
+            }
+        }
         assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
         // Every operation documents at least one response.
         for (p, ops) in paths {
@@ -64,6 +79,15 @@ both_backends! {
         assert_eq!(r.status(), 200);
         assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
         let r = app.get("/docs", &Creds::None).await;
+        assert_eq!(r.status(), 200);
+        // Assets are revalidated every time, cheaply.
+        let r = app.get("/app.js", &Creds::None).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["cache-control"], "no-cache");
+        let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+        let r = app.client.get(app.url("/app.js")).header("If-None-Match", &etag).send().await.unwrap();
+        assert_eq!(r.status(), 304);
+        let r = app.client.get(app.url("/app.js")).header("If-None-Match", "\"stale\"").send().await.unwrap();
         assert_eq!(r.status(), 200);
         let r = app.get("/nope.js", &Creds::None).await;
         assert_eq!(r.status(), 404);

@@ -234,3 +234,34 @@ both_backends! {
         assert_eq!(seen, all, "the cursor reader saw every event once, in order");
     }
 }
+
+both_backends! {
+    /// An open stream ends once its session does.
+    async fn the_stream_ends_when_the_session_ends(app) {
+        let sup = app.login("supervisor").await;
+        let Creds::Session { cookie, .. } = &sup else { unreachable!() };
+        let resp = app.client.get(app.url("/api/v1/events/stream"))
+            .header("Cookie", format!("sb_session={cookie}")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut stream = resp.bytes_stream();
+        let r = app.post("/api/v1/auth/logout", &sup, &json!({})).await;
+        assert_eq!(r.status(), 204);
+        let admin = app.login("admin").await;
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            let mut text = String::new();
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(c) => text.push_str(&String::from_utf8_lossy(&c)),
+                    Err(_) => break,
+                }
+                // Keep the tenant busy so the stream has something to send.
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                new_interaction(&app, &admin).await;
+            }
+            text
+        }).await;
+        let text = ended.expect("the stream closed within 20 s of the logout");
+        // The credentials are rechecked every second: at most that much leaks.
+        assert!(text.matches("event: interaction").count() <= 5, "at most what raced the check: {text}");
+    }
+}

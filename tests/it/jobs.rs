@@ -470,3 +470,21 @@ async fn jobs_run_through_redis_storage() {
     .await;
     assert_eq!(done["result"]["enqueued"], 3);
 }
+
+crate::both_backends! {
+    async fn only_admins_and_supervisors_see_other_peoples_jobs(app) {
+        let admin = app.login("admin").await;
+        let r = app.post("/api/v1/webhooks", &admin, &json!({"url": "http://127.0.0.1:9/x"})).await;
+        let hook = json_ok(r, 201).await["id"].as_str().unwrap().to_owned();
+        let r = app.post(&format!("/api/v1/webhooks/{hook}/replay"), &admin, &json!({"from_event_id": 0})).await;
+        let job = json_ok(r, 202).await["id"].as_str().unwrap().to_owned();
+        let sup = app.login("supervisor").await;
+        json_ok(app.get(&format!("/api/v1/jobs/{job}"), &sup).await, 200).await;
+        for who in ["agent", "marketer"] {
+            let c = app.login(who).await;
+            let list = json_ok(app.get("/api/v1/jobs", &c).await, 200).await;
+            assert!(list["items"].as_array().unwrap().is_empty(), "{who} sees no one else's jobs");
+            expect_error(app.get(&format!("/api/v1/jobs/{job}"), &c).await, 404, "not_found").await;
+        }
+    }
+}
