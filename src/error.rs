@@ -154,7 +154,9 @@ pub struct ErrorDetail {
     pub details: Value,
 }
 
-#[derive(Debug)]
+/// `Clone` so that one authentication outcome can be shared by the
+/// extractors of a request (see `iam::auth::settle`).
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,

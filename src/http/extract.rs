@@ -52,7 +52,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
+        let req = req.clone();
         Box::pin(async move {
+            // Credentials are checked before the body is judged: a caller who
+            // may not make this request learns nothing from its validation.
+            crate::iam::auth::settle(&req).await;
             if !content_type_ok {
                 return Err(ApiError::new(
                     ErrorCode::UnsupportedMediaType,
@@ -104,30 +108,87 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     "unexpected data after the JSON value",
                 ));
             }
+            if let Some(path) = nul_path(bytes) {
+                return Err(ApiError::field(
+                    path,
+                    "must not contain the NUL character (U+0000)",
+                ));
+            }
             Ok(v)
         }
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Data => {
-                    let path = if path == "." {
-                        "body".to_string()
-                    } else {
-                        path
-                    };
-                    Err(ApiError::validation(vec![FieldError::new(
-                        path,
-                        strip_position(&inner.to_string()),
-                    )]))
-                }
-                _ => Err(ApiError::new(
+            // Whether the body is JSON at all decides between 400 and 422,
+            // not serde's category: it can meet a wrong field before a later
+            // syntax error, and it reports some wrong types (a number where
+            // an enum's string belongs) as syntax errors.
+            if let Err(syntax) = serde_json::from_slice::<serde_json::Value>(bytes) {
+                return Err(ApiError::new(
                     ErrorCode::MalformedJson,
-                    format!("the body is not valid JSON: {inner}"),
-                )),
+                    format!("the body is not valid JSON: {syntax}"),
+                ));
             }
+            let path = if path == "." {
+                "body".to_string()
+            } else {
+                path
+            };
+            let message = match inner.classify() {
+                serde_json::error::Category::Data => strip_position(&inner.to_string()),
+                _ => "has the wrong type".to_owned(),
+            };
+            Err(ApiError::validation(vec![FieldError::new(path, message)]))
         }
     }
+}
+
+/// The path of the first string (or key) holding U+0000, if any. PostgreSQL
+/// can store that character neither in `text` nor in `jsonb`, so it is
+/// refused for every field here rather than failing as a database error.
+/// In JSON it can only be written as the escape `\u0000`, so bodies without
+/// that escape are not parsed again.
+fn nul_path(bytes: &[u8]) -> Option<String> {
+    let mut i = 0;
+    let mut found = false;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1) == Some(&b'u') && bytes.get(i + 2..i + 6) == Some(b"0000") {
+                found = true;
+                break;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    if !found {
+        return None;
+    }
+    fn walk(v: &serde_json::Value, path: &str) -> Option<String> {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0').then(|| path.to_owned()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, x)| {
+                let p = if path == "body" {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') {
+                    Some(p)
+                } else {
+                    walk(x, &p)
+                }
+            }),
+            _ => None,
+        }
+    }
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&v, "body")
 }
 
 /// serde_json appends " at line 1 column 42" to messages; the path says more.
@@ -260,6 +321,47 @@ mod tests {
         );
         check(b"{\"items\": []}", ErrorCode::ValidationFailed, "name");
         check(b"\"x\"", ErrorCode::ValidationFailed, "body");
+        // An unknown field before a syntax error: still malformed.
+        check(
+            b"{\"admin\": 1,}",
+            ErrorCode::MalformedJson,
+            "not valid JSON",
+        );
+        check(
+            b"{\"name\": 5, ",
+            ErrorCode::MalformedJson,
+            "not valid JSON",
+        );
+        check(
+            b"{\"name\": 5, \"items\": []}",
+            ErrorCode::ValidationFailed,
+            "name",
+        );
+        // A wrong type that serde reports as a syntax error is still a 422.
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        enum Color {
+            Red,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Paint {
+            color: Color,
+        }
+        let e = parse_json::<Paint>(b"{\"color\": 1}").unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationFailed, "{e}");
+        assert_eq!(e.details["fields"][0]["path"], "color");
+        // NUL characters, anywhere: refused with their path.
+        check(
+            b"{\"name\": \"a\\u0000\", \"items\": []}",
+            ErrorCode::ValidationFailed,
+            "name",
+        );
+        let e =
+            parse_json::<serde_json::Value>(b"{\"a\": [1, {\"b\": \"x\\u0000\"}]}").unwrap_err();
+        assert_eq!(e.details["fields"][0]["path"], "a[1].b");
+        // An escaped backslash followed by u0000 is text, not NUL.
+        assert!(parse_json::<Body>(b"{\"name\": \"\\\\u0000\", \"items\": []}").is_ok());
         assert!(parse_json::<Body>(b"{\"name\": \"a\", \"items\": [{\"qty\": 2}]}").is_ok());
     }
 

@@ -13,6 +13,8 @@ use actix_web::dev::Payload;
 use actix_web::http::Method;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use chrono::Utc;
+use futures_util::FutureExt;
+use futures_util::future::Shared;
 
 use super::entity::Role;
 use super::store;
@@ -148,26 +150,78 @@ impl<P: Policy + 'static> FromRequest for Auth<P> {
     }
 }
 
-/// Resolves (once per request) who is calling.
-pub async fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
-    if let Some(p) = req.extensions().get::<Principal>() {
-        return Ok(p.clone());
-    }
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .expect("AppState is registered")
-        .clone();
-    let p = authenticate(req, &state).await?;
-    req.extensions_mut().insert(p.clone());
-    Ok(p)
+/// The credentials a request presented, copied out of it so that the
+/// resolution kept in the request's extensions holds no reference to the
+/// request itself.
+struct Presented {
+    /// The Authorization header: `Err` if it is not valid text.
+    authorization: Option<Result<String, ()>>,
+    cookie: Option<String>,
+    csrf: String,
+    safe_method: bool,
 }
 
-async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+impl Presented {
+    fn of(req: &HttpRequest) -> Self {
+        Presented {
+            authorization: req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .map(|v| v.to_str().map(str::to_owned).map_err(|_| ())),
+            cookie: req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()),
+            csrf: req
+                .headers()
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned(),
+            safe_method: matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS),
+        }
+    }
+}
+
+/// The one resolution of a request's caller, shared by every extractor
+/// that asks (see [`settle`]).
+type Resolution = Shared<Pin<Box<dyn Future<Output = Result<Principal, ApiError>>>>>;
+
+fn resolution(req: &HttpRequest) -> Option<Resolution> {
+    let existing = req.extensions().get::<Resolution>().cloned();
+    if existing.is_some() {
+        return existing;
+    }
+    let state = req.app_data::<web::Data<AppState>>()?.clone();
+    let presented = Presented::of(req);
+    let fut: Pin<Box<dyn Future<Output = Result<Principal, ApiError>>>> =
+        Box::pin(async move { authenticate(presented, &state).await });
+    let shared = fut.shared();
+    req.extensions_mut().insert(shared.clone());
+    Some(shared)
+}
+
+/// Resolves (once per request, however many extractors ask) who is calling.
+pub async fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
+    resolution(req).expect("AppState is registered").await
+}
+
+/// Waits until the caller of `req` is resolved, whatever the outcome.
+///
+/// Body extractors call this before they report their own errors: actix
+/// polls a handler's extractors side by side, so without it a malformed body
+/// would be answered (400/413/415/422) before the credentials were checked,
+/// and unauthenticated, CSRF-failing or forbidden callers would get
+/// validation errors instead of 401/403. Once the shared resolution is done,
+/// the `Auth` extractor (listed before the body) reports first.
+pub async fn settle(req: &HttpRequest) {
+    if let Some(r) = resolution(req) {
+        let _ = r.await;
+    }
+}
+
+async fn authenticate(req: Presented, state: &AppState) -> Result<Principal, ApiError> {
     let now = Utc::now();
-    if let Some(header) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        let value = header
-            .to_str()
-            .map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
+    if let Some(header) = req.authorization {
+        let value =
+            header.map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
         let token = value
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthenticated("Authorization must be `Bearer <api key>`"))?;
@@ -182,34 +236,24 @@ async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Principal, 
         });
     }
 
-    let Some(cookie) = req.cookie(SESSION_COOKIE) else {
+    let Some(cookie) = req.cookie else {
         return Err(ApiError::unauthenticated(
             "sign in, or send an API key as `Authorization: Bearer`",
         ));
     };
     let sec = &state.settings.security;
-    let (session, user) = store::session_by_token(
-        &state.db.conn,
-        cookie.value(),
-        now,
-        sec.session_idle_minutes,
-    )
-    .await?
-    .ok_or_else(|| ApiError::unauthenticated("your session has expired; sign in again"))?;
+    let (session, user) =
+        store::session_by_token(&state.db.conn, &cookie, now, sec.session_idle_minutes)
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("your session has expired; sign in again"))?;
 
     // Cookie-authenticated writes must carry the session's CSRF token.
-    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        let sent = req
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !crate::crypto::ct_eq(sent.as_bytes(), session.csrf_token.as_bytes()) {
-            return Err(ApiError::new(
-                ErrorCode::CsrfFailed,
-                "missing or wrong X-CSRF-Token header (get it from GET /api/v1/auth/me)",
-            ));
-        }
+    if !req.safe_method && !crate::crypto::ct_eq(req.csrf.as_bytes(), session.csrf_token.as_bytes())
+    {
+        return Err(ApiError::new(
+            ErrorCode::CsrfFailed,
+            "missing or wrong X-CSRF-Token header (get it from GET /api/v1/auth/me)",
+        ));
     }
     Ok(Principal {
         tenant_id: user.tenant_id,

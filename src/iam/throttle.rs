@@ -24,10 +24,13 @@ impl Throttle {
         }
     }
 
+    /// Normalised like the sign-in lookup (which trims the workspace and
+    /// trims and lower-cases the email), so that spelling variants of one
+    /// account share one count.
     fn account_key(tenant: &str, email: &str) -> String {
         format!(
             "acct\u{0}{}\u{0}{}",
-            tenant.to_lowercase(),
+            tenant.trim().to_lowercase(),
             email.trim().to_lowercase()
         )
     }
@@ -103,6 +106,10 @@ mod tests {
             t.check("demo", "b@x.com", "2.2.2.2", now),
             None,
             "other accounts unaffected"
+        );
+        assert!(
+            t.check(" demo\t", " A@X.com ", "3.3.3.3", now).is_some(),
+            "spelling variants of the workspace and email are the same account"
         );
         assert_eq!(
             t.check("demo", "a@x.com", "1.1.1.1", now + Duration::from_secs(61)),
