@@ -63,8 +63,10 @@ impl Application {
         let listener = TcpListener::bind(settings.http.bind)
             .with_context(|| format!("cannot listen on {} (http.bind)", settings.http.bind))?;
         let port = listener.local_addr()?.port();
-        let openapi_json = serde_json::to_string_pretty(&crate::http::openapi())
-            .context("rendering the OpenAPI document")?;
+        let openapi = crate::http::openapi();
+        let api_routes = crate::http::RouteTable::from_openapi(&openapi);
+        let openapi_json =
+            serde_json::to_string_pretty(&openapi).context("rendering the OpenAPI document")?;
         // Unique per process, so two nodes on one host are told apart.
         let node_id = format!(
             "{}-{}-{}",
@@ -100,6 +102,7 @@ impl Application {
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
             openapi_json,
+            api_routes,
             db,
             settings: settings.clone(),
         };

@@ -25,6 +25,7 @@ pub enum ErrorCode {
     Forbidden,
     CsrfFailed,
     NotFound,
+    MethodNotAllowed,
     Conflict,
     InvalidTransition,
     RateLimited,
@@ -43,6 +44,7 @@ impl ErrorCode {
             Unauthenticated | InvalidCredentials => StatusCode::UNAUTHORIZED,
             Forbidden | CsrfFailed => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Conflict | InvalidTransition => StatusCode::CONFLICT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -63,6 +65,7 @@ impl ErrorCode {
             Forbidden => "forbidden",
             CsrfFailed => "csrf_failed",
             NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
             Conflict => "conflict",
             InvalidTransition => "invalid_transition",
             RateLimited => "rate_limited",
@@ -163,6 +166,8 @@ pub struct ApiError {
     pub details: Value,
     /// Extra response headers (e.g. Retry-After).
     pub retry_after_secs: Option<u64>,
+    /// The `Allow` header of a 405.
+    pub allow: Option<String>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -178,6 +183,7 @@ impl ApiError {
             message: message.into(),
             details: json!({}),
             retry_after_secs: None,
+            allow: None,
         }
     }
     pub fn with_details(mut self, details: Value) -> Self {
@@ -234,6 +240,9 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
+        if let Some(allow) = &self.allow {
+            res.insert_header(("Allow", allow.clone()));
+        }
         if let Some(secs) = self.retry_after_secs {
             res.insert_header(("Retry-After", secs.to_string()));
         }

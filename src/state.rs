@@ -29,6 +29,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The OpenAPI document, generated from the routes at start-up.
     pub openapi_json: String,
+    /// The API's routes, for 405 answers.
+    pub api_routes: crate::http::RouteTable,
 }
 
 impl AppState {

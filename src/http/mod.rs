@@ -128,6 +128,45 @@ fn complete_openapi(doc: &mut serde_json::Value) {
                     op.remove("parameters");
                 }
             }
+            // The error responses every route can give, from the one mapping.
+            let has_body = op.contains_key("requestBody");
+            let has_query = op
+                .get("parameters")
+                .and_then(|p| p.as_array())
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+            let mut errors: Vec<(&str, &str)> =
+                vec![("500", "Internal error; quote the request id")];
+            if path != "/api/v1/auth/login" {
+                errors.push(("401", "Not signed in, or the session or API key is invalid"));
+                errors.push((
+                    "403",
+                    "Signed in, but the role does not allow this (or the CSRF token is missing)",
+                ));
+            }
+            if !names.is_empty() {
+                errors.push(("404", "No such object in your tenant"));
+            }
+            if has_body || has_query {
+                errors.push((
+                    "422",
+                    "Invalid input; details.fields lists each field path and problem",
+                ));
+            }
+            if has_body {
+                errors.push(("400", "The body is not valid JSON"));
+                errors.push(("413", "The body is larger than http.max_body_bytes"));
+                errors.push(("415", "The body is not sent as application/json"));
+            }
+            if let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) {
+                for (status, description) in errors {
+                    responses.entry(status).or_insert_with(|| {
+                        json!({
+                            "description": description,
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+                        })
+                    });
+                }
+            }
             if let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) {
                 for (status, resp) in responses.iter_mut() {
                     if let Some(r) = resp.as_object_mut()
@@ -193,8 +232,72 @@ pub fn app(
         .configure(|cfg| ui::configure(cfg, ui_dir))
 }
 
-async fn api_not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::NotFound, "no such API route"))
+/// The API's routes and their methods, to tell "no such route" (404) from
+/// "not with this method" (405).
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<(Vec<Option<String>>, Vec<String>)>,
+}
+
+impl RouteTable {
+    pub fn from_openapi(doc: &serde_json::Value) -> Self {
+        let mut routes = Vec::new();
+        if let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) {
+            for (path, ops) in paths {
+                let segs = path
+                    .split('/')
+                    .map(|s| {
+                        if s.starts_with('{') {
+                            None
+                        } else {
+                            Some(s.to_owned())
+                        }
+                    })
+                    .collect();
+                let methods = ops
+                    .as_object()
+                    .map(|o| o.keys().map(|m| m.to_uppercase()).collect())
+                    .unwrap_or_default();
+                routes.push((segs, methods));
+            }
+        }
+        RouteTable { routes }
+    }
+
+    /// The methods a path allows, if it is a route at all.
+    pub fn allowed(&self, path: &str) -> Option<Vec<String>> {
+        let parts: Vec<&str> = path.split('/').collect();
+        self.routes.iter().find_map(|(segs, methods)| {
+            let matches = segs.len() == parts.len()
+                && segs.iter().zip(&parts).all(|(s, p)| match s {
+                    Some(s) => s == p,
+                    None => !p.is_empty(),
+                });
+            matches.then(|| methods.clone())
+        })
+    }
+}
+
+async fn api_not_found(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    match state.api_routes.allowed(req.path()) {
+        Some(mut methods) => {
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".into());
+            }
+            let allow = methods.join(", ");
+            let mut e = ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{} is not allowed here; use {allow}", req.method()),
+            )
+            .with_details(json!({ "allowed": methods }));
+            e.allow = Some(allow);
+            Err(e)
+        }
+        None => Err(ApiError::new(ErrorCode::NotFound, "no such API route")),
+    }
 }
 
 async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {

@@ -440,13 +440,25 @@ async fn change_password(
     let new = v.check("new_password", Password::parse(&body.0.new_password));
     v.finish()?;
     let u = store::user(&state.db.conn, auth.tenant_id, uid).await?;
+    // Guessing the current password from a stolen session is throttled like
+    // sign-in (its own count, keyed by the tenant id).
+    let (scope, addr, now) = (
+        format!("pw:{}", auth.tenant_id),
+        meta.ip.clone().unwrap_or_default(),
+        std::time::Instant::now(),
+    );
+    if let Some(wait) = state.throttle.check(&scope, &u.email, &addr, now) {
+        return Err(ApiError::rate_limited(wait));
+    }
     if !state
         .hasher
         .verify(&body.0.current_password, Some(&u.password_hash))
         .await
     {
+        state.throttle.record_failure(&scope, &u.email, &addr, now);
         return Err(ApiError::field("current_password", "is wrong"));
     }
+    state.throttle.record_success(&scope, &u.email);
     let hash = state.hasher.hash(&new.expect("validated")).await;
     store::update_user(
         &state.db.conn,

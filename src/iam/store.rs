@@ -556,7 +556,8 @@ pub async fn principal_is_live(
             else {
                 return Ok(false);
             };
-            if s.expires_at <= now || s.last_seen_at + Duration::minutes(idle_minutes as i64) <= now {
+            if s.expires_at <= now || s.last_seen_at + Duration::minutes(idle_minutes as i64) <= now
+            {
                 return Ok(false);
             }
             Ok(user::Entity::find_by_id(uid)

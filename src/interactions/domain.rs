@@ -56,7 +56,7 @@ pub enum CloseReason {
 }
 
 /// Where a transfer goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(tag = "to", rename_all = "snake_case")]
 pub enum TransferTarget {
     Queue {
@@ -75,8 +75,9 @@ pub enum TransferTarget {
 }
 
 /// A change of lifecycle state, as requested by a channel, the flow runtime,
-/// the ACD or a person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// the ACD or a person. (Serialised as event data; requests use the HTTP
+/// layer's own wire type.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Transition {
     /// Start (or switch to) a flow.

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::domain::{Channel, CloseReason, Direction, State, Transition};
+use super::domain::{Channel, CloseReason, Direction, State, TransferTarget, Transition};
 use super::entity::{delivery, interaction, webhook};
 use super::service::{self, ListFilter, NewInteraction, TimelineEvent, parse_enum};
 use super::webhooks::{self, ReplayParams, WebhookChanges};
@@ -270,30 +270,188 @@ async fn interaction_events(
     ))
 }
 
+/// What a transition request may say: `type`, plus the fields that type
+/// needs (`flow`, `queue_id`, `agent_id`, `reason`, `target`). A flat wire
+/// shape, so that errors name the field and fields a type does not take are
+/// refused.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionRequest {
+    #[serde(rename = "type")]
+    pub kind: TransitionKind,
+    /// For `enter_flow`.
+    pub flow: Option<String>,
+    /// For `enqueue`.
+    pub queue_id: Option<QueueId>,
+    /// For `offer`, `accept`, `reject`, `offer_timeout` and (optionally) `connect`.
+    pub agent_id: Option<AgentId>,
+    /// For `close`.
+    pub reason: Option<CloseReason>,
+    /// For `transfer`.
+    pub target: Option<TransferTargetRequest>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionKind {
+    EnterFlow,
+    Enqueue,
+    Offer,
+    Accept,
+    Reject,
+    OfferTimeout,
+    Connect,
+    Transfer,
+    WrapUp,
+    Abandon,
+    Close,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferTargetRequest {
+    pub to: TargetKind,
+    /// For `to: flow`.
+    pub flow: Option<String>,
+    /// For `to: queue`.
+    pub queue_id: Option<QueueId>,
+    /// For `to: agent`.
+    pub agent_id: Option<AgentId>,
+    /// For `to: external`: a phone number or address.
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Queue,
+    Agent,
+    Flow,
+    External,
+}
+
+/// Takes `field` out of `slot`: required if `need`, refused otherwise.
+fn take<T>(v: &mut Validator, path: &str, slot: Option<T>, need: Need, what: &str) -> Option<T> {
+    match (slot, need) {
+        (Some(x), Need::Required | Need::Optional) => Some(x),
+        (None, Need::Required) => {
+            v.add(path, format!("is required for {what}"));
+            None
+        }
+        (Some(_), Need::Refused) => {
+            v.add(path, format!("is not taken by {what}"));
+            None
+        }
+        (None, _) => None,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Required,
+    Optional,
+    Refused,
+}
+
+impl TransitionRequest {
+    /// The domain transition, or one 422 naming every wrong field.
+    fn into_transition(self) -> Result<Transition, ApiError> {
+        use Need::*;
+        use TransitionKind as K;
+        let k = self.kind;
+        let what = format!("type {}", service::enum_str(&k));
+        let need = |on: &[K]| if on.contains(&k) { Required } else { Refused };
+        let mut v = Validator::new();
+        let flow = take(&mut v, "flow", self.flow, need(&[K::EnterFlow]), &what);
+        let queue_id = take(
+            &mut v,
+            "queue_id",
+            self.queue_id,
+            need(&[K::Enqueue]),
+            &what,
+        );
+        let agent_need = if k == K::Connect {
+            Optional
+        } else {
+            need(&[K::Offer, K::Accept, K::Reject, K::OfferTimeout])
+        };
+        let agent_id = take(&mut v, "agent_id", self.agent_id, agent_need, &what);
+        let reason = take(&mut v, "reason", self.reason, need(&[K::Close]), &what);
+        let target = take(&mut v, "target", self.target, need(&[K::Transfer]), &what);
+        if let Some(f) = &flow {
+            v.length("flow", f, 1, 120);
+        }
+        let target = target.and_then(|t| {
+            use TargetKind as T;
+            let tw = format!("target.to {}", service::enum_str(&t.to));
+            let tneed = |on: T| if t.to == on { Required } else { Refused };
+            let flow = take(&mut v, "target.flow", t.flow, tneed(T::Flow), &tw);
+            let queue_id = take(&mut v, "target.queue_id", t.queue_id, tneed(T::Queue), &tw);
+            let agent_id = take(&mut v, "target.agent_id", t.agent_id, tneed(T::Agent), &tw);
+            let address = take(&mut v, "target.address", t.address, tneed(T::External), &tw);
+            if let Some(f) = &flow {
+                v.length("target.flow", f, 1, 120);
+            }
+            if let Some(a) = &address {
+                v.length("target.address", a, 1, 256);
+            }
+            Some(match t.to {
+                T::Queue => TransferTarget::Queue {
+                    queue_id: queue_id?,
+                },
+                T::Agent => TransferTarget::Agent {
+                    agent_id: agent_id?,
+                },
+                T::Flow => TransferTarget::Flow { flow: flow? },
+                T::External => TransferTarget::External { address: address? },
+            })
+        });
+        v.finish()?;
+        let missing = || ApiError::bad_request("incomplete transition");
+        Ok(match k {
+            K::EnterFlow => Transition::EnterFlow {
+                flow: flow.ok_or_else(missing)?,
+            },
+            K::Enqueue => Transition::Enqueue {
+                queue_id: queue_id.ok_or_else(missing)?,
+            },
+            K::Offer => Transition::Offer {
+                agent_id: agent_id.ok_or_else(missing)?,
+            },
+            K::Accept => Transition::Accept {
+                agent_id: agent_id.ok_or_else(missing)?,
+            },
+            K::Reject => Transition::Reject {
+                agent_id: agent_id.ok_or_else(missing)?,
+            },
+            K::OfferTimeout => Transition::OfferTimeout {
+                agent_id: agent_id.ok_or_else(missing)?,
+            },
+            K::Connect => Transition::Connect { agent_id },
+            K::Transfer => Transition::Transfer {
+                target: target.ok_or_else(missing)?,
+            },
+            K::WrapUp => Transition::WrapUp,
+            K::Abandon => Transition::Abandon,
+            K::Close => Transition::Close {
+                reason: reason.ok_or_else(missing)?,
+            },
+        })
+    }
+}
+
 /// Move an interaction through its lifecycle (supervisors and integrations;
 /// channels, flows and the ACD do this internally). 409 if the transition is
 /// not allowed in the current state.
-#[utoipa::path(tag = "interactions", request_body = Transition, responses((status = 200, body = ChangeView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "interactions", request_body = TransitionRequest, responses((status = 200, body = ChangeView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 #[post("/interactions/{id}/transitions")]
 async fn transition(
     state: web::Data<AppState>,
     auth: Auth<Supervisors>,
     id: web::Path<InteractionId>,
-    body: Json<Transition>,
+    body: Json<TransitionRequest>,
 ) -> ApiResult<web::Json<ChangeView>> {
-    let t = body.0;
-    let mut v = Validator::new();
-    match &t {
-        Transition::EnterFlow { flow } => v.length("flow", flow, 1, 120),
-        Transition::Transfer {
-            target: super::domain::TransferTarget::Flow { flow },
-        } => v.length("target.flow", flow, 1, 120),
-        Transition::Transfer {
-            target: super::domain::TransferTarget::External { address },
-        } => v.length("target.address", address, 1, 256),
-        _ => {}
-    }
-    v.finish()?;
+    let t = body.0.into_transition()?;
     crate::acd::catalog::check_refs(&state.db.conn, auth.tenant_id, &t).await?;
     let (m, event) = service::apply(
         &state.db.conn,

@@ -1431,3 +1431,20 @@ both_backends! {
         assert!(sessions.iter().any(|s| s.token_hash == session_hash(&cookie)));
     }
 }
+
+crate::both_backends! {
+    async fn guessing_the_current_password_is_throttled(app) configure(|s: &mut switchboard::config::Settings| s.security.login_failures_per_account = 3) {
+        let agent = app.login("agent").await;
+        for _ in 0..3 {
+            let r = app.post("/api/v1/auth/password", &agent,
+                &serde_json::json!({"current_password": "not-my-password", "new_password": "a-brand-new-password"})).await;
+            expect_error(r, 422, "validation_failed").await;
+        }
+        let r = app.post("/api/v1/auth/password", &agent,
+            &serde_json::json!({"current_password": DEMO_PASSWORD, "new_password": "a-brand-new-password"})).await;
+        assert!(r.headers().contains_key("retry-after"));
+        expect_error(r, 429, "rate_limited").await;
+        // Nothing changed: the old password still signs in.
+        app.login("agent").await;
+    }
+}

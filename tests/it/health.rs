@@ -120,3 +120,18 @@ async fn concurrent_migrations_on_postgres_take_turns() {
         t.await.unwrap().expect("every node's migration succeeds");
     }
 }
+
+both_backends! {
+    async fn wrong_methods_get_405_with_allow(app) {
+        let admin = app.login("admin").await;
+        let r = app.req(reqwest::Method::PUT, "/api/v1/users", &admin).send().await.unwrap();
+        assert_eq!(r.headers()["allow"], "GET, POST, HEAD");
+        let body = expect_error(r, 405, "method_not_allowed").await;
+        assert_eq!(body["error"]["details"]["allowed"][0], "GET");
+        let r = app.req(reqwest::Method::DELETE, &format!("/api/v1/users/{}", uuid::Uuid::now_v7()), &admin).send().await.unwrap();
+        assert!(r.headers()["allow"].to_str().unwrap().contains("PATCH"));
+        expect_error(r, 405, "method_not_allowed").await;
+        let r = app.req(reqwest::Method::GET, "/api/v1/users/x/y/z", &admin).send().await.unwrap();
+        expect_error(r, 404, "not_found").await;
+    }
+}
