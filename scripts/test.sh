@@ -6,6 +6,7 @@
 # It installs what the tests need when it is missing:
 #   - Debian packages: chromium (for the browser test), nodejs and npm
 #   - npm packages:    tests/browser (playwright-core, pinned in package-lock.json)
+#   - PyPI packages:   schemathesis (pinned), in .tools/venv
 #
 # Environment:
 #   TEST_POSTGRES_URL  PostgreSQL server for the PostgreSQL variants (each test
@@ -43,6 +44,15 @@ if [ ! -d tests/browser/node_modules/playwright-core ] \
   say "installing the browser test's npm packages"
   # The browser itself comes from Debian; never let a tool download one.
   (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# --- schemathesis, which fuzzes the API from its OpenAPI document ------------------
+SCHEMATHESIS_VERSION=4.32.5
+if [ ! -x .tools/venv/bin/schemathesis ] \
+   || ! .tools/venv/bin/schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  say "installing schemathesis $SCHEMATHESIS_VERSION into .tools/venv"
+  python3 -m venv .tools/venv
+  .tools/venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 # --- services ------------------------------------------------------------------

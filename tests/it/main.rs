@@ -11,4 +11,5 @@ mod health;
 mod interactions;
 mod isolation;
 mod jobs;
+mod schema_fuzz;
 mod webhooks;
