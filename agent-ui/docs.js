@@ -20,6 +20,7 @@ const CODE_NOTES = {
   forbidden: ['403', 'Signed in, but your role may not do this.'],
   csrf_failed: ['403', 'A cookie-authenticated write without the right X-CSRF-Token header.'],
   not_found: ['404', 'No such resource in your tenant.'],
+  method_not_allowed: ['405', 'The route exists but not with this method; the Allow header and details.allowed list the methods.'],
   conflict: ['409', 'The change conflicts with the current state, e.g. a duplicate email.'],
   invalid_transition: ['409', 'The interaction cannot make this transition in its current state.'],
   rate_limited: ['429', 'Too many attempts; wait details.retry_after_secs (also the Retry-After header).'],
