@@ -46,6 +46,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub webhooks: WebhookSettings,
     pub bus: BusSettings,
+    pub contacts: ContactSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,6 +161,21 @@ pub struct JobSettings {
 pub struct RedisSettings {
     /// `redis://host:port/db`. Needed when `jobs.storage = "redis"`.
     pub url: Secret<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContactSettings {
+    /// Largest file accepted by `POST /uploads`, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for ContactSettings {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 512 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

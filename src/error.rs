@@ -354,3 +354,26 @@ impl From<crate::interactions::webhooks::WebhookError> for ApiError {
         }
     }
 }
+
+impl From<crate::contacts::store::ContactError> for ApiError {
+    fn from(e: crate::contacts::store::ContactError) -> Self {
+        use crate::contacts::store::ContactError::*;
+        match e {
+            NotFound => ApiError::not_found("contact"),
+            ExternalIdTaken(id) => {
+                ApiError::conflict(format!("another contact already has external id {id:?}"))
+                    .with_details(json!({ "field": "external_id" }))
+            }
+            Db(e) => e.into(),
+        }
+    }
+}
+
+pub fn from_list_error(e: crate::contacts::lists::ListError) -> ApiError {
+    use crate::contacts::lists::ListError::*;
+    match e {
+        NotFound(what) => ApiError::not_found(what),
+        NameTaken(what) => ApiError::conflict(format!("a {what} with this name already exists")),
+        Db(e) => e.into(),
+    }
+}

@@ -74,3 +74,7 @@ typed_id!(JobId);
 typed_id!(SkillId);
 typed_id!(QueueId);
 typed_id!(AgentId);
+typed_id!(ContactId);
+typed_id!(ListId);
+typed_id!(SegmentId);
+typed_id!(UploadId);

@@ -7,6 +7,7 @@ pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod contacts;
 pub mod crypto;
 pub mod db;
 pub mod error;

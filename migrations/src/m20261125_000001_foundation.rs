@@ -5,57 +5,14 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use crate::util::{fk, index, tenant_col};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
 /// `created_at` for every table, filled by the application (UTC).
 fn created_at() -> ColumnDef {
     timestamp_with_time_zone("created_at")
-}
-
-/// A `tenant_id` column with its foreign key to `tenants`. Every table but
-/// `tenants` has one: rows always belong to exactly one tenant.
-fn tenant_col(t: &mut TableCreateStatement, table: &'static str) {
-    t.col(uuid("tenant_id")).foreign_key(
-        ForeignKey::create()
-            .name(format!("fk_{table}_tenant"))
-            .from(table, "tenant_id")
-            .to("tenants", "id")
-            .on_delete(ForeignKeyAction::Cascade),
-    );
-}
-
-fn fk(
-    t: &mut TableCreateStatement,
-    table: &'static str,
-    col: &'static str,
-    to: &'static str,
-    on_delete: ForeignKeyAction,
-) {
-    t.foreign_key(
-        ForeignKey::create()
-            .name(format!("fk_{table}_{col}"))
-            .from(table, col)
-            .to(to, "id")
-            .on_delete(on_delete),
-    );
-}
-
-fn index(
-    name: &str,
-    table: &'static str,
-    cols: &[&'static str],
-    unique: bool,
-) -> IndexCreateStatement {
-    let mut i = Index::create();
-    i.name(name).table(table).if_not_exists();
-    for c in cols {
-        i.col(*c);
-    }
-    if unique {
-        i.unique();
-    }
-    i.take()
 }
 
 #[async_trait::async_trait]

@@ -39,6 +39,11 @@ use crate::state::AppState;
         (name = "webhooks", description = "Signed event delivery to your endpoints"),
         (name = "jobs", description = "Long-running work"),
         (name = "routing", description = "Skills, queues and agents"),
+        (name = "contacts", description = "Contacts, their attributes, search and export"),
+        (name = "lists", description = "Static lists of contacts"),
+        (name = "segments", description = "Dynamic segments: filters written as expressions"),
+        (name = "consent", description = "Consent, suppression and may-we-contact decisions"),
+        (name = "imports", description = "Uploads and CSV imports"),
     )
 )]
 struct ApiDoc;
@@ -69,6 +74,7 @@ fn api_v1(cfg: &mut ServiceConfig) {
     crate::interactions::http::configure(cfg);
     crate::jobs::http::configure(cfg);
     crate::acd::catalog::configure(cfg);
+    crate::contacts::http::configure(cfg);
 }
 
 /// The OpenAPI document of the routes above, generated from the code.
@@ -229,6 +235,7 @@ pub fn app(
         .service(healthz)
         .service(readyz)
         .service(metrics)
+        .configure(crate::contacts::http::configure_public)
         .configure(|cfg| ui::configure(cfg, ui_dir))
 }
 

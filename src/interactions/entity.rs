@@ -19,6 +19,8 @@ pub mod interaction {
         pub subject: Option<String>,
         pub queue_id: Option<QueueId>,
         pub agent_id: Option<AgentId>,
+        /// The contact this interaction is with, when known.
+        pub contact_id: Option<crate::ids::ContactId>,
         pub attributes: Json,
         pub last_seq: i32,
         pub created_at: DateTimeUtc,

@@ -58,6 +58,7 @@ pub struct InteractionView {
     pub subject: Option<String>,
     pub queue_id: Option<QueueId>,
     pub agent_id: Option<AgentId>,
+    pub contact_id: Option<crate::ids::ContactId>,
     #[schema(value_type = Object)]
     pub attributes: Value,
     /// Events on the timeline so far.
@@ -79,6 +80,7 @@ impl From<interaction::Model> for InteractionView {
             subject: m.subject,
             queue_id: m.queue_id,
             agent_id: m.agent_id,
+            contact_id: m.contact_id,
             attributes: m.attributes,
             last_seq: m.last_seq,
             created_at: m.created_at,
@@ -136,6 +138,8 @@ pub struct CreateInteractionRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub attributes: Map<String, Value>,
+    /// The contact this is with (their history shows it).
+    pub contact_id: Option<crate::ids::ContactId>,
 }
 
 /// Open an interaction (channel adapters do this for calls and chats;
@@ -157,12 +161,18 @@ async fn create_interaction(
     }
     check_attributes(&mut v, &b.attributes);
     v.finish()?;
+    if let Some(c) = b.contact_id {
+        crate::contacts::store::find(&state.db.conn, auth.tenant_id, c)
+            .await?
+            .ok_or_else(|| ApiError::not_found("contact"))?;
+    }
     let new = NewInteraction {
         channel: b.channel,
         direction: b.direction,
         customer_address: b.customer_address,
         subject: b.subject,
         attributes: b.attributes,
+        contact_id: b.contact_id,
     };
     let (m, event) = service::create(
         &state.db.conn,

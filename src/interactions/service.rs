@@ -101,6 +101,8 @@ pub struct NewInteraction {
     pub customer_address: Option<String>,
     pub subject: Option<String>,
     pub attributes: Map<String, Value>,
+    /// The contact, already checked to belong to the tenant.
+    pub contact_id: Option<crate::ids::ContactId>,
 }
 
 /// Creates an interaction and its `created` event.
@@ -126,6 +128,7 @@ pub async fn create(
         subject: Set(new.subject.clone()),
         queue_id: Set(None),
         agent_id: Set(None),
+        contact_id: Set(new.contact_id),
         attributes: Set(Value::Object(new.attributes.clone())),
         last_seq: Set(1),
         created_at: Set(now),
@@ -140,6 +143,7 @@ pub async fn create(
         "direction": new.direction,
         "customer_address": new.customer_address,
         "subject": new.subject,
+        "contact_id": new.contact_id,
     });
     let ev = append_event(
         &txn,

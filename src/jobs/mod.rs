@@ -41,6 +41,10 @@ use crate::ids::{JobId, TenantId, UserId};
 pub enum JobKind {
     /// Re-send a range of the event feed to one webhook.
     WebhookReplay,
+    /// Import contacts from an uploaded CSV.
+    ContactImport,
+    /// Import a do-not-call (suppression) list from an upload.
+    SuppressionImport,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

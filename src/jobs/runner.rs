@@ -203,6 +203,16 @@ impl Runner {
                     .instrument(span.clone())
                     .await
             }
+            Some(JobKind::ContactImport) => {
+                crate::contacts::import::run_contact_import(&ctx)
+                    .instrument(span.clone())
+                    .await
+            }
+            Some(JobKind::SuppressionImport) => {
+                crate::contacts::import::run_suppression_import(&ctx)
+                    .instrument(span.clone())
+                    .await
+            }
             None => Err(JobFailure::Fatal(format!(
                 "unknown job kind {:?}",
                 ctx.job.kind

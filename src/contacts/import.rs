@@ -1,0 +1,1567 @@
+//! Uploads and CSV imports.
+//!
+//! An upload is stored in the database in 1 MiB chunks (so any node of a
+//! cluster can read it, and nothing is held whole in memory). An import job
+//! streams the chunks through an incremental CSV parser, validates each row,
+//! and writes a batch of rows, their error rows and the checkpoint (the byte
+//! offset of the next row) in one transaction. After a crash the job resumes
+//! at the checkpoint's byte offset: no row is written twice or skipped.
+
+use std::collections::{BTreeMap, HashMap};
+
+use actix_web::web::Bytes;
+use chrono::Utc;
+use chrono_tz::Tz;
+use futures_util::{Stream, StreamExt};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::domain::{
+    AttrKind, AttrValue, Channel, ConsentStatus, Phone, SuppressionReason, attr_from_text,
+    check_language, check_tag, parse_phone,
+};
+use super::entity::{
+    attr, chunk, consent, contact, email, import_error, member, phone, tag, upload,
+};
+use super::store::{attr_row, resolve_zone, search_name};
+use crate::iam::domain::Email;
+use crate::ids::{ContactId, JobId, ListId, TenantId, UploadId, UserId};
+use crate::jobs::{JobCtx, JobFailure};
+
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+/// Rows longer than this are refused (the rest of the file still imports).
+pub const MAX_ROW_BYTES: usize = 1024 * 1024;
+/// The error report keeps this much of each failed row.
+const MAX_RAW_KEPT: usize = 2000;
+
+// ---- uploads -------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the upload is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("the upload is empty")]
+    Empty,
+    #[error("reading the upload failed: {0}")]
+    Read(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Stores a body as an upload, chunk by chunk, and returns it once complete.
+pub async fn store_upload<S, E>(
+    db: &DatabaseConnection,
+    tenant_id: TenantId,
+    filename: String,
+    content_type: String,
+    created_by: Option<UserId>,
+    max_bytes: u64,
+    mut body: S,
+) -> Result<upload::Model, UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let id = UploadId::new();
+    upload::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(tenant_id),
+        filename: Set(filename),
+        content_type: Set(content_type),
+        size_bytes: Set(0),
+        sha256: Set(None),
+        complete: Set(false),
+        created_by: Set(created_by.map(|u| u.0)),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    let result = async {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES);
+        let mut seq = 0i32;
+        let mut total: u64 = 0;
+        while let Some(part) = body.next().await {
+            let part = part.map_err(|e| UploadError::Read(e.to_string()))?;
+            total += part.len() as u64;
+            if total > max_bytes {
+                return Err(UploadError::TooLarge(max_bytes));
+            }
+            ctx.update(&part);
+            let mut rest: &[u8] = &part;
+            while !rest.is_empty() {
+                let take = (CHUNK_BYTES - buf.len()).min(rest.len());
+                buf.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if buf.len() == CHUNK_BYTES {
+                    put_chunk(db, tenant_id, id, seq, std::mem::take(&mut buf)).await?;
+                    buf.reserve(CHUNK_BYTES);
+                    seq += 1;
+                }
+            }
+        }
+        if !buf.is_empty() {
+            put_chunk(db, tenant_id, id, seq, buf).await?;
+        }
+        if total == 0 {
+            return Err(UploadError::Empty);
+        }
+        let digest = hex::encode(ctx.finish());
+        upload::Entity::update_many()
+            .col_expr(
+                upload::Column::SizeBytes,
+                sea_orm::sea_query::Expr::value(total as i64),
+            )
+            .col_expr(
+                upload::Column::Sha256,
+                sea_orm::sea_query::Expr::value(Some(digest)),
+            )
+            .col_expr(
+                upload::Column::Complete,
+                sea_orm::sea_query::Expr::value(true),
+            )
+            .filter(upload::Column::Id.eq(id))
+            .exec(db)
+            .await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        // Nothing half-written stays behind.
+        upload::Entity::delete_by_id(id).exec(db).await?;
+        return Err(e);
+    }
+    Ok(upload::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .expect("just written"))
+}
+
+async fn put_chunk(
+    db: &DatabaseConnection,
+    t: TenantId,
+    id: UploadId,
+    seq: i32,
+    data: Vec<u8>,
+) -> Result<(), DbErr> {
+    chunk::ActiveModel {
+        upload_id: Set(id),
+        seq: Set(seq),
+        tenant_id: Set(t),
+        data: Set(data),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_upload(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: UploadId,
+) -> Result<Option<upload::Model>, DbErr> {
+    upload::Entity::find_by_id(id)
+        .filter(upload::Column::TenantId.eq(tenant_id))
+        .filter(upload::Column::Complete.eq(true))
+        .one(db)
+        .await
+}
+
+/// The upload's bytes from `offset`, as a stream of chunks read one query
+/// at a time.
+pub fn upload_bytes(
+    db: DatabaseConnection,
+    id: UploadId,
+    offset: u64,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin {
+    let first = (offset / CHUNK_BYTES as u64) as i32;
+    let skip = (offset % CHUNK_BYTES as u64) as usize;
+    Box::pin(futures_util::stream::unfold(
+        (db, first, skip),
+        move |(db, seq, skip)| async move {
+            let row = chunk::Entity::find()
+                .filter(chunk::Column::UploadId.eq(id))
+                .filter(chunk::Column::Seq.eq(seq))
+                .one(&db)
+                .await;
+            match row {
+                Ok(Some(c)) => {
+                    let data = if skip > 0 {
+                        c.data[skip.min(c.data.len())..].to_vec()
+                    } else {
+                        c.data
+                    };
+                    Some((Ok(Bytes::from(data)), (db, seq + 1, 0)))
+                }
+                Ok(None) => None,
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), (db, seq + 1, 0))),
+            }
+        },
+    ))
+}
+
+fn csv_reader(
+    db: DatabaseConnection,
+    id: UploadId,
+    offset: u64,
+) -> csv_async::AsyncReader<
+    tokio_util::io::StreamReader<impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin, Bytes>,
+> {
+    csv_async::AsyncReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .create_reader(tokio_util::io::StreamReader::new(upload_bytes(
+            db, id, offset,
+        )))
+}
+
+// ---- mapping -------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    Utf8,
+    /// ISO 8859-1 (Latin-1), as older spreadsheets export.
+    Latin1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DedupeKey {
+    ExternalId,
+    Phone,
+    Email,
+}
+
+/// What a contact import does.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    pub upload_id: UploadId,
+    /// Contact field to CSV column header, e.g. `{"external_id": "Customer ID",
+    /// "phone": "Mobile", "attributes.plan": "Plan"}`. Fields: external_id,
+    /// first_name, last_name, name (split at the last space), phone, phone_2,
+    /// phone_3, email, email_2, email_3, timezone, language, tags,
+    /// attributes.<key>, consent.voice, consent.sms, consent.email. Empty:
+    /// matched from the headers.
+    #[serde(default)]
+    pub mapping: BTreeMap<String, String>,
+    /// How an existing contact is recognised, in order.
+    #[serde(default = "default_dedupe")]
+    pub dedupe_by: Vec<DedupeKey>,
+    /// Separates several tags in one cell.
+    #[serde(default = "default_separator")]
+    pub tag_separator: String,
+    #[serde(default = "default_encoding")]
+    pub encoding: Encoding,
+    /// Add every imported contact to this list.
+    pub list_id: Option<ListId>,
+}
+
+fn default_dedupe() -> Vec<DedupeKey> {
+    vec![DedupeKey::ExternalId, DedupeKey::Phone, DedupeKey::Email]
+}
+fn default_separator() -> String {
+    ";".into()
+}
+fn default_encoding() -> Encoding {
+    Encoding::Utf8
+}
+
+/// Fields a column may map to (attributes and consents aside).
+pub const FIELDS: &[&str] = &[
+    "external_id",
+    "first_name",
+    "last_name",
+    "name",
+    "phone",
+    "phone_2",
+    "phone_3",
+    "email",
+    "email_2",
+    "email_3",
+    "timezone",
+    "language",
+    "tags",
+];
+
+fn normalize_header(h: &str) -> String {
+    let mut out = String::new();
+    for c in h.trim().chars() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_owned()
+}
+
+/// Guesses a mapping from header names.
+pub fn suggest_mapping(
+    headers: &[String],
+    attributes: &HashMap<String, AttrKind>,
+) -> BTreeMap<String, String> {
+    let aliases: &[(&str, &[&str])] = &[
+        (
+            "external_id",
+            &["external_id", "id", "customer_id", "contact_id", "crm_id"],
+        ),
+        (
+            "first_name",
+            &["first_name", "firstname", "given_name", "first"],
+        ),
+        (
+            "last_name",
+            &["last_name", "lastname", "surname", "family_name", "last"],
+        ),
+        ("name", &["name", "full_name", "fullname", "contact_name"]),
+        (
+            "phone",
+            &[
+                "phone",
+                "mobile",
+                "phone_number",
+                "cell",
+                "telephone",
+                "tel",
+                "mobile_phone",
+            ],
+        ),
+        (
+            "phone_2",
+            &["phone_2", "home_phone", "work_phone", "landline"],
+        ),
+        ("email", &["email", "e_mail", "email_address", "mail"]),
+        ("email_2", &["email_2", "work_email"]),
+        ("timezone", &["timezone", "time_zone", "tz"]),
+        ("language", &["language", "lang", "locale"]),
+        ("tags", &["tags", "tag", "labels"]),
+        ("consent.sms", &["sms_consent", "sms_opt_in", "consent_sms"]),
+        (
+            "consent.email",
+            &["email_consent", "email_opt_in", "consent_email"],
+        ),
+        (
+            "consent.voice",
+            &["voice_consent", "call_consent", "consent_voice"],
+        ),
+    ];
+    let mut m = BTreeMap::new();
+    for h in headers {
+        let n = normalize_header(h);
+        if let Some((field, _)) = aliases
+            .iter()
+            .find(|(_, names)| names.contains(&n.as_str()))
+        {
+            m.entry((*field).to_owned()).or_insert_with(|| h.clone());
+        } else if attributes.contains_key(&n) {
+            m.entry(format!("attributes.{n}"))
+                .or_insert_with(|| h.clone());
+        }
+    }
+    m
+}
+
+/// A mapping resolved against the header: field to column index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub columns: usize,
+    pub fields: Vec<(String, usize)>,
+}
+
+/// Checks the header and the mapping; a problem here fails the whole file.
+pub fn plan(
+    headers: &[String],
+    mapping: &BTreeMap<String, String>,
+    attributes: &HashMap<String, AttrKind>,
+) -> Result<Plan, String> {
+    if headers.iter().all(|h| h.trim().is_empty()) {
+        return Err("the first row (the header) is empty".into());
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        let key = h.trim().to_lowercase();
+        if key.is_empty() {
+            continue;
+        }
+        if let Some(first) = seen.insert(key, i) {
+            return Err(format!(
+                "the header has column {:?} twice (columns {} and {})",
+                h.trim(),
+                first + 1,
+                i + 1
+            ));
+        }
+    }
+    if mapping.is_empty() {
+        return Err("no column could be matched to a contact field; give a mapping".into());
+    }
+    let mut fields = Vec::new();
+    for (field, column) in mapping {
+        let ok = FIELDS.contains(&field.as_str())
+            || field
+                .strip_prefix("attributes.")
+                .is_some_and(|k| attributes.contains_key(k))
+            || field
+                .strip_prefix("consent.")
+                .is_some_and(|c| Channel::parse(c).is_some());
+        if !ok {
+            return Err(match field.strip_prefix("attributes.") {
+                Some(k) => format!("mapping: attribute {k:?} is not defined (define it first)"),
+                None => format!("mapping: {field:?} is not a contact field"),
+            });
+        }
+        let idx = headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(column.trim()))
+            .ok_or_else(|| format!("mapping: the file has no column {column:?} (for {field})"))?;
+        fields.push((field.clone(), idx));
+    }
+    if !fields.iter().any(|(f, _)| {
+        matches!(
+            f.as_str(),
+            "first_name" | "last_name" | "name" | "phone" | "email" | "external_id"
+        )
+    }) {
+        return Err("the mapping needs at least a name, phone, email or external_id column".into());
+    }
+    Ok(Plan {
+        columns: headers.len(),
+        fields,
+    })
+}
+
+// ---- rows ----------------------------------------------------------------------
+
+/// One valid row, ready to write.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub external_id: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phones: Vec<Phone>,
+    pub emails: Vec<Email>,
+    pub timezone: Option<Tz>,
+    pub language: Option<String>,
+    pub tags: Vec<String>,
+    pub attributes: Vec<(String, AttrValue)>,
+    pub consents: Vec<(Channel, ConsentStatus)>,
+}
+
+fn decode(bytes: &[u8], enc: Encoding) -> Option<String> {
+    match enc {
+        Encoding::Utf8 => std::str::from_utf8(bytes).ok().map(str::to_owned),
+        Encoding::Latin1 => Some(bytes.iter().map(|&b| b as char).collect()),
+    }
+}
+
+/// Validates one record; `Err` lists every problem of the row.
+pub fn read_row(
+    rec: &csv_async::ByteRecord,
+    plan: &Plan,
+    p: &ImportParams,
+    attributes: &HashMap<String, AttrKind>,
+    default_region: &str,
+) -> Result<Row, Vec<String>> {
+    if rec.as_slice().len() > MAX_ROW_BYTES {
+        return Err(vec![format!(
+            "the row is longer than {} bytes",
+            MAX_ROW_BYTES
+        )]);
+    }
+    if rec.len() != plan.columns {
+        return Err(vec![format!(
+            "the row has {} fields, the header has {}",
+            rec.len(),
+            plan.columns
+        )]);
+    }
+    let mut errs = Vec::new();
+    let mut row = Row::default();
+    for (field, idx) in &plan.fields {
+        let Some(raw) = decode(&rec[*idx], p.encoding) else {
+            errs.push(format!(
+                "{field}: not valid UTF-8 (for a Latin-1 file, set encoding to latin1)"
+            ));
+            continue;
+        };
+        let v = raw.trim();
+        if v.is_empty() {
+            continue;
+        }
+        if v.chars().any(|c| c.is_control() && c != '\t') {
+            errs.push(format!("{field}: contains control characters"));
+            continue;
+        }
+        match field.as_str() {
+            "external_id" => {
+                if v.chars().count() > 200 {
+                    errs.push("external_id: longer than 200 characters".into());
+                } else {
+                    row.external_id = Some(v.to_owned());
+                }
+            }
+            "first_name" | "last_name" | "name" if v.chars().count() > 200 => {
+                errs.push(format!("{field}: longer than 200 characters"))
+            }
+            "first_name" => row.first_name = Some(v.to_owned()),
+            "last_name" => row.last_name = Some(v.to_owned()),
+            "name" => match v.rsplit_once(' ') {
+                Some((first, last)) => {
+                    row.first_name
+                        .get_or_insert_with(|| first.trim().to_owned());
+                    row.last_name.get_or_insert_with(|| last.trim().to_owned());
+                }
+                None => {
+                    row.first_name.get_or_insert_with(|| v.to_owned());
+                }
+            },
+            "phone" | "phone_2" | "phone_3" => match parse_phone(v, default_region) {
+                Ok(ph) => row.phones.push(ph),
+                Err(e) => errs.push(format!("{field}: {v:?} {e}")),
+            },
+            "email" | "email_2" | "email_3" => match Email::parse(v) {
+                Ok(e) => row.emails.push(e),
+                Err(e) => errs.push(format!("{field}: {v:?} {e}")),
+            },
+            "timezone" => match v.parse::<Tz>() {
+                Ok(tz) => row.timezone = Some(tz),
+                Err(_) => errs.push(format!("timezone: {v:?} is not an IANA time zone")),
+            },
+            "language" => match check_language(v) {
+                Ok(l) => row.language = Some(l),
+                Err(e) => errs.push(format!("language: {e}")),
+            },
+            "tags" => {
+                for t in v
+                    .split(p.tag_separator.as_str())
+                    .filter(|t| !t.trim().is_empty())
+                {
+                    match check_tag(t) {
+                        Ok(t) => row.tags.push(t),
+                        Err(e) => errs.push(format!("tags: {e}")),
+                    }
+                }
+            }
+            f => {
+                if let Some(key) = f.strip_prefix("attributes.") {
+                    match attr_from_text(attributes[key], v) {
+                        Ok(val) => row.attributes.push((key.to_owned(), val)),
+                        Err(e) => errs.push(format!("{f}: {e}")),
+                    }
+                } else if let Some(ch) = f.strip_prefix("consent.").and_then(Channel::parse) {
+                    match v.to_ascii_lowercase().as_str() {
+                        "opted_in" | "yes" | "y" | "true" | "1" | "in" => {
+                            row.consents.push((ch, ConsentStatus::OptedIn))
+                        }
+                        "opted_out" | "no" | "n" | "false" | "0" | "out" => {
+                            row.consents.push((ch, ConsentStatus::OptedOut))
+                        }
+                        _ => errs.push(format!("{f}: {v:?} is not yes/no")),
+                    }
+                }
+            }
+        }
+    }
+    if errs.is_empty() {
+        let empty = row.external_id.is_none()
+            && row.first_name.is_none()
+            && row.last_name.is_none()
+            && row.phones.is_empty()
+            && row.emails.is_empty();
+        if empty {
+            errs.push("the row has no name, phone, email or external id".into());
+        }
+    }
+    if errs.is_empty() { Ok(row) } else { Err(errs) }
+}
+
+/// A failed row as one CSV line, for the error report.
+fn raw_line(rec: &csv_async::ByteRecord) -> String {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    let fields: Vec<String> = rec
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let _ = w.write_record(&fields);
+    let bytes = w.into_inner().unwrap_or_default();
+    let mut s = String::from_utf8_lossy(&bytes).trim_end().to_owned();
+    if s.len() > MAX_RAW_KEPT {
+        let mut cut = MAX_RAW_KEPT;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+// ---- the job -------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    /// Byte offset of the next record to read.
+    offset: u64,
+    /// Data rows consumed (ok and failed).
+    rows: u64,
+    failed: u64,
+    created: u64,
+    updated: u64,
+    plan: Option<Plan>,
+    headers: Vec<String>,
+}
+
+fn fatal(msg: impl Into<String>) -> JobFailure {
+    JobFailure::Fatal(msg.into())
+}
+
+fn csv_err(e: csv_async::Error) -> JobFailure {
+    if let csv_async::ErrorKind::Io(io) = e.kind() {
+        return JobFailure::Db(DbErr::Custom(format!("reading the upload: {io}")));
+    }
+    fatal(format!("the file is not readable CSV: {e}"))
+}
+
+/// Counts the data rows of an upload (a fast pass, for the progress total).
+async fn count_rows(db: DatabaseConnection, id: UploadId, from: u64) -> Result<u64, JobFailure> {
+    let mut rdr = csv_reader(db, id, from);
+    let mut rec = csv_async::ByteRecord::new();
+    let mut n = 0;
+    while rdr.read_byte_record(&mut rec).await.map_err(csv_err)? {
+        if !(rec.len() == 1 && rec[0].is_empty()) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Reads the header; returns the header fields and the offset after it.
+async fn read_header(
+    db: DatabaseConnection,
+    id: UploadId,
+    enc: Encoding,
+) -> Result<(Vec<String>, u64), JobFailure> {
+    let mut rdr = csv_reader(db, id, 0);
+    let mut rec = csv_async::ByteRecord::new();
+    if !rdr.read_byte_record(&mut rec).await.map_err(csv_err)? {
+        return Err(fatal("the file is empty"));
+    }
+    if rec.as_slice().contains(&0) {
+        return Err(fatal("the file is not CSV text (it contains NUL bytes)"));
+    }
+    let mut headers = Vec::new();
+    for (i, f) in rec.iter().enumerate() {
+        let f = if i == 0 {
+            f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f)
+        } else {
+            f
+        };
+        let h = decode(f, enc).ok_or_else(|| {
+            fatal("the header is not valid UTF-8 (for a Latin-1 file, set encoding to latin1)")
+        })?;
+        if h.chars().count() > 200 {
+            return Err(fatal(format!(
+                "header column {} is longer than 200 characters: is this a CSV file?",
+                i + 1
+            )));
+        }
+        headers.push(h.trim().to_owned());
+    }
+    Ok((headers, rdr.position().byte()))
+}
+
+pub async fn run_contact_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
+    let p: ImportParams = ctx.params()?;
+    let db = ctx.db().clone();
+    let tenant_id = ctx.tenant_id();
+    let tenant = crate::iam::store::tenant(&db, tenant_id)
+        .await
+        .map_err(|e| fatal(e.to_string()))?;
+    let region = tenant.default_region.clone();
+    let up = get_upload(&db, tenant_id, p.upload_id)
+        .await?
+        .ok_or_else(|| fatal("the upload does not exist"))?;
+    if let Some(l) = p.list_id {
+        super::lists::get(&db, tenant_id, l)
+            .await?
+            .ok_or_else(|| fatal("the list does not exist"))?;
+    }
+    let attributes = super::store::attribute_kinds(&db, tenant_id).await?;
+    let mut cp: Checkpoint = ctx
+        .checkpoint()
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let plan = match cp.plan.clone() {
+        Some(plan) => plan,
+        None => {
+            let (headers, after) = read_header(db.clone(), up.id, p.encoding).await?;
+            let mapping = if p.mapping.is_empty() {
+                suggest_mapping(&headers, &attributes)
+            } else {
+                p.mapping.clone()
+            };
+            let plan = plan(&headers, &mapping, &attributes).map_err(fatal)?;
+            let total = count_rows(db.clone(), up.id, after).await?;
+            ctx.set_total(total).await?;
+            cp = Checkpoint {
+                offset: after,
+                plan: Some(plan.clone()),
+                headers,
+                ..Default::default()
+            };
+            let txn = db.begin().await?;
+            ctx.save_progress(&txn, 0, serde_json::to_value(&cp).expect("serialises"))
+                .await?;
+            txn.commit().await?;
+            plan
+        }
+    };
+    let mut rdr = csv_reader(db.clone(), up.id, cp.offset);
+    let base = cp.offset;
+    let mut rec = csv_async::ByteRecord::new();
+    let batch_size = ctx.chunk_size() as usize;
+    loop {
+        if ctx.should_stop() {
+            return Err(JobFailure::Interrupted);
+        }
+        let mut batch: Vec<(u64, Result<Row, Vec<String>>, String)> =
+            Vec::with_capacity(batch_size);
+        let mut consumed = 0u64;
+        while batch.len() < batch_size {
+            match rdr.read_byte_record(&mut rec).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => match e.kind() {
+                    csv_async::ErrorKind::Utf8 { .. }
+                    | csv_async::ErrorKind::UnequalLengths { .. } => {
+                        consumed += 1;
+                        let n = cp.rows + consumed;
+                        batch.push((
+                            n,
+                            Err(vec![format!("row {n} could not be read: {e}")]),
+                            String::new(),
+                        ));
+                        continue;
+                    }
+                    _ => return Err(csv_err(e)),
+                },
+            }
+            if rec.len() == 1 && rec[0].is_empty() {
+                continue; // a blank line
+            }
+            consumed += 1;
+            let n = cp.rows + consumed;
+            let row = read_row(&rec, &plan, &p, &attributes, &region);
+            let raw = if row.is_err() {
+                raw_line(&rec)
+            } else {
+                String::new()
+            };
+            batch.push((n, row, raw));
+        }
+        let next_offset = base + rdr.position().byte();
+        if batch.is_empty() && consumed == 0 {
+            break;
+        }
+        let txn = db.begin().await?;
+        let stats = write_batch(&txn, tenant_id, ctx.id(), &p, batch).await?;
+        cp.rows += consumed;
+        cp.failed += stats.failed;
+        cp.created += stats.created;
+        cp.updated += stats.updated;
+        cp.offset = next_offset;
+        ctx.save_progress(
+            &txn,
+            cp.rows,
+            serde_json::to_value(&cp).expect("serialises"),
+        )
+        .await?;
+        txn.commit().await?;
+    }
+    Ok(json!({
+        "rows": cp.rows,
+        "created": cp.created,
+        "updated": cp.updated,
+        "failed": cp.failed,
+    }))
+}
+
+/// A contact created in this batch: its phones, emails and tags so far.
+type Held = (Vec<String>, Vec<String>, Vec<String>);
+
+#[derive(Default)]
+struct BatchStats {
+    created: u64,
+    updated: u64,
+    failed: u64,
+}
+
+/// Writes one batch: failed rows to the error report, valid rows as new or
+/// updated contacts (deduplicated against the database and the batch).
+async fn write_batch(
+    txn: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    job_id: JobId,
+    p: &ImportParams,
+    batch: Vec<(u64, Result<Row, Vec<String>>, String)>,
+) -> Result<BatchStats, DbErr> {
+    let mut stats = BatchStats::default();
+    let mut errors = Vec::new();
+    let mut rows = Vec::new();
+    for (n, r, raw) in batch {
+        match r {
+            Ok(row) => rows.push(row),
+            Err(msgs) => {
+                stats.failed += 1;
+                errors.push(import_error::ActiveModel {
+                    id: sea_orm::NotSet,
+                    tenant_id: Set(tenant_id),
+                    job_id: Set(job_id),
+                    row_number: Set(n as i64),
+                    raw: Set(raw),
+                    errors: Set(json!(msgs)),
+                });
+            }
+        }
+    }
+    if !errors.is_empty() {
+        import_error::Entity::insert_many(errors)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if rows.is_empty() {
+        return Ok(stats);
+    }
+
+    // Existing contacts for the batch's keys, one query per key kind.
+    let ext: Vec<String> = rows.iter().filter_map(|r| r.external_id.clone()).collect();
+    let phones: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.phones.iter().map(|p| p.e164.clone()))
+        .collect();
+    let emails: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.emails.iter().map(|e| e.as_str().to_owned()))
+        .collect();
+    let mut by_ext: HashMap<String, ContactId> = HashMap::new();
+    let mut by_phone: HashMap<String, ContactId> = HashMap::new();
+    let mut by_email: HashMap<String, ContactId> = HashMap::new();
+    if p.dedupe_by.contains(&DedupeKey::ExternalId) && !ext.is_empty() {
+        for c in contact::Entity::find()
+            .filter(contact::Column::TenantId.eq(tenant_id))
+            .filter(contact::Column::ExternalId.is_in(ext))
+            .all(txn)
+            .await?
+        {
+            if let Some(e) = c.external_id {
+                by_ext.insert(e, c.id);
+            }
+        }
+    }
+    if p.dedupe_by.contains(&DedupeKey::Phone) && !phones.is_empty() {
+        for ph in phone::Entity::find()
+            .filter(phone::Column::TenantId.eq(tenant_id))
+            .filter(phone::Column::E164.is_in(phones))
+            .order_by_asc(phone::Column::Id)
+            .all(txn)
+            .await?
+        {
+            by_phone.entry(ph.e164).or_insert(ph.contact_id);
+        }
+    }
+    if p.dedupe_by.contains(&DedupeKey::Email) && !emails.is_empty() {
+        for em in email::Entity::find()
+            .filter(email::Column::TenantId.eq(tenant_id))
+            .filter(email::Column::Email.is_in(emails))
+            .order_by_asc(email::Column::Id)
+            .all(txn)
+            .await?
+        {
+            by_email.entry(em.email).or_insert(em.contact_id);
+        }
+    }
+
+    let now = Utc::now();
+    let mut new_contacts = Vec::new();
+    let mut new_phones = Vec::new();
+    let mut new_emails = Vec::new();
+    let mut new_tags = Vec::new();
+    let mut new_attrs = Vec::new();
+    let mut new_consents: Vec<(ContactId, Channel, ConsentStatus)> = Vec::new();
+    let mut members = Vec::new();
+    // Contacts created in this batch, with what they already hold.
+    let mut fresh: HashMap<ContactId, Held> = HashMap::new();
+    for row in rows {
+        let existing = p.dedupe_by.iter().find_map(|k| match k {
+            DedupeKey::ExternalId => row
+                .external_id
+                .as_ref()
+                .and_then(|e| by_ext.get(e).copied()),
+            DedupeKey::Phone => row
+                .phones
+                .iter()
+                .find_map(|ph| by_phone.get(&ph.e164).copied()),
+            DedupeKey::Email => row
+                .emails
+                .iter()
+                .find_map(|e| by_email.get(e.as_str()).copied()),
+        });
+        let id = match existing {
+            Some(id) if fresh.contains_key(&id) => {
+                // A later row of the same batch for a contact created above:
+                // add what it brings.
+                let (have_p, have_e, have_t) = fresh.get_mut(&id).expect("present");
+                for ph in &row.phones {
+                    if !have_p.contains(&ph.e164) {
+                        new_phones.push(phone_row(tenant_id, id, &ph.e164, have_p.len() as i32));
+                        have_p.push(ph.e164.clone());
+                    }
+                }
+                for e in &row.emails {
+                    if !have_e.iter().any(|x| x == e.as_str()) {
+                        new_emails.push(email_row(tenant_id, id, e.as_str(), have_e.len() as i32));
+                        have_e.push(e.as_str().to_owned());
+                    }
+                }
+                for t in &row.tags {
+                    if !have_t.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                        have_t.push(t.clone());
+                        new_tags.push(tag::ActiveModel {
+                            contact_id: Set(id),
+                            tag: Set(t.clone()),
+                            tenant_id: Set(tenant_id),
+                        });
+                    }
+                }
+                for (k, v) in &row.attributes {
+                    new_attrs.retain(|a: &attr::ActiveModel| {
+                        !(a.contact_id.as_ref() == &id && a.key.as_ref() == k)
+                    });
+                    new_attrs.push(attr_row(tenant_id, id, k, v));
+                }
+                stats.updated += 1;
+                id
+            }
+            Some(id) => {
+                update_existing(txn, tenant_id, id, &row, now).await?;
+                stats.updated += 1;
+                id
+            }
+            None => {
+                let id = ContactId::new();
+                let phones_l: Vec<(Phone, Option<String>)> =
+                    row.phones.iter().map(|p| (p.clone(), None)).collect();
+                let (tz, tz_source) = resolve_zone(row.timezone, &phones_l);
+                let first = row.first_name.clone().unwrap_or_default();
+                let last = row.last_name.clone().unwrap_or_default();
+                new_contacts.push(contact::ActiveModel {
+                    id: Set(id),
+                    tenant_id: Set(tenant_id),
+                    external_id: Set(row.external_id.clone()),
+                    search_name: Set(search_name(&first, &last)),
+                    first_name: Set(first),
+                    last_name: Set(last),
+                    timezone: Set(tz),
+                    timezone_source: Set(tz_source),
+                    language: Set(row.language.clone()),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                });
+                let mut have_p = Vec::new();
+                for ph in &row.phones {
+                    if !have_p.contains(&ph.e164) {
+                        new_phones.push(phone_row(tenant_id, id, &ph.e164, have_p.len() as i32));
+                        have_p.push(ph.e164.clone());
+                    }
+                }
+                let mut have_e = Vec::new();
+                for e in &row.emails {
+                    if !have_e.iter().any(|x| x == e.as_str()) {
+                        new_emails.push(email_row(tenant_id, id, e.as_str(), have_e.len() as i32));
+                        have_e.push(e.as_str().to_owned());
+                    }
+                }
+                let mut have_t: Vec<String> = Vec::new();
+                for t in &row.tags {
+                    if !have_t.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                        new_tags.push(tag::ActiveModel {
+                            contact_id: Set(id),
+                            tag: Set(t.clone()),
+                            tenant_id: Set(tenant_id),
+                        });
+                        have_t.push(t.clone());
+                    }
+                }
+                let mut seen_keys = std::collections::HashSet::new();
+                for (k, v) in row.attributes.iter().rev() {
+                    if seen_keys.insert(k.clone()) {
+                        new_attrs.push(attr_row(tenant_id, id, k, v));
+                    }
+                }
+                fresh.insert(id, (have_p, have_e, have_t));
+                stats.created += 1;
+                id
+            }
+        };
+        // Later rows of the batch find this contact by its keys.
+        if let Some(e) = &row.external_id {
+            by_ext.insert(e.clone(), id);
+        }
+        for ph in &row.phones {
+            by_phone.entry(ph.e164.clone()).or_insert(id);
+        }
+        for e in &row.emails {
+            by_email.entry(e.as_str().to_owned()).or_insert(id);
+        }
+        for (ch, st) in &row.consents {
+            new_consents.retain(|(c, x, _)| !(*c == id && x == ch));
+            new_consents.push((id, *ch, *st));
+        }
+        if let Some(l) = p.list_id {
+            members.push((l, id));
+        }
+    }
+    // Bulk inserts, bounded so that no statement has too many parameters.
+    for part in new_contacts.chunks(1000) {
+        contact::Entity::insert_many(part.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
+    for part in new_phones.chunks(2000) {
+        phone::Entity::insert_many(part.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
+    for part in new_emails.chunks(2000) {
+        email::Entity::insert_many(part.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
+    for part in new_tags.chunks(3000) {
+        tag::Entity::insert_many(part.to_vec())
+            .on_conflict(
+                OnConflict::columns([tag::Column::ContactId, tag::Column::Tag])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    for part in new_attrs.chunks(1000) {
+        attr::Entity::insert_many(part.to_vec())
+            .on_conflict(
+                OnConflict::columns([attr::Column::ContactId, attr::Column::Key])
+                    .update_columns([
+                        attr::Column::TextValue,
+                        attr::Column::NumValue,
+                        attr::Column::BoolValue,
+                        attr::Column::DateValue,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    for (id, ch, st) in new_consents {
+        consent::Entity::insert(consent::ActiveModel {
+            contact_id: Set(id),
+            channel: Set(ch.as_str().into()),
+            tenant_id: Set(tenant_id),
+            status: Set(st.as_str().into()),
+            source: Set(super::consent::source::IMPORT.into()),
+            detail: Set(Some(format!("job {job_id}"))),
+            recorded_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([consent::Column::ContactId, consent::Column::Channel])
+                .update_columns([
+                    consent::Column::Status,
+                    consent::Column::Source,
+                    consent::Column::Detail,
+                    consent::Column::RecordedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+    members.sort();
+    members.dedup();
+    for part in members.chunks(2000) {
+        member::Entity::insert_many(part.iter().map(|(l, c)| member::ActiveModel {
+            list_id: Set(*l),
+            contact_id: Set(*c),
+            tenant_id: Set(tenant_id),
+            added_at: Set(now),
+        }))
+        .on_conflict(
+            OnConflict::columns([member::Column::ListId, member::Column::ContactId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+    Ok(stats)
+}
+
+fn phone_row(t: TenantId, c: ContactId, e164: &str, position: i32) -> phone::ActiveModel {
+    phone::ActiveModel {
+        id: sea_orm::NotSet,
+        tenant_id: Set(t),
+        contact_id: Set(c),
+        e164: Set(e164.to_owned()),
+        label: Set(None),
+        position: Set(position),
+    }
+}
+
+fn email_row(t: TenantId, c: ContactId, e: &str, position: i32) -> email::ActiveModel {
+    email::ActiveModel {
+        id: sea_orm::NotSet,
+        tenant_id: Set(t),
+        contact_id: Set(c),
+        email: Set(e.to_owned()),
+        position: Set(position),
+    }
+}
+
+/// Upsert into an existing contact: given fields replace, phones, emails and
+/// tags are added, attributes are set.
+async fn update_existing(
+    txn: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    id: ContactId,
+    row: &Row,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let Some(current) = super::store::find(txn, tenant_id, id).await? else {
+        return Ok(());
+    };
+    let mut m: contact::ActiveModel = current.clone().into();
+    let first = row.first_name.clone().unwrap_or(current.first_name.clone());
+    let last = row.last_name.clone().unwrap_or(current.last_name.clone());
+    m.search_name = Set(search_name(&first, &last));
+    m.first_name = Set(first);
+    m.last_name = Set(last);
+    if row.external_id.is_some() && current.external_id.is_none() {
+        m.external_id = Set(row.external_id.clone());
+    }
+    if let Some(l) = &row.language {
+        m.language = Set(Some(l.clone()));
+    }
+    if let Some(tz) = row.timezone {
+        m.timezone = Set(Some(tz.name().to_owned()));
+        m.timezone_source = Set(Some("explicit".into()));
+    }
+    m.updated_at = Set(now);
+    m.update(txn).await?;
+    let have_p: Vec<String> = phone::Entity::find()
+        .filter(phone::Column::ContactId.eq(id))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|p| p.e164)
+        .collect();
+    let mut pos = have_p.len() as i32;
+    for ph in &row.phones {
+        if !have_p.contains(&ph.e164) {
+            phone_row(tenant_id, id, &ph.e164, pos).insert(txn).await?;
+            pos += 1;
+        }
+    }
+    if current.timezone_source.is_none() && row.timezone.is_none() {
+        let phones_l: Vec<(Phone, Option<String>)> =
+            row.phones.iter().map(|p| (p.clone(), None)).collect();
+        if let (Some(tz), Some(src)) = resolve_zone(None, &phones_l) {
+            contact::Entity::update_many()
+                .col_expr(
+                    contact::Column::Timezone,
+                    sea_orm::sea_query::Expr::value(Some(tz)),
+                )
+                .col_expr(
+                    contact::Column::TimezoneSource,
+                    sea_orm::sea_query::Expr::value(Some(src)),
+                )
+                .filter(contact::Column::Id.eq(id))
+                .exec(txn)
+                .await?;
+        }
+    }
+    let have_e: Vec<String> = email::Entity::find()
+        .filter(email::Column::ContactId.eq(id))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|e| e.email)
+        .collect();
+    let mut pos = have_e.len() as i32;
+    for e in &row.emails {
+        if !have_e.iter().any(|x| x == e.as_str()) {
+            email_row(tenant_id, id, e.as_str(), pos)
+                .insert(txn)
+                .await?;
+            pos += 1;
+        }
+    }
+    if !row.tags.is_empty() {
+        tag::Entity::insert_many(row.tags.iter().map(|t| tag::ActiveModel {
+            contact_id: Set(id),
+            tag: Set(t.clone()),
+            tenant_id: Set(tenant_id),
+        }))
+        .on_conflict(
+            OnConflict::columns([tag::Column::ContactId, tag::Column::Tag])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+    for (k, v) in &row.attributes {
+        attr::Entity::insert(attr_row(tenant_id, id, k, v))
+            .on_conflict(
+                OnConflict::columns([attr::Column::ContactId, attr::Column::Key])
+                    .update_columns([
+                        attr::Column::TextValue,
+                        attr::Column::NumValue,
+                        attr::Column::BoolValue,
+                        attr::Column::DateValue,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The failed rows of an import, in row order.
+pub async fn errors_page(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    job_id: JobId,
+    after_row: i64,
+    limit: u64,
+) -> Result<Vec<import_error::Model>, DbErr> {
+    import_error::Entity::find()
+        .filter(import_error::Column::TenantId.eq(tenant_id))
+        .filter(import_error::Column::JobId.eq(job_id))
+        .filter(import_error::Column::RowNumber.gt(after_row))
+        .order_by_asc(import_error::Column::RowNumber)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+// ---- do-not-call import ----------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionImportParams {
+    pub upload_id: UploadId,
+    /// `phone` (calls and texts), `voice`, `sms` or `email`.
+    pub channel: String,
+    #[serde(default = "default_dnc")]
+    pub reason: SuppressionReason,
+    /// Which column holds the address (0-based); the first by default.
+    #[serde(default)]
+    pub column: usize,
+    /// Whether the first row is a header to skip.
+    #[serde(default)]
+    pub has_header: bool,
+}
+
+fn default_dnc() -> SuppressionReason {
+    SuppressionReason::DoNotCall
+}
+
+/// Imports a do-not-call (or suppression) list: one address per row.
+pub async fn run_suppression_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
+    let p: SuppressionImportParams = ctx.params()?;
+    let db = ctx.db().clone();
+    let tenant_id = ctx.tenant_id();
+    let tenant = crate::iam::store::tenant(&db, tenant_id)
+        .await
+        .map_err(|e| fatal(e.to_string()))?;
+    let up = get_upload(&db, tenant_id, p.upload_id)
+        .await?
+        .ok_or_else(|| fatal("the upload does not exist"))?;
+    let is_email = p.channel == "email";
+    let mut cp: Checkpoint = ctx
+        .checkpoint()
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    if cp.plan.is_none() {
+        let mut start = 0;
+        if p.has_header {
+            let (_, after) = read_header(db.clone(), up.id, Encoding::Utf8).await?;
+            start = after;
+        }
+        let total = count_rows(db.clone(), up.id, start).await?;
+        ctx.set_total(total).await?;
+        cp = Checkpoint {
+            offset: start,
+            plan: Some(Plan {
+                columns: 0,
+                fields: Vec::new(),
+            }),
+            ..Default::default()
+        };
+    }
+    let mut rdr = csv_reader(db.clone(), up.id, cp.offset);
+    let base = cp.offset;
+    let mut rec = csv_async::ByteRecord::new();
+    loop {
+        if ctx.should_stop() {
+            return Err(JobFailure::Interrupted);
+        }
+        let mut good: Vec<String> = Vec::new();
+        let mut bad: Vec<import_error::ActiveModel> = Vec::new();
+        let mut consumed = 0u64;
+        while consumed < ctx.chunk_size() {
+            match rdr.read_byte_record(&mut rec).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(csv_err(e)),
+            }
+            if rec.len() == 1 && rec[0].is_empty() {
+                continue;
+            }
+            consumed += 1;
+            let n = (cp.rows + consumed) as i64;
+            let cell = rec
+                .get(p.column)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(str::trim)
+                .unwrap_or("");
+            let parsed = if is_email {
+                Email::parse(cell)
+                    .map(|e| e.as_str().to_owned())
+                    .map_err(|e| format!("{cell:?} {e}"))
+            } else {
+                parse_phone(cell, &tenant.default_region)
+                    .map(|p| p.e164)
+                    .map_err(|e| format!("{cell:?} {e}"))
+            };
+            match parsed {
+                Ok(a) => good.push(a),
+                Err(msg) => bad.push(import_error::ActiveModel {
+                    id: sea_orm::NotSet,
+                    tenant_id: Set(tenant_id),
+                    job_id: Set(ctx.id()),
+                    row_number: Set(n),
+                    raw: Set(raw_line(&rec)),
+                    errors: Set(json!([msg])),
+                }),
+            }
+        }
+        if consumed == 0 {
+            break;
+        }
+        let txn = db.begin().await?;
+        good.sort();
+        good.dedup();
+        let now = Utc::now();
+        for part in good.chunks(2000) {
+            let rows = part
+                .iter()
+                .map(|a| super::entity::suppression::ActiveModel {
+                    id: sea_orm::NotSet,
+                    tenant_id: Set(tenant_id),
+                    channel: Set(p.channel.clone()),
+                    address: Set(a.clone()),
+                    reason: Set(p.reason.as_str().into()),
+                    source: Set(super::consent::source::IMPORT.into()),
+                    detail: Set(Some(format!("job {}", ctx.id()))),
+                    created_at: Set(now),
+                });
+            super::entity::suppression::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([
+                        super::entity::suppression::Column::TenantId,
+                        super::entity::suppression::Column::Channel,
+                        super::entity::suppression::Column::Address,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        cp.failed += bad.len() as u64;
+        cp.created += good.len() as u64;
+        if !bad.is_empty() {
+            import_error::Entity::insert_many(bad)
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        cp.rows += consumed;
+        cp.offset = base + rdr.position().byte();
+        ctx.save_progress(
+            &txn,
+            cp.rows,
+            serde_json::to_value(&cp).expect("serialises"),
+        )
+        .await?;
+        txn.commit().await?;
+    }
+    Ok(json!({ "rows": cp.rows, "suppressed": cp.created, "failed": cp.failed }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_matching() {
+        let h: Vec<String> = [
+            "Customer ID",
+            "First Name",
+            "Surname",
+            "Mobile",
+            "E-mail",
+            "Plan",
+            "Notes",
+        ]
+        .map(String::from)
+        .to_vec();
+        let attrs = HashMap::from([("plan".to_owned(), AttrKind::String)]);
+        let m = suggest_mapping(&h, &attrs);
+        assert_eq!(m["external_id"], "Customer ID");
+        assert_eq!(m["first_name"], "First Name");
+        assert_eq!(m["last_name"], "Surname");
+        assert_eq!(m["phone"], "Mobile");
+        assert_eq!(m["email"], "E-mail");
+        assert_eq!(m["attributes.plan"], "Plan");
+        assert!(!m.values().any(|v| v == "Notes"));
+        let p = plan(&h, &m, &attrs).unwrap();
+        assert_eq!(p.columns, 7);
+    }
+
+    #[test]
+    fn bad_headers_and_mappings() {
+        let attrs = HashMap::new();
+        let dup: Vec<String> = ["Email", "Name", "email"].map(String::from).to_vec();
+        assert!(
+            plan(&dup, &suggest_mapping(&dup, &attrs), &attrs)
+                .unwrap_err()
+                .contains("twice")
+        );
+        let h: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        assert!(
+            plan(&h, &BTreeMap::new(), &attrs)
+                .unwrap_err()
+                .contains("no column")
+        );
+        let m = BTreeMap::from([("phone".to_owned(), "c".to_owned())]);
+        assert!(
+            plan(&h, &m, &attrs)
+                .unwrap_err()
+                .contains("no column \"c\"")
+        );
+        let m = BTreeMap::from([("attributes.plan".to_owned(), "a".to_owned())]);
+        assert!(plan(&h, &m, &attrs).unwrap_err().contains("not defined"));
+        let m = BTreeMap::from([("shoe_size".to_owned(), "a".to_owned())]);
+        assert!(
+            plan(&h, &m, &attrs)
+                .unwrap_err()
+                .contains("not a contact field")
+        );
+    }
+
+    #[test]
+    fn rows_are_validated_whole() {
+        let attrs = HashMap::from([("spend".to_owned(), AttrKind::Number)]);
+        let h: Vec<String> = ["id", "name", "phone", "email", "tags", "spend"]
+            .map(String::from)
+            .to_vec();
+        let pl = plan(&h, &suggest_mapping(&h, &attrs), &attrs).unwrap();
+        let params = ImportParams {
+            upload_id: UploadId::new(),
+            mapping: BTreeMap::new(),
+            dedupe_by: default_dedupe(),
+            tag_separator: ";".into(),
+            encoding: Encoding::Utf8,
+            list_id: None,
+        };
+        let rec = |fields: &[&[u8]]| csv_async::ByteRecord::from(fields.to_vec());
+        let ok = read_row(
+            &rec(&[
+                b"c1",
+                b"Ada Lovelace",
+                b"(201) 555-0123",
+                b"ADA@x.org",
+                b"vip; gold",
+                b"12.5",
+            ]),
+            &pl,
+            &params,
+            &attrs,
+            "US",
+        )
+        .unwrap();
+        assert_eq!(
+            (ok.first_name.as_deref(), ok.last_name.as_deref()),
+            (Some("Ada"), Some("Lovelace"))
+        );
+        assert_eq!(ok.phones[0].e164, "+12015550123");
+        assert_eq!(ok.emails[0].as_str(), "ada@x.org");
+        assert_eq!(ok.tags, ["vip", "gold"]);
+        assert_eq!(ok.attributes, [("spend".to_owned(), AttrValue::Num(12.5))]);
+        let bad = read_row(
+            &rec(&[b"c2", b"Bob", b"12", b"not-an-email", b"", b"lots"]),
+            &pl,
+            &params,
+            &attrs,
+            "US",
+        )
+        .unwrap_err();
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        let ragged = read_row(&rec(&[b"c3", b"x"]), &pl, &params, &attrs, "US").unwrap_err();
+        assert!(ragged[0].contains("2 fields"));
+        let latin1 = read_row(
+            &rec(&[b"c4", b"Jos\xe9", b"", b"", b"", b""]),
+            &pl,
+            &params,
+            &attrs,
+            "US",
+        )
+        .unwrap_err();
+        assert!(latin1[0].contains("UTF-8"));
+        let p2 = ImportParams {
+            encoding: Encoding::Latin1,
+            ..params.clone()
+        };
+        assert_eq!(
+            read_row(
+                &rec(&[b"c4", b"Jos\xe9", b"", b"", b"", b""]),
+                &pl,
+                &p2,
+                &attrs,
+                "US"
+            )
+            .unwrap()
+            .first_name
+            .as_deref(),
+            Some("José")
+        );
+        let empty = read_row(
+            &rec(&[b"", b"", b"", b"", b"", b""]),
+            &pl,
+            &params,
+            &attrs,
+            "US",
+        )
+        .unwrap_err();
+        assert!(empty[0].contains("no name"));
+    }
+}
