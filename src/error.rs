@@ -300,10 +300,21 @@ pub fn query_error(
 }
 
 pub fn path_error(
-    err: actix_web::error::PathError,
-    _req: &actix_web::HttpRequest,
+    _err: actix_web::error::PathError,
+    req: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    ApiError::not_found(&format!("resource ({err})")).into()
+    // `/contacts/imports` with PATCH lands on `/contacts/{id}`: that is a
+    // route with the wrong method, not a missing object.
+    if let Some(state) = req.app_data::<actix_web::web::Data<crate::state::AppState>>()
+        && state.api_routes.allowed_literal(req.path()).is_some()
+    {
+        return crate::http::not_found_or_405(req, &state.api_routes).into();
+    }
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such object (the id in the path is not valid)",
+    )
+    .into()
 }
 
 // ---- context errors to HTTP: the one place, each match exhaustive ---------

@@ -262,7 +262,7 @@ async fn agent_view(db: &impl ConnectionTrait, a: agent::Model) -> Result<AgentV
 async fn list_skills(
     state: web::Data<AppState>,
     auth: Auth<Staff>,
-    page: web::Query<PageParams>,
+    page: crate::http::extract::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<SkillView>>> {
     let limit = page.limit()?;
     let mut q = skill::Entity::find().filter(skill::Column::TenantId.eq(auth.tenant_id));
@@ -288,7 +288,7 @@ async fn list_skills(
 async fn get_skill(
     state: web::Data<AppState>,
     auth: Auth<Staff>,
-    id: web::Path<SkillId>,
+    id: crate::http::extract::Path<SkillId>,
 ) -> ApiResult<web::Json<SkillView>> {
     let s = skill::Entity::find_by_id(*id)
         .filter(skill::Column::TenantId.eq(auth.tenant_id))
@@ -304,7 +304,7 @@ async fn get_skill(
 async fn list_queues(
     state: web::Data<AppState>,
     auth: Auth<Staff>,
-    page: web::Query<PageParams>,
+    page: crate::http::extract::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<QueueView>>> {
     let limit = page.limit()?;
     let mut q = queue::Entity::find().filter(queue::Column::TenantId.eq(auth.tenant_id));
@@ -336,7 +336,7 @@ async fn list_queues(
 async fn get_queue(
     state: web::Data<AppState>,
     auth: Auth<Staff>,
-    id: web::Path<QueueId>,
+    id: crate::http::extract::Path<QueueId>,
 ) -> ApiResult<web::Json<QueueView>> {
     let q = queue::Entity::find_by_id(*id)
         .filter(queue::Column::TenantId.eq(auth.tenant_id))
@@ -352,7 +352,7 @@ async fn get_queue(
 async fn list_agents(
     state: web::Data<AppState>,
     auth: Auth<Staff>,
-    page: web::Query<PageParams>,
+    page: crate::http::extract::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<AgentView>>> {
     let limit = page.limit()?;
     let mut q = agent::Entity::find().filter(agent::Column::TenantId.eq(auth.tenant_id));
@@ -384,7 +384,7 @@ async fn list_agents(
 async fn get_agent(
     state: web::Data<AppState>,
     auth: Auth<Staff>,
-    id: web::Path<AgentId>,
+    id: crate::http::extract::Path<AgentId>,
 ) -> ApiResult<web::Json<AgentView>> {
     let a = agent::Entity::find_by_id(*id)
         .filter(agent::Column::TenantId.eq(auth.tenant_id))

@@ -423,7 +423,37 @@ pub struct ContactQuery {
     pub segment: Option<String>,
 }
 
-async fn search_of(state: &AppState, t: TenantId, q: &ContactQuery) -> ApiResult<(Search, String)> {
+/// The same filters, without paging (counts and exports).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ContactFilter {
+    /// Name, phone (any format), email or external id.
+    pub q: Option<String>,
+    pub tag: Option<String>,
+    pub list_id: Option<ListId>,
+    pub segment_id: Option<SegmentId>,
+    /// A segment expression, e.g. `tags has "vip"`.
+    pub segment: Option<String>,
+}
+
+impl ContactQuery {
+    fn filter(&self) -> ContactFilter {
+        ContactFilter {
+            q: self.q.clone(),
+            tag: self.tag.clone(),
+            list_id: self.list_id,
+            segment_id: self.segment_id,
+            segment: self.segment.clone(),
+        }
+    }
+}
+
+async fn search_of(
+    state: &AppState,
+    t: TenantId,
+    q: &ContactFilter,
+) -> ApiResult<(Search, String)> {
     let tenant = tenant_row(state, t).await?;
     if q.q.as_ref().is_some_and(|s| s.chars().count() > 200) {
         return Err(ApiError::field("q", "must be at most 200 characters"));
@@ -494,7 +524,7 @@ async fn compile(
 async fn list_contacts(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    q: web::Query<ContactQuery>,
+    q: crate::http::extract::Query<ContactQuery>,
 ) -> ApiResult<web::Json<Page<ContactView>>> {
     let q = q.into_inner();
     let page = PageParams {
@@ -502,7 +532,7 @@ async fn list_contacts(
         cursor: q.cursor.clone(),
     };
     let limit = page.limit()?;
-    let (search, region) = search_of(&state, auth.tenant_id, &q).await?;
+    let (search, region) = search_of(&state, auth.tenant_id, &q.filter()).await?;
     let mut rows = store::search(
         &state.db.conn,
         auth.tenant_id,
@@ -532,12 +562,12 @@ pub struct CountView {
 }
 
 /// How many contacts a search or segment matches.
-#[utoipa::path(tag = "contacts", params(ContactQuery), responses((status = 200, body = CountView)))]
+#[utoipa::path(tag = "contacts", params(ContactFilter), responses((status = 200, body = CountView)))]
 #[get("/contacts/count")]
 async fn count_contacts(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    q: web::Query<ContactQuery>,
+    q: crate::http::extract::Query<ContactFilter>,
 ) -> ApiResult<web::Json<CountView>> {
     let (search, region) = search_of(&state, auth.tenant_id, &q).await?;
     Ok(web::Json(CountView {
@@ -566,7 +596,7 @@ async fn create_contact(
 async fn upsert_by_external_id(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    ext: web::Path<String>,
+    ext: crate::http::extract::Path<String>,
     body: Json<ContactRequest>,
 ) -> ApiResult<HttpResponse> {
     let ext = ext.into_inner();
@@ -630,7 +660,7 @@ pub struct ListRef {
 async fn get_contact(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    id: web::Path<ContactId>,
+    id: crate::http::extract::Path<ContactId>,
 ) -> ApiResult<web::Json<ContactCard>> {
     let contact = view(&state, auth.tenant_id, *id).await?;
     let lists = lists::of_contact(&state.db.conn, auth.tenant_id, *id)
@@ -650,7 +680,7 @@ async fn get_contact(
 async fn update_contact(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    id: web::Path<ContactId>,
+    id: crate::http::extract::Path<ContactId>,
     body: Json<ContactPatchRequest>,
 ) -> ApiResult<web::Json<ContactView>> {
     let b = body.0;
@@ -721,7 +751,7 @@ async fn update_contact(
 async fn delete_contact(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    id: web::Path<ContactId>,
+    id: crate::http::extract::Path<ContactId>,
 ) -> ApiResult<HttpResponse> {
     store::delete(&state.db.conn, auth.tenant_id, *id).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -733,8 +763,8 @@ async fn delete_contact(
 async fn contact_interactions(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    id: web::Path<ContactId>,
-    page: web::Query<PageParams>,
+    id: crate::http::extract::Path<ContactId>,
+    page: crate::http::extract::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<crate::interactions::http::InteractionView>>> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -777,8 +807,8 @@ pub struct ChannelQuery {
 async fn can_contact(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    id: web::Path<ContactId>,
-    q: web::Query<ChannelQuery>,
+    id: crate::http::extract::Path<ContactId>,
+    q: crate::http::extract::Query<ChannelQuery>,
 ) -> ApiResult<web::Json<Decision>> {
     let at = q.at.unwrap_or_else(Utc::now);
     Ok(web::Json(
@@ -803,7 +833,7 @@ pub struct ConsentRequest {
 async fn record_consent(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    id: web::Path<ContactId>,
+    id: crate::http::extract::Path<ContactId>,
     body: Json<ConsentRequest>,
 ) -> ApiResult<web::Json<ContactView>> {
     let b = body.0;
@@ -867,7 +897,7 @@ impl From<consent_event::Model> for ConsentEventView {
 async fn consent_history(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    id: web::Path<ContactId>,
+    id: crate::http::extract::Path<ContactId>,
 ) -> ApiResult<web::Json<Vec<ConsentEventView>>> {
     store::find(&state.db.conn, auth.tenant_id, *id)
         .await?
@@ -889,8 +919,8 @@ async fn unsubscribe_link(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
     req: HttpRequest,
-    id: web::Path<ContactId>,
-    q: web::Query<ChannelQuery>,
+    id: crate::http::extract::Path<ContactId>,
+    q: crate::http::extract::Query<ChannelQuery>,
 ) -> ApiResult<web::Json<LinkView>> {
     store::find(&state.db.conn, auth.tenant_id, *id)
         .await?
@@ -1002,7 +1032,7 @@ async fn define_attribute(
 async fn delete_attribute(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    key: web::Path<String>,
+    key: crate::http::extract::Path<String>,
 ) -> ApiResult<HttpResponse> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let r = attr_def::Entity::delete_many()
@@ -1064,7 +1094,7 @@ pub struct ListPatch {
 async fn list_lists(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    page: web::Query<PageParams>,
+    page: crate::http::extract::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<ListView>>> {
     let limit = page.limit()?;
     let mut rows = lists::all(&state.db.conn, auth.tenant_id, page.cursor()?, limit + 1).await?;
@@ -1105,7 +1135,7 @@ async fn create_list(
 async fn get_list(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    id: web::Path<ListId>,
+    id: crate::http::extract::Path<ListId>,
 ) -> ApiResult<web::Json<ListView>> {
     let l = lists::get(&state.db.conn, auth.tenant_id, *id)
         .await?
@@ -1119,7 +1149,7 @@ async fn get_list(
 async fn update_list(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    id: web::Path<ListId>,
+    id: crate::http::extract::Path<ListId>,
     body: Json<ListPatch>,
 ) -> ApiResult<web::Json<ListView>> {
     let b = body.0;
@@ -1143,7 +1173,7 @@ async fn update_list(
 async fn delete_list(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    id: web::Path<ListId>,
+    id: crate::http::extract::Path<ListId>,
 ) -> ApiResult<HttpResponse> {
     lists::delete(&state.db.conn, auth.tenant_id, *id).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -1178,7 +1208,7 @@ fn check_members(b: &MembersRequest) -> ApiResult<()> {
 async fn add_members(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    id: web::Path<ListId>,
+    id: crate::http::extract::Path<ListId>,
     body: Json<MembersRequest>,
 ) -> ApiResult<web::Json<MembersChanged>> {
     check_members(&body.0)?;
@@ -1195,7 +1225,7 @@ async fn add_members(
 async fn remove_members(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    id: web::Path<ListId>,
+    id: crate::http::extract::Path<ListId>,
     body: Json<MembersRequest>,
 ) -> ApiResult<web::Json<MembersChanged>> {
     check_members(&body.0)?;
@@ -1354,7 +1384,7 @@ async fn preview_segment(
 async fn list_segments(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    page: web::Query<PageParams>,
+    page: crate::http::extract::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<SegmentView>>> {
     let limit = page.limit()?;
     let rows = lists::segments(&state.db.conn, auth.tenant_id, page.cursor()?, limit + 1).await?;
@@ -1423,7 +1453,7 @@ async fn create_segment(
 async fn get_segment(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    id: web::Path<SegmentId>,
+    id: crate::http::extract::Path<SegmentId>,
 ) -> ApiResult<web::Json<SegmentView>> {
     let s = lists::get_segment(&state.db.conn, auth.tenant_id, *id)
         .await?
@@ -1437,7 +1467,7 @@ async fn get_segment(
 async fn update_segment(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    id: web::Path<SegmentId>,
+    id: crate::http::extract::Path<SegmentId>,
     body: Json<SegmentPatch>,
 ) -> ApiResult<web::Json<SegmentView>> {
     let b = body.0;
@@ -1483,7 +1513,7 @@ async fn update_segment(
 async fn delete_segment(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    id: web::Path<SegmentId>,
+    id: crate::http::extract::Path<SegmentId>,
 ) -> ApiResult<HttpResponse> {
     lists::delete_segment(&state.db.conn, auth.tenant_id, *id).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -1495,7 +1525,7 @@ async fn delete_segment(
 async fn segment_count(
     state: web::Data<AppState>,
     auth: Auth<AnyRole>,
-    id: web::Path<SegmentId>,
+    id: crate::http::extract::Path<SegmentId>,
 ) -> ApiResult<web::Json<CountView>> {
     let s = lists::get_segment(&state.db.conn, auth.tenant_id, *id)
         .await?
@@ -1592,7 +1622,7 @@ fn normalize_address(channel: &str, address: &str, region: &str) -> ApiResult<St
 async fn list_suppressions(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    q: web::Query<SuppressionQuery>,
+    q: crate::http::extract::Query<SuppressionQuery>,
 ) -> ApiResult<web::Json<Page<SuppressionView>>> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
     let q = q.into_inner();
@@ -1749,7 +1779,7 @@ async fn delete_suppression(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
     meta: RequestMeta,
-    id: web::Path<i64>,
+    id: crate::http::extract::Path<i64>,
 ) -> ApiResult<HttpResponse> {
     if !consent::remove_suppression(&state.db.conn, auth.tenant_id, *id).await? {
         return Err(ApiError::not_found("suppression"));
@@ -1842,13 +1872,13 @@ pub struct UploadQuery {
 
 /// Upload a file (the raw body, e.g. a CSV) to import later. It is stored in
 /// chunks as it arrives, never held whole in memory.
-#[utoipa::path(tag = "imports", params(UploadQuery), request_body(content = String, content_type = "text/csv"), responses((status = 201, body = UploadView), (status = 413, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "imports", params(UploadQuery), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes (e.g. CSV)"), responses((status = 201, body = UploadView), (status = 413, body = crate::error::ErrorBody)))]
 #[post("/uploads")]
 async fn create_upload(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
     req: HttpRequest,
-    q: web::Query<UploadQuery>,
+    q: crate::http::extract::Query<UploadQuery>,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let filename = q.filename.clone().unwrap_or_else(|| "upload.csv".into());
@@ -1910,7 +1940,7 @@ async fn create_upload(
 async fn get_upload(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    id: web::Path<UploadId>,
+    id: crate::http::extract::Path<UploadId>,
 ) -> ApiResult<web::Json<UploadView>> {
     let u = import::get_upload(&state.db.conn, auth.tenant_id, *id)
         .await?
@@ -1935,7 +1965,7 @@ pub struct UploadPreview {
 async fn preview_upload(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    id: web::Path<UploadId>,
+    id: crate::http::extract::Path<UploadId>,
 ) -> ApiResult<web::Json<UploadPreview>> {
     use futures_util::StreamExt;
     let u = import::get_upload(&state.db.conn, auth.tenant_id, *id)
@@ -2111,8 +2141,8 @@ async fn import_job(
 async fn import_errors(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    id: web::Path<JobId>,
-    page: web::Query<PageParams>,
+    id: crate::http::extract::Path<JobId>,
+    page: crate::http::extract::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<ImportErrorView>>> {
     import_job(&state, &auth, *id).await?;
     let limit = page.limit()?;
@@ -2156,7 +2186,7 @@ fn csv_line(fields: &[String]) -> Vec<u8> {
 async fn import_errors_csv(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    id: web::Path<JobId>,
+    id: crate::http::extract::Path<JobId>,
 ) -> ApiResult<HttpResponse> {
     import_job(&state, &auth, *id).await?;
     let (db, tenant, job) = (state.db.conn.clone(), auth.tenant_id, *id);
@@ -2198,17 +2228,13 @@ async fn import_errors_csv(
 
 /// Export contacts (all, or a search, list or segment) as CSV, streamed.
 /// Cells that a spreadsheet would run as formulas are neutralised.
-#[utoipa::path(tag = "contacts", params(ContactQuery), responses((status = 200, content_type = "text/csv", description = "One row per contact")))]
+#[utoipa::path(tag = "contacts", params(ContactFilter), responses((status = 200, content_type = "text/csv", description = "One row per contact")))]
 #[get("/contacts/export.csv")]
 async fn export_contacts(
     state: web::Data<AppState>,
     auth: Auth<Audience>,
-    q: web::Query<ContactQuery>,
+    q: crate::http::extract::Query<ContactFilter>,
 ) -> ApiResult<HttpResponse> {
-    let q = q.into_inner();
-    if q.limit.is_some() || q.cursor.is_some() {
-        return Err(ApiError::field("query", "an export has no limit or cursor"));
-    }
     let (search, region) = search_of(&state, auth.tenant_id, &q).await?;
     let kinds = store::attribute_kinds(&state.db.conn, auth.tenant_id).await?;
     let mut attr_keys: Vec<String> = kinds.into_keys().collect();

@@ -57,6 +57,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             // Credentials are checked before the body is judged: a caller who
             // may not make this request learns nothing from its validation.
             crate::iam::auth::settle(&req).await;
+            // Then let a bad path parameter (polled before the body, and
+            // yielding once after the credentials) be reported first: a
+            // missing object is a 404 (or a 405 for a literal route with
+            // another method), whatever the body says.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
             if !content_type_ok {
                 return Err(ApiError::new(
                     ErrorCode::UnsupportedMediaType,
@@ -259,6 +265,84 @@ impl<T> Page<T> {
         rows.truncate(limit as usize);
         let next_key = if more { rows.last().map(key) } else { None };
         Page::new(rows.into_iter().map(map).collect(), next_key)
+    }
+}
+
+/// A query string, parsed only after the caller's credentials are judged
+/// (like [`Json`]): an unauthenticated or forbidden caller gets 401/403, not
+/// a validation error about the query.
+pub struct Query<T>(pub T);
+
+impl<T> std::ops::Deref for Query<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Query<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            // Every route with a query needs a caller: report theirs first.
+            crate::iam::auth::principal(&req).await?;
+            // Let the `Auth` extractor (polled before this one) report a
+            // forbidden role before the query is judged.
+            tokio::task::yield_now().await;
+            web::Query::<T>::from_query(req.query_string())
+                .map(|q| Query(q.into_inner()))
+                .map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::ValidationFailed,
+                        format!("invalid query string: {e}"),
+                    )
+                    .with_details(
+                        serde_json::json!({ "fields": [FieldError::new("query", e.to_string())] }),
+                    )
+                })
+        })
+    }
+}
+
+/// A path parameter, judged after the caller's credentials (like [`Query`]):
+/// a bad id from an unauthenticated caller is a 401, not a 404.
+pub struct Path<T>(pub T);
+
+impl<T> std::ops::Deref for Path<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Path<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Path<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            crate::iam::auth::principal(&req).await?;
+            tokio::task::yield_now().await;
+            web::Path::<T>::extract(&req)
+                .await
+                .map(|p| Path(p.into_inner()))
+        })
     }
 }
 

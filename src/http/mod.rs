@@ -149,8 +149,11 @@ fn complete_openapi(doc: &mut serde_json::Value) {
                     "Signed in, but the role does not allow this (or the CSRF token is missing)",
                 ));
             }
-            if !names.is_empty() {
-                errors.push(("404", "No such object in your tenant"));
+            if !names.is_empty() || has_body || has_query {
+                errors.push((
+                    "404",
+                    "No such object in your tenant (or one the request names)",
+                ));
             }
             if has_body || has_query {
                 errors.push((
@@ -271,6 +274,21 @@ impl RouteTable {
         RouteTable { routes }
     }
 
+    /// The methods of a route written without parameters (`/contacts/imports`),
+    /// so that it is not mistaken for a parameter of another (`/contacts/{id}`).
+    pub fn allowed_literal(&self, path: &str) -> Option<Vec<String>> {
+        let parts: Vec<&str> = path.split('/').collect();
+        self.routes.iter().find_map(|(segs, methods)| {
+            let literal = segs.iter().all(Option::is_some);
+            let same = segs.len() == parts.len()
+                && segs
+                    .iter()
+                    .zip(&parts)
+                    .all(|(s, p)| s.as_deref() == Some(*p));
+            (literal && same).then(|| methods.clone())
+        })
+    }
+
     /// The methods a path allows, if it is a route at all.
     pub fn allowed(&self, path: &str) -> Option<Vec<String>> {
         let parts: Vec<&str> = path.split('/').collect();
@@ -289,7 +307,15 @@ async fn api_not_found(
     req: actix_web::HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    match state.api_routes.allowed(req.path()) {
+    Err(not_found_or_405(&req, &state.api_routes))
+}
+
+/// 405 with `Allow` when the path is a route but not for this method, else 404.
+pub fn not_found_or_405(req: &actix_web::HttpRequest, routes: &RouteTable) -> ApiError {
+    match routes
+        .allowed_literal(req.path())
+        .or_else(|| routes.allowed(req.path()))
+    {
         Some(mut methods) => {
             if methods.iter().any(|m| m == "GET") {
                 methods.push("HEAD".into());
@@ -301,9 +327,9 @@ async fn api_not_found(
             )
             .with_details(json!({ "allowed": methods }));
             e.allow = Some(allow);
-            Err(e)
+            e
         }
-        None => Err(ApiError::new(ErrorCode::NotFound, "no such API route")),
+        None => ApiError::new(ErrorCode::NotFound, "no such API route"),
     }
 }
 

@@ -564,7 +564,7 @@ async fn update_tenant(
 async fn list_users(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    page: web::Query<PageParams>,
+    page: crate::http::extract::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<UserView>>> {
     let limit = page.limit()?;
     let rows = store::list_users(&state.db.conn, auth.tenant_id, page.cursor()?, limit + 1).await?;
@@ -628,7 +628,7 @@ async fn create_user(
 async fn get_user(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    id: web::Path<UserId>,
+    id: crate::http::extract::Path<UserId>,
 ) -> ApiResult<web::Json<UserView>> {
     Ok(web::Json(
         store::user(&state.db.conn, auth.tenant_id, *id)
@@ -655,7 +655,7 @@ async fn update_user(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
     meta: RequestMeta,
-    id: web::Path<UserId>,
+    id: crate::http::extract::Path<UserId>,
     body: Json<UpdateUserRequest>,
 ) -> ApiResult<web::Json<UserView>> {
     let b = body.0;
@@ -732,7 +732,7 @@ async fn update_user(
 async fn list_api_keys(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    page: web::Query<PageParams>,
+    page: crate::http::extract::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<ApiKeyView>>> {
     let limit = page.limit()?;
     let rows =
@@ -803,7 +803,7 @@ async fn create_api_key(
 async fn get_api_key(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    id: web::Path<ApiKeyId>,
+    id: crate::http::extract::Path<ApiKeyId>,
 ) -> ApiResult<web::Json<ApiKeyView>> {
     Ok(web::Json(
         store::api_key(&state.db.conn, auth.tenant_id, *id)
@@ -819,7 +819,7 @@ async fn revoke_api_key(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
     meta: RequestMeta,
-    id: web::Path<ApiKeyId>,
+    id: crate::http::extract::Path<ApiKeyId>,
 ) -> ApiResult<web::Json<ApiKeyView>> {
     let k = store::revoke_api_key(&state.db.conn, auth.tenant_id, *id).await?;
     audit_by(
@@ -852,7 +852,7 @@ pub struct AuditParams {
 async fn list_audit(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    q: web::Query<AuditParams>,
+    q: crate::http::extract::Query<AuditParams>,
 ) -> ApiResult<web::Json<Page<AuditView>>> {
     let q = q.into_inner();
     let page = PageParams {

@@ -206,7 +206,7 @@ pub struct InteractionQuery {
 async fn list_interactions(
     state: web::Data<AppState>,
     auth: Auth<Staff>,
-    q: web::Query<InteractionQuery>,
+    q: crate::http::extract::Query<InteractionQuery>,
 ) -> ApiResult<web::Json<Page<InteractionView>>> {
     let q = q.into_inner();
     let page = PageParams {
@@ -240,7 +240,7 @@ async fn list_interactions(
 async fn get_interaction(
     state: web::Data<AppState>,
     auth: Auth<Staff>,
-    id: web::Path<InteractionId>,
+    id: crate::http::extract::Path<InteractionId>,
 ) -> ApiResult<web::Json<InteractionView>> {
     let m = service::find(&state.db.conn, auth.tenant_id, *id)
         .await?
@@ -263,8 +263,8 @@ pub struct TimelineQuery {
 async fn interaction_events(
     state: web::Data<AppState>,
     auth: Auth<Staff>,
-    id: web::Path<InteractionId>,
-    q: web::Query<TimelineQuery>,
+    id: crate::http::extract::Path<InteractionId>,
+    q: crate::http::extract::Query<TimelineQuery>,
 ) -> ApiResult<web::Json<Vec<TimelineEvent>>> {
     let limit = PageParams {
         limit: q.limit,
@@ -458,7 +458,7 @@ impl TransitionRequest {
 async fn transition(
     state: web::Data<AppState>,
     auth: Auth<Supervisors>,
-    id: web::Path<InteractionId>,
+    id: crate::http::extract::Path<InteractionId>,
     body: Json<TransitionRequest>,
 ) -> ApiResult<web::Json<ChangeView>> {
     let t = body.0.into_transition()?;
@@ -491,7 +491,7 @@ pub struct NoteRequest {
 async fn add_note(
     state: web::Data<AppState>,
     auth: Auth<Staff>,
-    id: web::Path<InteractionId>,
+    id: crate::http::extract::Path<InteractionId>,
     body: Json<NoteRequest>,
 ) -> ApiResult<HttpResponse> {
     let mut v = Validator::new();
@@ -541,7 +541,7 @@ pub struct FeedPage {
 async fn event_feed(
     state: web::Data<AppState>,
     auth: Auth<Supervisors>,
-    q: web::Query<FeedQuery>,
+    q: crate::http::extract::Query<FeedQuery>,
 ) -> ApiResult<web::Json<FeedPage>> {
     let limit = PageParams {
         limit: q.limit,
@@ -735,7 +735,7 @@ fn check_kinds(v: &mut Validator, kinds: &[String]) {
 async fn list_webhooks(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    page: web::Query<PageParams>,
+    page: crate::http::extract::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<WebhookView>>> {
     let limit = page.limit()?;
     let rows = webhooks::list(&state.db.conn, auth.tenant_id, page.cursor()?, limit + 1).await?;
@@ -816,7 +816,7 @@ async fn create_webhook(
 async fn get_webhook(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    id: web::Path<WebhookId>,
+    id: crate::http::extract::Path<WebhookId>,
 ) -> ApiResult<web::Json<WebhookView>> {
     Ok(web::Json(
         webhooks::get(&state.db.conn, auth.tenant_id, *id)
@@ -841,7 +841,7 @@ pub struct UpdateWebhookRequest {
 async fn update_webhook(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    id: web::Path<WebhookId>,
+    id: crate::http::extract::Path<WebhookId>,
     body: Json<UpdateWebhookRequest>,
 ) -> ApiResult<web::Json<WebhookView>> {
     let b = body.0;
@@ -877,7 +877,7 @@ async fn update_webhook(
 async fn delete_webhook(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    id: web::Path<WebhookId>,
+    id: crate::http::extract::Path<WebhookId>,
 ) -> ApiResult<HttpResponse> {
     webhooks::delete(&state.db.conn, auth.tenant_id, *id)
         .await
@@ -891,7 +891,7 @@ async fn delete_webhook(
 async fn rotate_webhook_secret(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    id: web::Path<WebhookId>,
+    id: crate::http::extract::Path<WebhookId>,
 ) -> ApiResult<web::Json<WebhookWithSecret>> {
     let new = webhooks::rotate_secret(&state.db.conn, &state.sealer, auth.tenant_id, *id)
         .await
@@ -918,7 +918,7 @@ pub struct ReplayRequest {
 async fn replay_webhook(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    id: web::Path<WebhookId>,
+    id: crate::http::extract::Path<WebhookId>,
     body: Json<ReplayRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.0;
@@ -965,8 +965,8 @@ pub struct DeliveryQuery {
 async fn list_deliveries(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
-    id: web::Path<WebhookId>,
-    q: web::Query<DeliveryQuery>,
+    id: crate::http::extract::Path<WebhookId>,
+    q: crate::http::extract::Query<DeliveryQuery>,
 ) -> ApiResult<web::Json<Page<DeliveryView>>> {
     let q = q.into_inner();
     if let Some(s) = &q.status

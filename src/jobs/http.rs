@@ -76,7 +76,7 @@ impl From<job::Model> for JobView {
 async fn list_jobs(
     state: web::Data<AppState>,
     auth: Auth,
-    page: web::Query<PageParams>,
+    page: crate::http::extract::Query<PageParams>,
 ) -> ApiResult<web::Json<Page<JobView>>> {
     let limit = page.limit()?;
     let owner = super::visible_to(&auth);
@@ -102,7 +102,7 @@ async fn list_jobs(
 async fn get_job(
     state: web::Data<AppState>,
     auth: Auth,
-    id: web::Path<JobId>,
+    id: crate::http::extract::Path<JobId>,
 ) -> ApiResult<web::Json<JobView>> {
     let j = super::get(&state.db.conn, auth.tenant_id, *id)
         .await?
@@ -120,7 +120,7 @@ async fn get_job(
 async fn cancel_job(
     state: web::Data<AppState>,
     auth: Auth<crate::iam::Supervisors>,
-    id: web::Path<JobId>,
+    id: crate::http::extract::Path<JobId>,
 ) -> ApiResult<actix_web::HttpResponse> {
     let j = super::request_cancel(&state.db.conn, auth.tenant_id, *id)
         .await?

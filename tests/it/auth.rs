@@ -1093,7 +1093,10 @@ both_backends! {
                     continue;
                 }
                 let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-                let concrete = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
+                let concrete = path
+                    .replace("{id}", &uuid::Uuid::new_v4().to_string())
+                    .replace("{key}", "plan")
+                    .replace("{external_id}", "ext-1");
                 assert!(!concrete.contains('{'), "an unknown path parameter in {path}");
                 for creds in [&Creds::None, &forged_cookie, &forged_key] {
                     let mut rb = app.req(m.clone(), &concrete, creds);

@@ -105,6 +105,53 @@ async fn create_other_objects(app: &TestApp) -> OtherObjects {
     by_kind.insert("jobs", id_of(&json_ok(r, 202).await));
     by_kind.insert("webhooks", hook);
 
+    // Contacts and everything around them.
+    let r = app
+        .post(
+            "/api/v1/contacts",
+            &admin,
+            &json!({ "first_name": "Other", "last_name": "Customer", "phones": ["+12015550199"], "emails": ["secret@other.example"] }),
+        )
+        .await;
+    let contact = id_of(&json_ok(r, 201).await);
+    by_kind.insert("contacts", contact.clone());
+    let r = app
+        .post("/api/v1/lists", &admin, &json!({ "name": "Other's list" }))
+        .await;
+    by_kind.insert("lists", id_of(&json_ok(r, 201).await));
+    let r = app
+        .post(
+            "/api/v1/segments",
+            &admin,
+            &json!({ "name": "Other's segment", "expression": "tags has \"vip\"" }),
+        )
+        .await;
+    by_kind.insert("segments", id_of(&json_ok(r, 201).await));
+    let r = app
+        .post(
+            "/api/v1/suppressions",
+            &admin,
+            &json!({ "channel": "email", "address": "bounced@other.example", "reason": "bounce" }),
+        )
+        .await;
+    by_kind.insert("suppressions", json_ok(r, 201).await["id"].to_string());
+    let r = app
+        .req(Method::POST, "/api/v1/uploads?filename=other.csv", &admin)
+        .body("name,phone\nOther Person,+12015550198\n")
+        .send()
+        .await
+        .unwrap();
+    let upload = id_of(&json_ok(r, 201).await);
+    by_kind.insert("uploads", upload.clone());
+    let r = app
+        .post(
+            "/api/v1/contacts/imports",
+            &admin,
+            &json!({ "upload_id": upload }),
+        )
+        .await;
+    by_kind.insert("contacts/imports", id_of(&json_ok(r, 202).await));
+
     for (kind, path) in [
         ("skills", "/api/v1/skills"),
         ("queues", "/api/v1/queues"),
@@ -120,7 +167,8 @@ async fn create_other_objects(app: &TestApp) -> OtherObjects {
     }
     let tenant = json_ok(app.get("/api/v1/tenant", &admin).await, 200).await;
     all_ids.insert(id_of(&tenant));
-    all_ids.extend(by_kind.values().cloned());
+    // (Suppression ids are small integers: too short to search text for.)
+    all_ids.extend(by_kind.values().filter(|v| v.len() > 8).cloned());
     OtherObjects {
         by_kind,
         key_token,
@@ -140,6 +188,19 @@ fn body_for(method: &str, template: &str) -> Option<Value> {
         ("post", "/api/v1/webhooks/{id}/replay") => json!({ "from_event_id": 0 }),
         ("post", "/api/v1/interactions/{id}/notes") => json!({ "text": "pwned" }),
         ("post", "/api/v1/interactions/{id}/transitions") => json!({ "type": "abandon" }),
+        ("patch", "/api/v1/contacts/{id}") => {
+            json!({ "first_name": "Hijacked", "tags": ["pwned"] })
+        }
+        ("post", "/api/v1/contacts/{id}/consent") => {
+            json!({ "channel": "sms", "status": "opted_in" })
+        }
+        ("patch", "/api/v1/lists/{id}") => json!({ "name": "pwned" }),
+        ("post", "/api/v1/lists/{id}/members") | ("post", "/api/v1/lists/{id}/members/remove") => {
+            json!({ "contact_ids": [uuid::Uuid::now_v7()] })
+        }
+        ("patch", "/api/v1/segments/{id}") => {
+            json!({ "name": "pwned", "expression": "tags has \"x\"" })
+        }
         _ => return None,
     };
     Some(body)
@@ -156,6 +217,10 @@ async fn other_view(app: &TestApp, admin: &Creds, o: &OtherObjects) -> BTreeMap<
         "skills",
         "queues",
         "agents",
+        "contacts",
+        "lists",
+        "segments",
+        "uploads",
     ] {
         let id = &o.by_kind[kind];
         let body = json_ok(app.get(&format!("/api/v1/{kind}/{id}"), admin).await, 200).await;
@@ -188,14 +253,19 @@ both_backends! {
             if !template.contains("{id}") {
                 continue;
             }
+            // The kind of object: the path before `{id}`, e.g. `contacts/imports`.
             let kind = template
                 .strip_prefix("/api/v1/")
-                .and_then(|rest| rest.split('/').next())
+                .and_then(|rest| rest.split("/{id}").next())
                 .unwrap();
             let id = o.by_kind.get(kind).unwrap_or_else(|| {
                 panic!("{template} has an {{id}} but this test has no object of kind `{kind}`: add one to create_other_objects")
             });
-            let path = template.replace("{id}", id);
+            let mut path = template.replace("{id}", id);
+            // Routes that need a query to be well-formed.
+            if template.ends_with("/can-contact") || template.ends_with("/unsubscribe-link") {
+                path.push_str("?channel=sms");
+            }
             assert!(!path.contains('{'), "another path parameter in {template}: teach this test about it");
             for (method, op) in ops.as_object().unwrap() {
                 let body = body_for(method, template);
@@ -217,7 +287,7 @@ both_backends! {
                     assert_eq!(err["error"]["code"], "not_found", "{method} {template}: {text}");
                     assert!(!text.contains(id.as_str()), "{method} {template} echoes the id: {text}");
                     // Nothing of the object leaks into the error.
-                    for secret in ["victim@other.example", "other-customer", "127.0.0.1:9/hook", "Other Corp"] {
+                    for secret in ["victim@other.example", "other-customer", "127.0.0.1:9/hook", "Other Corp", "secret@other.example", "Other's list"] {
                         assert!(!text.contains(secret), "{method} {template} leaks {secret}: {text}");
                     }
                 }
