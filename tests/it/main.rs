@@ -2,12 +2,15 @@
 
 mod helpers;
 
+mod audience;
 mod auth;
 mod bad_input;
 mod browser;
 mod cli;
 mod cluster;
+mod contacts;
 mod health;
+mod imports;
 mod interactions;
 mod isolation;
 mod jobs;
