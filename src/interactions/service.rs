@@ -116,7 +116,7 @@ pub async fn create(
 ) -> Result<(interaction::Model, TimelineEvent), InteractionError> {
     let now = Utc::now();
     let id = InteractionId::new();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     lock_feed(&txn, tenant_id).await?;
     let m = interaction::ActiveModel {
         id: Set(id),
@@ -249,7 +249,7 @@ async fn try_change(
     actor: Option<String>,
     decide: &impl Fn(&Lifecycle) -> Decision,
 ) -> Result<Option<(interaction::Model, event::Model)>, InteractionError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     lock_feed(&txn, tenant_id).await?;
     let current = find(&txn, tenant_id, id)
         .await?

@@ -608,7 +608,7 @@ pub async fn run_replay(ctx: &crate::jobs::JobCtx) -> Result<Value, crate::jobs:
             .into_iter()
             .filter(|e| super::service::subscribes(&hook, &e.kind))
             .collect();
-        let txn = db.begin().await?;
+        let txn = crate::db::begin_write(db).await?;
         enqueued += enqueue_deliveries(&txn, ctx.tenant_id(), &subscribed, Some(&hook)).await?;
         cursor = last;
         done += scanned;
