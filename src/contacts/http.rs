@@ -377,10 +377,12 @@ async fn input_of(state: &AppState, t: TenantId, b: ContactRequest) -> ApiResult
     for k in nulls {
         v.add(format!("attributes.{k}"), "must not be null here");
     }
+    // Judged on what was given: an invalid phone is reported as such, not
+    // also as a contact without any way to know them by.
     if first_name.is_empty()
         && last_name.is_empty()
-        && phones.is_empty()
-        && emails.is_empty()
+        && b.phones.is_empty()
+        && b.emails.is_empty()
         && b.external_id.is_none()
     {
         v.add(
@@ -460,6 +462,15 @@ async fn search_of(
     }
     if q.tag.as_ref().is_some_and(|s| s.chars().count() > 64) {
         return Err(ApiError::field("tag", "must be at most 64 characters"));
+    }
+    // PostgreSQL cannot compare text with U+0000 in it.
+    for (path, v) in [("q", &q.q), ("tag", &q.tag), ("segment", &q.segment)] {
+        if v.as_ref().is_some_and(|s| s.contains('\0')) {
+            return Err(ApiError::field(
+                path,
+                "must not contain the NUL character (U+0000)",
+            ));
+        }
     }
     if let Some(l) = q.list_id {
         lists::get(&state.db.conn, t, l)
@@ -584,7 +595,7 @@ async fn create_contact(
     body: Json<ContactRequest>,
 ) -> ApiResult<HttpResponse> {
     let input = input_of(&state, auth.tenant_id, body.0).await?;
-    let txn = sea_orm::TransactionTrait::begin(&state.db.conn).await?;
+    let txn = crate::db::begin_write(&state.db.conn).await?;
     let id = store::create(&txn, auth.tenant_id, input).await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(view(&state, auth.tenant_id, id).await?))
@@ -612,9 +623,41 @@ async fn upsert_by_external_id(
     }
     b.external_id = Some(ext.clone());
     let input = input_of(&state, auth.tenant_id, b).await?;
-    let txn = sea_orm::TransactionTrait::begin(&state.db.conn).await?;
-    let (id, created) = match store::by_external_id(&txn, auth.tenant_id, &ext).await? {
+    // Two requests may race to create the same key: the loser finds the
+    // winner's contact on its next attempt and replaces it instead.
+    let mut attempt = 0;
+    let (id, created) = loop {
+        attempt += 1;
+        match upsert_once(&state, auth.tenant_id, &ext, input.clone()).await {
+            Err(ContactError::ExternalIdTaken(_)) if attempt < 3 => continue,
+            r => break r?,
+        }
+    };
+    let v = view(&state, auth.tenant_id, id).await?;
+    Ok(if created {
+        HttpResponse::Created().json(v)
+    } else {
+        HttpResponse::Ok().json(v)
+    })
+}
+
+/// One attempt of an upsert, in one transaction: (the contact, created?).
+async fn upsert_once(
+    state: &AppState,
+    t: TenantId,
+    ext: &str,
+    input: ContactInput,
+) -> Result<(ContactId, bool), ContactError> {
+    let txn = crate::db::begin_write(&state.db.conn).await?;
+    let r = match store::by_external_id(&txn, t, ext).await? {
         Some(c) => {
+            // A replacement: attributes not given are removed, like phones,
+            // emails and tags.
+            let remove_attributes = store::attribute_kinds(&txn, t)
+                .await?
+                .into_keys()
+                .filter(|k| !input.attributes.iter().any(|(g, _)| g == k))
+                .collect();
             let patch = ContactPatch {
                 external_id: None,
                 first_name: Some(input.first_name),
@@ -625,20 +668,15 @@ async fn upsert_by_external_id(
                 language: Some(input.language),
                 tags: Some(input.tags),
                 attributes: Some(input.attributes),
-                remove_attributes: Vec::new(),
+                remove_attributes,
             };
-            store::update(&txn, auth.tenant_id, c.id, patch).await?;
+            store::update(&txn, t, c.id, patch).await?;
             (c.id, false)
         }
-        None => (store::create(&txn, auth.tenant_id, input).await?, true),
+        None => (store::create(&txn, t, input).await?, true),
     };
     txn.commit().await?;
-    let v = view(&state, auth.tenant_id, id).await?;
-    Ok(if created {
-        HttpResponse::Created().json(v)
-    } else {
-        HttpResponse::Ok().json(v)
-    })
+    Ok(r)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -739,7 +777,7 @@ async fn update_contact(
         attributes,
         remove_attributes,
     };
-    let txn = sea_orm::TransactionTrait::begin(&state.db.conn).await?;
+    let txn = crate::db::begin_write(&state.db.conn).await?;
     store::update(&txn, t, *id, patch).await?;
     txn.commit().await?;
     Ok(web::Json(view(&state, t, *id).await?))

@@ -192,6 +192,11 @@ impl Compiler<'_> {
 
     fn string(&self, v: &Value) -> Result<String, ParseError> {
         match v {
+            // PostgreSQL cannot compare text with U+0000 in it (`\u{0}`).
+            Value::Str(s, span) if s.contains('\0') => Err(self.err(
+                *span,
+                "a string must not contain the NUL character (U+0000)",
+            )),
             Value::Str(s, _) => Ok(s.clone()),
             other => Err(self.err(
                 other.span().unwrap_or(Span { start: 0, end: 0 }),

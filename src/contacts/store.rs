@@ -88,9 +88,12 @@ pub fn resolve_zone(
     if let Some(tz) = explicit {
         return (Some(tz.name().to_owned()), Some("explicit".into()));
     }
-    let mut zones = phones.iter().filter_map(|(p, _)| zone_for(p));
+    // Every phone must imply the same zone: a phone whose region has several
+    // zones (a US number, say) makes the person's zone unknown, even if
+    // another phone names one.
+    let mut zones = phones.iter().map(|(p, _)| zone_for(p));
     match zones.next() {
-        Some(z) if zones.all(|o| o == z) => (Some(z.to_owned()), Some("phone".into())),
+        Some(Some(z)) if zones.all(|o| o == Some(z)) => (Some(z.to_owned()), Some("phone".into())),
         _ => (None, None),
     }
 }
