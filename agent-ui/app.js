@@ -10,13 +10,24 @@ import { icon, toast, busy, emptyState, announce } from '/js/ui.js';
 
 const STAFF = ['agent', 'supervisor', 'admin'];
 const ALL_ROLES = ['admin', 'supervisor', 'agent', 'marketer'];
+const AUDIENCE = ['marketer', 'supervisor', 'admin'];
 
 /** The top-level navigation: exactly these items, each for these roles. */
 export const NAV = [
   { id: 'agent', label: 'Agent desk', path: '/agent', icon: 'headset', roles: ['agent', 'supervisor', 'admin'] },
   { id: 'supervisor', label: 'Supervisor', path: '/supervisor', icon: 'chart', roles: ['supervisor', 'admin'] },
   { id: 'campaigns', label: 'Campaigns', path: '/campaigns', icon: 'megaphone', roles: ['marketer', 'admin'] },
-  { id: 'contacts', label: 'Contacts', path: '/contacts', icon: 'contacts', roles: ['marketer', 'supervisor', 'admin'] },
+  {
+    // Agents open contact cards (search and read, record consent); the
+    // audience pages (lists, segments, imports) are for the back office.
+    id: 'contacts', label: 'Contacts', path: '/contacts', icon: 'contacts', roles: ['marketer', 'supervisor', 'admin', 'agent'],
+    children: [
+      { path: '/contacts', label: 'All contacts', roles: ['marketer', 'supervisor', 'admin'] },
+      { path: '/contacts/lists', label: 'Lists', roles: ['marketer', 'supervisor', 'admin'] },
+      { path: '/contacts/segments', label: 'Segments', roles: ['marketer', 'supervisor', 'admin'] },
+      { path: '/contacts/import', label: 'Import', roles: ['marketer', 'admin'] },
+    ],
+  },
   {
     id: 'admin', label: 'Admin', path: '/admin/users', icon: 'shield', roles: ['admin'],
     children: [
@@ -34,6 +45,10 @@ const ROUTES = {
   '/supervisor': { nav: 'supervisor', title: 'Supervisor', load: () => import('/js/pages/supervisor.js') },
   '/campaigns': { nav: 'campaigns', title: 'Campaigns', load: () => import('/js/pages/campaigns.js') },
   '/contacts': { nav: 'contacts', title: 'Contacts', load: () => import('/js/pages/contacts.js') },
+  '/contacts/card': { nav: 'contacts', sub: '/contacts', title: 'Contact', load: () => import('/js/pages/contact-card.js') },
+  '/contacts/lists': { nav: 'contacts', roles: AUDIENCE, title: 'Lists', load: () => import('/js/pages/lists.js') },
+  '/contacts/segments': { nav: 'contacts', roles: AUDIENCE, title: 'Segments', load: () => import('/js/pages/segments.js') },
+  '/contacts/import': { nav: 'contacts', roles: ['marketer', 'admin'], title: 'Import contacts', load: () => import('/js/pages/imports.js') },
   '/admin/users': { nav: 'admin', title: 'Users', load: () => import('/js/pages/users.js') },
   '/admin/api-keys': { nav: 'admin', title: 'API keys', load: () => import('/js/pages/api-keys.js') },
   '/admin/webhooks': { nav: 'admin', title: 'Webhooks', load: () => import('/js/pages/webhooks.js') },
@@ -197,9 +212,10 @@ function renderNav(role) {
     if (!item.roles.includes(role)) continue;
     const li = h('li', null,
       h('a', { href: `#${item.path}`, 'data-nav': item.id }, icon(item.icon), h('span', null, item.label)));
-    if (item.children) {
+    const children = (item.children || []).filter((c) => !c.roles || c.roles.includes(role));
+    if (children.length > 1) {
       li.append(h('ul', { class: 'subnav', 'aria-label': `${item.label} sections` },
-        item.children.map((c) => h('li', null, h('a', { href: `#${c.path}`, 'data-subnav': c.path }, c.label)))));
+        children.map((c) => h('li', null, h('a', { href: `#${c.path}`, 'data-subnav': c.path }, c.label)))));
     }
     els.navList.append(li);
   }
@@ -210,7 +226,7 @@ function markCurrent(path, route) {
     a.removeAttribute('aria-current');
     a.classList.remove('is-section');
   }
-  const sub = els.app.querySelector(`.nav a[data-subnav="${path}"]`);
+  const sub = els.app.querySelector(`.nav a[data-subnav="${route.sub || path}"]`);
   const section = route.nav ? els.app.querySelector(`.nav a[data-nav="${route.nav}"]`) : null;
   if (sub) {
     sub.setAttribute('aria-current', 'page');
@@ -238,11 +254,13 @@ async function route() {
   if (!me) return;
   const hash = location.hash;
   let path = hash.startsWith('#/') ? hash.slice(1).split('?')[0] : '';
+  let query = hash.includes('?') ? hash.slice(hash.indexOf('?') + 1) : '';
   let r = ROUTES[path];
   if (!r || !routeAllowed(r, me.role)) {
     if (r) toast('That page is not available to your role.', 'error');
     path = defaultPath(me.role);
     r = ROUTES[path];
+    query = '';
     history.replaceState(null, '', `#${path}`);
   }
   leavePage();
@@ -260,6 +278,8 @@ async function route() {
   const ctx = {
     me,
     live,
+    /** The query of the hash, e.g. `#/contacts/card?id=...`. */
+    params: new URLSearchParams(query),
     isCurrent: () => current === mine,
     onCleanup: (fn) => cleanups.push(fn),
     setTenant: (t) => {
