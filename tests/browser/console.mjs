@@ -34,7 +34,7 @@ const PASSWORD = 'switchboard-demo';
 const NAV_MATRIX = {
   admin: ['admin', 'agent', 'campaigns', 'contacts', 'supervisor'],
   supervisor: ['agent', 'contacts', 'supervisor'],
-  agent: ['agent'],
+  agent: ['agent', 'contacts'],
   marketer: ['campaigns', 'contacts'],
 };
 const NAV_PAGES = {

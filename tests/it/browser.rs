@@ -1,12 +1,16 @@
-//! The console in a real browser: `tests/browser/console.mjs` drives Debian's
+//! The console in a real browser: scripts in `tests/browser/` drive Debian's
 //! Chromium (through playwright-core) against a live server with the demo
-//! tenant. It checks the role-aware navigation of every demo user, sign-in
-//! errors, the admin pages, an API key shown once, reloads and signing out,
-//! and fails on any console error or CSP violation.
+//! tenant, and fail on any console error or CSP violation.
+//!
+//! - `console.mjs`: the role-aware navigation of every demo user, sign-in
+//!   errors, the admin pages, an API key shown once, reloads, signing out.
+//! - `contacts.mjs`: a marketer imports a CSV (progress to completion, the
+//!   failed rows downloaded), builds a segment whose count matches the API,
+//!   fills a list and exports; an agent opens a contact card.
 //!
 //! Needs `node`, `tests/browser/node_modules/playwright-core` and
 //! `/usr/bin/chromium` (or `$CHROMIUM`); `scripts/test.sh` installs them.
-//! When they are missing this test fails: it is never skipped silently.
+//! When they are missing these tests fail: they are never skipped silently.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -21,8 +25,19 @@ const SETUP_HINT: &str = "run scripts/test.sh, which installs Chromium and the b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_works_in_chromium() {
+    run_browser_script("console.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_work_in_chromium() {
+    run_browser_script("contacts.mjs").await;
+}
+
+/// Runs `tests/browser/<script>` against a fresh server (SQLite, demo
+/// tenant) and checks its JSON summary.
+async fn run_browser_script(script: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = root.join("tests/browser/console.mjs");
+    let script = root.join("tests/browser").join(script);
     let playwright = root.join("tests/browser/node_modules/playwright-core");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
 
@@ -65,7 +80,8 @@ async fn console_works_in_chromium() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "the browser test failed ({}).\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        "the browser test {} failed ({}).\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        script.display(),
         out.status
     );
     // The last line of stdout is the JSON summary.
@@ -76,6 +92,6 @@ async fn console_works_in_chromium() {
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no JSON summary from the browser test:\n{stdout}\n{stderr}"));
     assert_eq!(summary["ok"], true, "{summary}");
-    println!("browser test: {summary}");
+    println!("browser test {}: {summary}", script.display());
     app.shutdown().await;
 }

@@ -229,6 +229,8 @@ export default async function contactCard(root, ctx) {
       const options = page.items.filter((l) => !c.lists.some((x) => x.id === l.id));
       sel.append(h('option', { value: '' }, options.length ? 'Choose a list…' : 'No other lists'),
         options.map((l) => h('option', { value: l.id }, `${l.name} (${fmtNumber(l.members)})`)));
+      sel.disabled = !options.length;
+      btn.disabled = !options.length;
     }).catch(() => {
       clear(sel);
       sel.append(h('option', { value: '' }, 'Lists could not be loaded'));

@@ -71,7 +71,9 @@ export function fieldLabel(field, attrLabels = {}) {
   if (FIELD_LABELS[field]) return FIELD_LABELS[field];
   if (field.startsWith('attributes.')) {
     const key = field.slice('attributes.'.length);
-    return attrLabels[key] ? `${attrLabels[key]} (${key})` : key;
+    const label = attrLabels[key];
+    if (!label || label.toLowerCase() === key.replace(/_/g, ' ')) return label || key;
+    return `${label} (${key})`;
   }
   return humanize(field);
 }

@@ -42,7 +42,7 @@ export default async function contacts(root, ctx) {
   if (manage) root.append(newContactPanel(attrDefs, addBtn));
 
   // ---- filters
-  const searchField = field({ label: 'Search', name: 'q', type: 'search', value: filters.q, hint: 'Name, phone number in any format, email or external ID', attrs: { autocomplete: 'off', maxlength: '200', placeholder: 'e.g. Grace, (201) 555-0123, grace@example.com', 'data-filter': 'q' } });
+  const searchField = field({ label: 'Search', name: 'q', type: 'search', value: filters.q, hint: 'Name, phone number in any format, email or external ID', attrs: { autocomplete: 'off', maxlength: '200', placeholder: 'e.g. Grace Hopper or (201) 555-0123', 'data-filter': 'q' } });
   const tagField = field({ label: 'Tag', name: 'tag', value: filters.tag, attrs: { autocomplete: 'off', maxlength: '64', placeholder: 'Any tag', 'data-filter': 'tag' } });
   const listField = field({ label: 'List', name: 'list_id', value: filters.list_id, options: [['', 'All lists'], ...lists.map((l) => [l.id, l.name])], attrs: { 'data-filter': 'list_id' } });
   const segmentField = field({ label: 'Segment', name: 'segment_id', value: filters.segment_id, options: [['', 'No segment'], ...segments.map((s) => [s.id, s.name])], attrs: { 'data-filter': 'segment_id' } });
@@ -73,7 +73,7 @@ export default async function contacts(root, ctx) {
     ...(manage ? [{ label: selectAll, headClass: 'select-col', class: 'select-col', cell: (c) => rowCheckbox(c) }] : []),
     { label: 'Name', cell: (c) => [h('a', { href: cardHref(c.id), class: 'primary-cell row-link' }, c.name || h('span', { class: 'muted' }, 'No name')), c.external_id ? h('span', { class: 'sub mono' }, c.external_id) : null] },
     { label: 'Phone', class: 'nowrap', cell: (c) => (c.phones.length ? [h('span', { class: 'mono', 'data-phone': c.phones[0].number }, c.phones[0].number), c.phones.length > 1 ? h('span', { class: 'sub' }, `+${c.phones.length - 1} more`) : null] : h('span', { class: 'muted' }, '—')) },
-    { label: 'Email', cell: (c) => (c.emails.length ? [h('span', { class: 'break' }, c.emails[0]), c.emails.length > 1 ? h('span', { class: 'sub' }, `+${c.emails.length - 1} more`) : null] : h('span', { class: 'muted' }, '—')) },
+    { label: 'Email', class: 'nowrap', cell: (c) => (c.emails.length ? [h('span', null, c.emails[0]), c.emails.length > 1 ? h('span', { class: 'sub' }, `+${c.emails.length - 1} more`) : null] : h('span', { class: 'muted' }, '—')) },
     { label: 'Tags', cell: (c) => (c.tags.length ? h('ul', { class: 'chips' }, c.tags.slice(0, 4).map((t) => h('li', { class: 'chip' }, t)), c.tags.length > 4 ? h('li', { class: 'chip muted' }, `+${c.tags.length - 4}`) : null) : h('span', { class: 'muted' }, '—')) },
     { label: 'Consent', cell: (c) => consentChips(c) },
     { label: 'Added', class: 'nowrap', cell: (c) => timeEl(c.created_at, true) },

@@ -421,7 +421,9 @@ export default async function imports(root, ctx) {
     const actions = h('div', { class: 'btn-row' });
     const box = h('div', { class: 'import-progress', 'data-import-job': job.id, 'data-import-status': job.status },
       h('div', { class: 'import-progress-head' }, statusBadge), bar, numbers, stats, problem, results, actions);
-    stage.append(card({ title: `Importing ${name}`, subtitle: `Job ${shortId(job.id)} · started ${new Date(job.created_at).toLocaleTimeString()}`, body: box }));
+    const progressCard = card({ title: `Importing ${name}`, subtitle: `Job ${shortId(job.id)} · started ${new Date(job.created_at).toLocaleString()}`, body: box });
+    stage.append(progressCard);
+    const cardTitle = progressCard.querySelector('h2');
 
     const failed = failedCounter(job.id);
     let lastMilestone = -1;
@@ -515,6 +517,7 @@ export default async function imports(root, ctx) {
 
     async function finish(j) {
       if (cancelBtn) cancelBtn.remove();
+      cardTitle.textContent = { succeeded: `Imported ${name}`, failed: `The import of ${name} failed`, cancelled: `The import of ${name} was cancelled` }[j.status];
       const failedN = j.result && typeof j.result.failed === 'number' ? j.result.failed : Number(box.dataset.failed || 0);
       clear(results);
       if (j.status === 'succeeded') {

@@ -91,7 +91,7 @@ export default async function segments(root, ctx) {
   });
   const refCard = card({ title: 'Field reference', subtitle: 'Click to insert at the cursor', body: reference() });
   refCard.classList.add('ref-card');
-  root.append(h('div', { class: 'grid grid-main-side' }, builderCard, refCard));
+  root.append(h('div', { class: 'grid grid-main-side grid-top' }, builderCard, refCard));
 
   // ---- live count
   let previewSeq = 0;
@@ -101,6 +101,8 @@ export default async function segments(root, ctx) {
   function setCountIdle() {
     clear(liveCount);
     liveCount.dataset.state = 'idle';
+    delete liveCount.dataset.count;
+    delete liveCount.dataset.expression;
     liveCount.append(h('span', { class: 'muted' }, 'Type an expression to see how many contacts match.'));
     clear(sampleBox);
   }
@@ -124,6 +126,7 @@ export default async function segments(root, ctx) {
       clear(liveCount);
       liveCount.dataset.state = 'ok';
       liveCount.dataset.count = String(r.count);
+      liveCount.dataset.expression = text;
       liveCount.append(h('span', { class: 'live-number' }, fmtNumber(r.count)), ' ', r.count === 1 ? 'contact matches' : 'contacts match');
       clear(sampleBox);
       if (r.sample.length) {
@@ -137,6 +140,7 @@ export default async function segments(root, ctx) {
       clear(liveCount);
       clear(sampleBox);
       delete liveCount.dataset.count;
+      delete liveCount.dataset.expression;
       if (err instanceof ApiError && err.code === 'validation_failed') {
         liveCount.dataset.state = 'invalid';
         liveCount.append(h('span', { class: 'muted' }, 'No count: the expression has a problem.'));
