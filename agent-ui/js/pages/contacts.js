@@ -53,10 +53,9 @@ export default async function contacts(root, ctx) {
       f.input.value = filters[key];
     }
   }
-  const clearBtn = h('button', { type: 'button', class: 'btn btn-ghost' }, 'Clear filters');
+  const clearBtn = h('button', { type: 'button', class: 'btn btn-sm btn-ghost', hidden: true }, 'Clear filters');
   const filterForm = h('form', { class: 'filters', role: 'search', 'aria-label': 'Search contacts' },
-    h('div', { class: 'filters-grid' }, searchField, tagField, listField, segmentField),
-    h('div', { class: 'btn-row' }, clearBtn));
+    h('div', { class: 'filters-grid' }, searchField, tagField, listField, segmentField));
   filterForm.addEventListener('submit', (e) => {
     e.preventDefault();
     readFilters();
@@ -101,7 +100,7 @@ export default async function contacts(root, ctx) {
 
   root.append(card({
     title: 'People',
-    actions: countEl,
+    actions: [clearBtn, countEl],
     flush: true,
     body: [h('div', { class: 'card-toolbar' }, filterForm), selBar ? selBar.el : null, tableError, emptyBox, list.el],
     foot: [shownText, more],
@@ -114,6 +113,8 @@ export default async function contacts(root, ctx) {
       else selected.delete(c.id);
       syncSelection();
     });
+    // The row is not built yet: mark it once it is.
+    queueMicrotask(() => box.closest('tr')?.classList.toggle('is-selected', box.checked));
     return box;
   }
 
@@ -130,6 +131,7 @@ export default async function contacts(root, ctx) {
 
   function syncSelection() {
     if (!selBar) return;
+    for (const box of list.tbody.querySelectorAll('input[data-select]')) box.closest('tr').classList.toggle('is-selected', box.checked);
     selBar.update();
     if (selectAll) {
       const onPage = rows.filter((c) => selected.has(c.id)).length;
@@ -243,7 +245,7 @@ export default async function contacts(root, ctx) {
           ? emptyState({ iconName: 'contacts', title: 'No contacts match', text: 'Try another spelling, fewer digits of the phone number, or clear the filters.', children: h('button', { type: 'button', class: 'btn', onclick: () => clearFilters() }, 'Clear filters') })
           : emptyState({ iconName: 'contacts', title: 'No contacts yet', text: manage ? 'Add people one by one with “New contact”, or import a CSV file.' : 'Contacts appear here once your marketing team adds or imports them.', children: manage ? h('a', { class: 'btn btn-primary', href: '#/contacts/import' }, 'Import CSV') : null }));
       }
-      shownText.textContent = rows.length ? `Showing ${fmtNumber(rows.length)}` : '';
+      updateShown();
       syncSelection();
     } catch (err) {
       if (mine !== seq || !ctx.isCurrent()) return;
@@ -261,15 +263,21 @@ export default async function contacts(root, ctx) {
   async function loadCount() {
     const mine = ++countSeq;
     countEl.textContent = 'Counting…';
+    countEl.dataset.count = '';
     try {
       const { count } = await get('/contacts/count', query());
       if (mine !== countSeq || !ctx.isCurrent()) return;
       countEl.textContent = Object.keys(query()).length ? `${plural(count, 'contact')} match` : plural(count, 'contact');
       countEl.dataset.count = String(count);
-      shownText.textContent = rows.length ? `Showing ${fmtNumber(rows.length)} of ${fmtNumber(count)}` : '';
+      updateShown();
     } catch {
       if (mine === countSeq) countEl.textContent = '';
     }
+  }
+
+  function updateShown() {
+    const total = countEl.dataset.count;
+    shownText.textContent = !rows.length ? '' : total !== undefined && total !== '' ? `Showing ${fmtNumber(rows.length)} of ${fmtNumber(Number(total))}` : `Showing ${fmtNumber(rows.length)}`;
   }
 
   async function reload() {
@@ -299,11 +307,6 @@ export default async function contacts(root, ctx) {
   listField.input.addEventListener('change', () => { readFilters(); reload(); });
   segmentField.input.addEventListener('change', () => { readFilters(); reload(); });
   ctx.onCleanup(() => typed.cancel());
-
-  // Loading more keeps the count line right.
-  more.addEventListener('click', () => setTimeout(() => {
-    if (countEl.dataset.count) shownText.textContent = `Showing ${fmtNumber(rows.length)} of ${fmtNumber(Number(countEl.dataset.count))}`;
-  }, 0));
 
   await reload();
 
