@@ -165,8 +165,8 @@ export function showFormErrors(err, region, form) {
     if (input && errEl) {
       input.setAttribute('aria-invalid', 'true');
       const idx = /\[(\d+)\]/.exec(path);
-      const which = idx ? ` (item ${Number(idx[1]) + 1})` : '';
-      append(errEl, errEl.textContent ? '; ' : '', `${labelOf(form, input)}${which} ${f.message}`);
+      const label = labelOf(form, input);
+      append(errEl, errEl.textContent ? '; ' : '', idx ? `${label}: item ${Number(idx[1]) + 1} ${f.message}` : `${label} ${f.message}`);
       first = first || input;
     } else {
       unmatched.push(f);

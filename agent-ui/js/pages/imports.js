@@ -600,7 +600,7 @@ export default async function imports(root, ctx) {
     columns: [
       { label: 'File', cell: (j) => [h('span', { class: 'primary-cell', 'data-upload': j.params.upload_id }, uploadNames.get(j.params.upload_id) || `Upload ${shortId(j.params.upload_id)}`), h('span', { class: 'sub mono' }, `Job ${shortId(j.id)}`)] },
       { label: 'Status', cell: (j) => badge(j.status) },
-      { label: 'Rows', numeric: true, cell: (j) => (j.progress_total === null ? '—' : `${fmtNumber(j.progress_done)} / ${fmtNumber(j.progress_total)}`) },
+      { label: 'Rows', numeric: true, class: 'nowrap', cell: (j) => (j.progress_total === null ? '—' : `${fmtNumber(j.progress_done)} / ${fmtNumber(j.progress_total)}`) },
       { label: 'Result', cell: (j) => resultText(j) },
       { label: 'Started', class: 'nowrap', cell: (j) => timeEl(j.created_at, true) },
       { label: h('span', { class: 'sr-only' }, 'Actions'), class: 'actions', cell: (j) => recentActions(j) },
