@@ -1856,11 +1856,12 @@ pub struct InboundSmsResult {
 
 /// Report an inbound SMS (for SMS providers): STOP and its synonyms opt the
 /// sender out of SMS, START opts them back in; other texts change nothing.
+/// Audience managers (whose integrations send texts) may report; agents not.
 #[utoipa::path(tag = "consent", request_body = InboundSms, responses((status = 200, body = InboundSmsResult)))]
 #[post("/consent/inbound-sms")]
 async fn inbound_sms(
     state: web::Data<AppState>,
-    auth: Auth<crate::iam::Supervisors>,
+    auth: Auth<Audience>,
     body: Json<InboundSms>,
 ) -> ApiResult<web::Json<InboundSmsResult>> {
     let b = body.0;

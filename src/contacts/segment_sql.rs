@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, ExprTrait, Query, SelectStatement, SimpleExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, Query, SelectStatement, SimpleExpr};
 use sea_orm::{ColumnTrait, DbBackend, EntityTrait};
 
 use super::domain::{AttrKind, Channel, parse_date, parse_phone};
@@ -99,7 +99,16 @@ impl Compiler<'_> {
         Ok(match e {
             Ast::And(a, b) => self.expr(a)?.and(self.expr(b)?),
             Ast::Or(a, b) => self.expr(a)?.or(self.expr(b)?),
-            Ast::Not(a) => self.expr(a)?.not(),
+            Ast::Not(a) => {
+                // SQL's NOT of an unknown (NULL, e.g. `language = "en"` for a
+                // contact without a language) is unknown, which would drop
+                // the contact from `not ...` too. Here a condition that is
+                // not true is false: NOT (CASE WHEN x THEN TRUE ELSE FALSE END).
+                let definite: SimpleExpr = Expr::case(self.expr(a)?, Expr::val(true))
+                    .finally(Expr::val(false))
+                    .into();
+                definite.not()
+            }
             Ast::InList { name, span } => {
                 let id = self.cat.lists.get(name).ok_or_else(|| {
                     let mut known: Vec<&String> = self.cat.lists.keys().collect();
@@ -237,19 +246,29 @@ impl Compiler<'_> {
         }
     }
 
-    /// Case-sensitive "contains", portable.
+    /// Case-sensitive "contains", portable. (Function calls, not custom SQL
+    /// with `$1`: SQLite's placeholder is `?`, and there `$1` would be read
+    /// as a named parameter and bind the wrong values.)
     fn contains(&self, col: SimpleExpr, needle: String) -> SimpleExpr {
         let f = if self.backend == DbBackend::Postgres {
             "strpos"
         } else {
             "instr"
         };
-        Expr::cust_with_exprs(format!("{f}($1, $2)"), [col, Expr::val(needle)]).gt(0)
+        SimpleExpr::from(Func::cust(f).arg(col).arg(Expr::val(needle))).gt(0)
     }
 
     fn starts_with(&self, col: SimpleExpr, prefix: String) -> SimpleExpr {
-        let n = prefix.chars().count() as i64;
-        Expr::cust_with_exprs("substr($1, 1, $2)", [col, Expr::val(n)]).eq(prefix)
+        // An `integer` (PostgreSQL has no substr(text, int, bigint)); string
+        // literals are at most 1000 characters.
+        let n = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
+        SimpleExpr::from(
+            Func::cust("substr")
+                .arg(col)
+                .arg(Expr::val(1i32))
+                .arg(Expr::val(n)),
+        )
+        .eq(prefix)
     }
 
     /// Compares a text expression (one value per contact).
@@ -472,7 +491,9 @@ impl Compiler<'_> {
             Op::IsSet => e.is_not_null(),
             Op::IsNotSet => e.is_null(),
             Op::Eq => e.eq(self.date(&c.value)?),
-            Op::Ne => e.ne(self.date(&c.value)?),
+            // Like text: "not equal" includes "not set" (a contact without
+            // interactions has no last one).
+            Op::Ne => e.clone().ne(self.date(&c.value)?).or(e.is_null()),
             Op::Lt => e.lt(self.date(&c.value)?),
             Op::Le => e.lte(self.date(&c.value)?),
             Op::Gt => e.gt(self.date(&c.value)?),

@@ -1028,28 +1028,29 @@ pub(crate) async fn check_endpoint(app: &TestApp, creds: &Creds, ep: Endpoint) {
             .unwrap();
         invalid_field(r, path).await;
     }
-    // A string far too long (but under the body limit).
-    let r = app
-        .req(m.clone(), p, creds)
-        .json(&with(
-            &ep.valid,
-            ep.string_field,
-            json!("x".repeat(100_000)),
-        ))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let e: Value = r.json().await.unwrap();
-    assert!(
-        (400..500).contains(&status),
-        "{m} {p}: a huge {} gave {status}: {e}",
-        ep.string_field
-    );
-    assert!(
-        e.to_string().len() < 5_000,
-        "{m} {p}: the error echoes the value"
-    );
+    // A string far too long (but under the body limit): refused without
+    // echoing it. (Only for text fields.)
+    let is_text = ep.valid[ep.string_field].is_string();
+    if is_text {
+        let huge = with(&ep.valid, ep.string_field, json!("x".repeat(100_000)));
+        let r = app
+            .req(m.clone(), p, creds)
+            .json(&huge)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let e: Value = r.json().await.unwrap();
+        assert!(
+            (400..500).contains(&status),
+            "{m} {p}: a huge {} gave {status}: {e}",
+            ep.string_field
+        );
+        assert!(
+            e.to_string().len() < 5_000,
+            "{m} {p}: the error echoes the value"
+        );
+    }
     // Over the body limit.
     let r = app
         .req(m.clone(), p, creds)
@@ -1063,13 +1064,16 @@ pub(crate) async fn check_endpoint(app: &TestApp, creds: &Creds, ep: Endpoint) {
         .unwrap();
     expect_error(r, 413, "payload_too_large").await;
     // NUL characters.
-    let r = app
-        .req(m.clone(), p, creds)
-        .json(&with(&ep.valid, ep.string_field, json!("a\u{0}b")))
-        .send()
-        .await
-        .unwrap();
-    invalid_field(r, ep.string_field).await;
+    if is_text {
+        let nul = with(&ep.valid, ep.string_field, json!("a\u{0}b"));
+        let r = app
+            .req(m.clone(), p, creds)
+            .json(&nul)
+            .send()
+            .await
+            .unwrap();
+        invalid_field(r, ep.string_field).await;
+    }
     assert_eq!(
         counts(app).await,
         before,
