@@ -448,7 +448,9 @@ export default async function imports(root, ctx) {
       let j;
       let failedCount = null;
       try {
-        [j, failedCount] = await Promise.all([get(`/jobs/${job.id}`), failed.count().catch(() => null)]);
+        j = await get(`/jobs/${job.id}`);
+        // Newer servers report the failures with the progress; else count the error rows.
+        failedCount = typeof j.progress_failed === 'number' ? j.progress_failed : await failed.count().catch(() => null);
         misses = 0;
         clear(problem);
       } catch (err) {
@@ -569,8 +571,8 @@ export default async function imports(root, ctx) {
   }
 
   /**
-   * Counts an import's failed rows as it runs (the job's progress has rows
-   * done and the total; the failures are its error rows). Pages forward
+   * Counts an import's failed rows as it runs, for servers whose job view
+   * has no `progress_failed` (the failures are its error rows). Pages forward
    * from where the last count stopped, so each poll reads only new errors.
    */
   function failedCounter(jobId) {
