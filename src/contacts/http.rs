@@ -282,6 +282,12 @@ fn check_phones(
         };
         if let Some(l) = &label {
             v.length(&format!("{path}[{i}].label"), l, 1, 40);
+            if l.chars().any(char::is_control) {
+                v.add(
+                    format!("{path}[{i}].label"),
+                    "must not contain control characters",
+                );
+            }
         }
         match parse_phone(n, region) {
             Ok(ph) if !out.iter().any(|(o, _)| o.e164 == ph.e164) => out.push((ph, label)),
@@ -723,9 +729,7 @@ async fn update_contact(
 ) -> ApiResult<web::Json<ContactView>> {
     let b = body.0;
     let t = auth.tenant_id;
-    store::find(&state.db.conn, t, *id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("contact"))?;
+    let current = store::get_full(&state.db.conn, t, *id).await?;
     let tenant = tenant_row(&state, t).await?;
     let kinds = store::attribute_kinds(&state.db.conn, t).await?;
     let mut v = Validator::new();
@@ -764,6 +768,33 @@ async fn update_contact(
         }
         None => (None, Vec::new()),
     };
+    // Like a new contact, a changed one needs some way to know them by.
+    let named = !first_name
+        .as_deref()
+        .unwrap_or(&current.contact.first_name)
+        .is_empty()
+        || !last_name
+            .as_deref()
+            .unwrap_or(&current.contact.last_name)
+            .is_empty();
+    let phoned = b
+        .phones
+        .as_ref()
+        .map_or(!current.phones.is_empty(), |p| !p.is_empty());
+    let mailed = b
+        .emails
+        .as_ref()
+        .map_or(!current.emails.is_empty(), |e| !e.is_empty());
+    let keyed = b
+        .external_id
+        .as_ref()
+        .map_or(current.contact.external_id.is_some(), Option::is_some);
+    if !(named || phoned || mailed || keyed) {
+        v.add(
+            "body",
+            "a contact needs at least a name, a phone, an email or an external id",
+        );
+    }
     v.finish()?;
     let patch = ContactPatch {
         external_id: b.external_id,

@@ -1254,6 +1254,14 @@ both_backends! {
         }).await;
         check_endpoint(&app, &admin, Endpoint {
             method: Method::POST,
+            path: format!("/api/v1/lists/{list}/members/remove"),
+            valid: json!({ "contact_ids": [uuid::Uuid::now_v7()] }),
+            wrong: vec![(json!({ "contact_ids": ["x"] }), "contact_ids[0]"), (json!({ "contact_ids": [] }), "contact_ids"), (json!({ "contact_ids": null }), "contact_ids")],
+            string_field: "contact_ids",
+            ok: 200,
+        }).await;
+        check_endpoint(&app, &admin, Endpoint {
+            method: Method::POST,
             path: "/api/v1/segments".into(),
             valid: json!({ "name": "Fresh", "expression": "tags has \"vip\"" }),
             wrong: vec![(json!({ "name": "x", "expression": ["tags"] }), "expression"), (json!({ "name": "x", "expression": "tags has" }), "expression")],
@@ -1302,5 +1310,31 @@ both_backends! {
         }).await;
         let l = json_ok(app.get(&format!("/api/v1/lists/{list}"), &admin).await, 200).await;
         assert_eq!((l["name"].as_str(), l["description"].as_str(), l["members"].as_u64()), (Some("Target"), Some("changed"), Some(1)));
+        // Path ids that are not ids: 404, nothing changed (once the import is done).
+        eventually(60, "the import to finish", || async {
+            let jobs = json_ok(app.get("/api/v1/jobs", &admin).await, 200).await;
+            jobs["items"].as_array().unwrap().iter().all(|j| j["status"] == "succeeded").then_some(())
+        }).await;
+        let before = counts(&app).await;
+        for bad in ["not-a-uuid", "1.5", "%27%20OR%201%3D1", "-1"] {
+            for (m, path) in [
+                (Method::GET, format!("/api/v1/lists/{bad}")),
+                (Method::DELETE, format!("/api/v1/lists/{bad}")),
+                (Method::POST, format!("/api/v1/lists/{bad}/members")),
+                (Method::GET, format!("/api/v1/segments/{bad}")),
+                (Method::GET, format!("/api/v1/segments/{bad}/count")),
+                (Method::DELETE, format!("/api/v1/segments/{bad}")),
+                (Method::DELETE, format!("/api/v1/suppressions/{bad}")),
+                (Method::POST, format!("/api/v1/contacts/{bad}/consent")),
+                (Method::GET, format!("/api/v1/contacts/{bad}/unsubscribe-link?channel=email")),
+            ] {
+                let mut rb = app.req(m.clone(), &path, &admin);
+                if m == Method::POST {
+                    rb = rb.json(&json!({ "contact_ids": [c], "channel": "sms", "status": "opted_in" }));
+                }
+                expect_error(rb.send().await.unwrap(), 404, "not_found").await;
+            }
+        }
+        assert_eq!(counts(&app).await, before);
     }
 }

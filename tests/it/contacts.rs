@@ -400,6 +400,7 @@ both_backends! {
             (json!({ "phones": eleven_phones }), "phones"),
             (json!({ "phones": [{ "number": "+1 201 555 0123", "label": "" }] }), "phones[0].label"),
             (json!({ "phones": [{ "number": "+1 201 555 0123", "label": "l".repeat(41) }] }), "phones[0].label"),
+            (json!({ "phones": [{ "number": "+1 201 555 0123", "label": "a\nb" }] }), "phones[0].label"),
             (json!({ "first_name": "x".repeat(201) }), "first_name"),
             (json!({ "last_name": "bad\nname" }), "last_name"),
             (json!({ "first_name": "tab\there" }), "first_name"),
@@ -438,9 +439,28 @@ both_backends! {
         assert_eq!(c["tags"].as_array().unwrap().len(), 50);
         assert_eq!(c["first_name"].as_str().unwrap().chars().count(), 200);
         // Only a phone, only an email, only an external id: each enough.
-        new_contact(&app, &admin, json!({ "phones": ["+1 201 555 0123"] })).await;
-        new_contact(&app, &admin, json!({ "emails": ["only@example.com"] })).await;
-        new_contact(&app, &admin, json!({ "external_id": "only-ext" })).await;
+        let only_phone = id_of(&new_contact(&app, &admin, json!({ "phones": ["+1 201 555 0123"] })).await);
+        let only_mail = id_of(&new_contact(&app, &admin, json!({ "emails": ["only@example.com"] })).await);
+        let only_ext = id_of(&new_contact(&app, &admin, json!({ "external_id": "only-ext" })).await);
+        // A change may not take the last of them away.
+        let before = counts(&app).await;
+        for (id, body) in [
+            (&only_phone, json!({ "phones": [] })),
+            (&only_mail, json!({ "emails": [] })),
+            (&only_ext, json!({ "external_id": null })),
+            (&only_ext, json!({ "external_id": null, "first_name": "  " })),
+        ] {
+            let r = app.patch(&format!("/api/v1/contacts/{id}"), &admin, &body).await;
+            invalid_field(r, "body").await;
+        }
+        assert_eq!(counts(&app).await, before);
+        assert_eq!(get_contact(&app, &admin, &only_ext).await["external_id"], "only-ext");
+        // With something else instead, fine.
+        let r = app.patch(&format!("/api/v1/contacts/{only_phone}"), &admin, &json!({ "phones": [], "emails": ["now@example.com"] })).await;
+        let changed = json_ok(r, 200).await;
+        assert_eq!((changed["phones"].clone(), changed["emails"].clone()), (json!([]), json!(["now@example.com"])));
+        let r = app.patch(&format!("/api/v1/contacts/{only_ext}"), &admin, &json!({ "external_id": null, "last_name": "Named" })).await;
+        assert_eq!(json_ok(r, 200).await["external_id"], Value::Null);
 
         // Updates follow the same rules and change nothing when refused.
         let id = id_of(&c);
@@ -573,6 +593,27 @@ both_backends! {
         invalid_field(r, "attributes.spend").await;
         let defs = json_ok(app.get("/api/v1/contact-attributes", &other).await, 200).await;
         assert_eq!(defs, json!([]));
+    }
+}
+
+both_backends! {
+    async fn a_tenant_defines_at_most_200_attributes(app) {
+        let marketer = app.login("marketer").await;
+        for i in 0..200 {
+            define_attribute(&app, &marketer, &format!("k{i:03}"), "string").await;
+        }
+        let before = counts(&app).await;
+        let r = app.post("/api/v1/contact-attributes", &marketer, &json!({ "key": "k200", "kind": "string" })).await;
+        let e = expect_error(r, 409, "conflict").await;
+        assert!(e["error"]["message"].as_str().unwrap().contains("200"), "{e}");
+        assert_eq!(counts(&app).await, before);
+        assert_eq!(json_ok(app.get("/api/v1/contact-attributes", &marketer).await, 200).await.as_array().unwrap().len(), 200);
+        // The limit is per tenant.
+        let other = app.api_key("other", "marketer").await;
+        define_attribute(&app, &other, "k200", "number").await;
+        // Room again after a removal.
+        assert_eq!(app.delete("/api/v1/contact-attributes/k000", &marketer).await.status(), 204);
+        define_attribute(&app, &marketer, "k200", "boolean").await;
     }
 }
 
