@@ -27,6 +27,9 @@ pub struct JobView {
     pub progress_done: i64,
     /// Units of work in all, once known.
     pub progress_total: Option<i64>,
+    /// Of the units done, those that failed (rows an import rejected: see
+    /// its error report), for jobs that count them; as of the last checkpoint.
+    pub progress_failed: Option<i64>,
     /// `progress_done / progress_total` in percent, once the total is known.
     pub percent: Option<f64>,
     #[schema(value_type = Object)]
@@ -56,6 +59,11 @@ impl From<job::Model> for JobView {
             status: parse_enum(&j.status),
             progress_done: j.progress_done,
             progress_total: j.progress_total,
+            progress_failed: j
+                .checkpoint
+                .as_ref()
+                .and_then(|c| c.get("failed"))
+                .and_then(serde_json::Value::as_i64),
             percent,
             params: j.params,
             result: j.result,
@@ -104,24 +112,32 @@ async fn get_job(
     auth: Auth,
     id: crate::http::extract::Path<JobId>,
 ) -> ApiResult<web::Json<JobView>> {
-    let j = super::get(&state.db.conn, auth.tenant_id, *id)
+    Ok(web::Json(visible_job(&state, &auth, *id).await?.into()))
+}
+
+/// A job the caller may see: any of the tenant's for admins and
+/// supervisors, their own for everyone else; others are 404.
+async fn visible_job(state: &AppState, auth: &Auth, id: JobId) -> ApiResult<super::job::Model> {
+    super::get(&state.db.conn, auth.tenant_id, id)
         .await?
-        .filter(|j| match super::visible_to(&auth) {
+        .filter(|j| match super::visible_to(auth) {
             None => true,
             Some(owner) => owner.is_some_and(|u| j.created_by == Some(u.0)),
         })
-        .ok_or_else(|| ApiError::not_found("job"))?;
-    Ok(web::Json(j.into()))
+        .ok_or_else(|| ApiError::not_found("job"))
 }
 
 /// Cancel a job: at once if it has not started, else at its next checkpoint.
+/// Admins and supervisors may cancel any of the tenant's jobs, everyone else
+/// the jobs they started (a marketer's import, say).
 #[utoipa::path(tag = "jobs", responses((status = 202, body = JobView), (status = 404, body = crate::error::ErrorBody)))]
 #[post("/jobs/{id}/cancel")]
 async fn cancel_job(
     state: web::Data<AppState>,
-    auth: Auth<crate::iam::Supervisors>,
+    auth: Auth,
     id: crate::http::extract::Path<JobId>,
 ) -> ApiResult<actix_web::HttpResponse> {
+    visible_job(&state, &auth, *id).await?;
     let j = super::request_cancel(&state.db.conn, auth.tenant_id, *id)
         .await?
         .ok_or_else(|| ApiError::not_found("job"))?;

@@ -1008,7 +1008,7 @@ fn role_calls(interaction: &str, user: &str, queue: &str, skill: &str, agent: &s
             Method::POST,
             format!("/api/v1/jobs/{missing}/cancel"),
             None,
-            SUPERVISORS,
+            ALL,
             404,
         ),
         call(

@@ -427,9 +427,21 @@ crate::both_backends! {
         assert!(end["finished_at"].is_string());
         let list = json_ok(app.get("/api/v1/jobs", &admin).await, 200).await;
         assert_eq!(list["items"][0]["id"], job);
+        // Others may cancel only their own jobs: someone else's is not there.
         let agent = app.login("agent").await;
         let r = app.post(&format!("/api/v1/jobs/{job}/cancel"), &agent, &json!({})).await;
-        expect_error(r, 403, "forbidden").await;
+        expect_error(r, 404, "not_found").await;
+        let marketer = app.login("marketer").await;
+        let r = app.req(reqwest::Method::POST, "/api/v1/uploads?filename=m.csv", &marketer)
+            .body("name,phone\nAda Lovelace,+12015550100\n").send().await.unwrap();
+        let upload = json_ok(r, 201).await["id"].as_str().unwrap().to_owned();
+        let r = app.post("/api/v1/contacts/imports", &marketer, &json!({"upload_id": upload})).await;
+        let import = json_ok(r, 202).await["id"].as_str().unwrap().to_owned();
+        let r = app.post(&format!("/api/v1/jobs/{import}/cancel"), &marketer, &json!({})).await;
+        let j = json_ok(r, 202).await;
+        assert!(j["cancel_requested"] == true || j["status"] == "succeeded", "{j}");
+        let r = app.post(&format!("/api/v1/jobs/{import}/cancel"), &agent, &json!({})).await;
+        expect_error(r, 404, "not_found").await;
     }
 }
 

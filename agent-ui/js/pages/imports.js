@@ -430,7 +430,7 @@ export default async function imports(root, ctx) {
     let errorsShown = false;
     let misses = 0;
     let cancelBtn = null;
-    if (isAdmin && !FINAL.includes(job.status)) {
+    if (!FINAL.includes(job.status)) {
       cancelBtn = h('button', { type: 'button', class: 'btn btn-danger' }, 'Cancel import');
       cancelBtn.addEventListener('click', async () => {
         try {

@@ -8,7 +8,6 @@ import { pageHeader, card, table, badge, emptyState, toast, busy, loadMoreButton
 const REFRESH_MS = 2000;
 
 export default async function jobs(root, ctx) {
-  const canCancel = ['admin', 'supervisor'].includes(ctx.me.role);
   const status = h('span', { class: 'small muted', role: 'status', 'aria-live': 'off' });
   const refresh = h('button', { type: 'button', class: 'btn' }, 'Refresh');
   root.append(pageHeader('Jobs', 'Long-running work such as webhook replays and imports, with live progress.', refresh));
@@ -33,7 +32,8 @@ export default async function jobs(root, ctx) {
       { label: 'Created', cell: (j) => timeEl(j.created_at, true) },
       { label: 'Finished', cell: (j) => (j.finished_at ? timeEl(j.finished_at, true) : h('span', { class: 'muted' }, '—')) },
       { label: 'Result', cell: (j) => outcome(j) },
-      ...(canCancel ? [{ label: h('span', { class: 'sr-only' }, 'Actions'), class: 'actions', cell: (j) => cancelButton(j) }] : []),
+      // Admins and supervisors see every job; others see (and may cancel) their own.
+      { label: h('span', { class: 'sr-only' }, 'Actions'), class: 'actions', cell: (j) => cancelButton(j) },
     ],
   });
   const more = loadMoreButton(async () => {
