@@ -16,7 +16,7 @@ use switchboard::iam::entity::tenant;
 use crate::both_backends;
 use crate::contacts::{
     Endpoint, check_endpoint, count_of, counts, define_attribute, enc, found, get_contact, id_of,
-    invalid_field, new_contact, set, uniq,
+    invalid_field, new_contact, set,
 };
 use crate::helpers::*;
 
