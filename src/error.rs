@@ -380,6 +380,19 @@ impl From<crate::contacts::store::ContactError> for ApiError {
     }
 }
 
+/// A file that cannot be imported: 422 with the path of what is wrong
+/// (`upload`, `mapping` or `mapping.<field>`).
+impl From<crate::contacts::import::FileError> for ApiError {
+    fn from(e: crate::contacts::import::FileError) -> Self {
+        use crate::contacts::import::FileError::*;
+        match e {
+            Invalid { path, message } => ApiError::field(path, message),
+            Io(e) => ApiError::internal(e),
+            Db(e) => e.into(),
+        }
+    }
+}
+
 pub fn from_list_error(e: crate::contacts::lists::ListError) -> ApiError {
     use crate::contacts::lists::ListError::*;
     match e {

@@ -1830,6 +1830,7 @@ async fn import_suppressions(
     import::get_upload(&state.db.conn, auth.tenant_id, b.upload_id)
         .await?
         .ok_or_else(|| ApiError::not_found("upload"))?;
+    import::check_text(&state.db.conn, b.upload_id).await?;
     let job = state
         .enqueue_job(
             auth.tenant_id,
@@ -2027,6 +2028,9 @@ pub struct UploadPreview {
     pub suggested_mapping: BTreeMap<String, String>,
     /// Fields a column can map to.
     pub fields: Vec<String>,
+    /// The encoding to import with: `latin1` when the first rows are not
+    /// valid UTF-8 (they are shown decoded as Latin-1).
+    pub encoding: import::Encoding,
 }
 
 /// The header, first rows and a suggested mapping of an uploaded CSV.
@@ -2037,42 +2041,11 @@ async fn preview_upload(
     auth: Auth<Audience>,
     id: crate::http::extract::Path<UploadId>,
 ) -> ApiResult<web::Json<UploadPreview>> {
-    use futures_util::StreamExt;
     let u = import::get_upload(&state.db.conn, auth.tenant_id, *id)
         .await?
         .ok_or_else(|| ApiError::not_found("upload"))?;
-    let mut rdr = csv_async::AsyncReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .create_reader(tokio_util::io::StreamReader::new(
-            import::upload_bytes(state.db.conn.clone(), u.id, 0).take(4),
-        ));
-    let mut rec = csv_async::StringRecord::new();
-    let mut rows = Vec::new();
-    while rows.len() < 11 {
-        match rdr.read_record(&mut rec).await {
-            Ok(true) => rows.push(
-                rec.iter()
-                    .map(|s| s.chars().take(200).collect::<String>())
-                    .collect::<Vec<_>>(),
-            ),
-            Ok(false) => break,
-            Err(e) if rows.is_empty() => {
-                return Err(ApiError::field(
-                    "upload",
-                    format!("the file is not readable CSV text: {e}"),
-                ));
-            }
-            Err(_) => break,
-        }
-    }
-    if rows.is_empty() {
-        return Err(ApiError::field("upload", "the file is empty"));
-    }
-    let mut headers = rows.remove(0);
-    if let Some(h) = headers.first_mut() {
-        *h = h.trim_start_matches('\u{feff}').to_owned();
-    }
+    let (mut rows, encoding) = import::preview(&state.db.conn, u.id, 11).await?;
+    let headers = rows.remove(0);
     let kinds = store::attribute_kinds(&state.db.conn, auth.tenant_id).await?;
     let mut fields: Vec<String> = import::FIELDS.iter().map(|s| s.to_string()).collect();
     let mut attrs: Vec<&String> = kinds.keys().collect();
@@ -2084,6 +2057,7 @@ async fn preview_upload(
         headers,
         rows,
         fields,
+        encoding,
     }))
 }
 
@@ -2124,14 +2098,10 @@ async fn start_import(
             .await?
             .ok_or_else(|| ApiError::not_found("list"))?;
     }
-    // Check the mapping against the header now, so mistakes show at once.
-    if !b.mapping.is_empty() {
-        let kinds = store::attribute_kinds(&state.db.conn, auth.tenant_id).await?;
-        if let Ok(Some(headers)) = first_row(&state, b.upload_id).await {
-            import::plan(&headers, &b.mapping, &kinds)
-                .map_err(|m| ApiError::field("mapping", m))?;
-        }
-    }
+    // Check the file and the mapping (given or suggested) as the job will,
+    // so that mistakes show at once (422, with `upload`, `mapping` or
+    // `mapping.<field>` as the path) and start no job.
+    import::prepare(&state.db.conn, auth.tenant_id, &b).await?;
     let job = state
         .enqueue_job(
             auth.tenant_id,
@@ -2141,36 +2111,6 @@ async fn start_import(
         )
         .await?;
     Ok(HttpResponse::Accepted().json(crate::jobs::http::JobView::from(job)))
-}
-
-async fn first_row(
-    state: &AppState,
-    id: UploadId,
-) -> Result<Option<Vec<String>>, csv_async::Error> {
-    use futures_util::StreamExt;
-    let mut rdr = csv_async::AsyncReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .create_reader(tokio_util::io::StreamReader::new(
-            import::upload_bytes(state.db.conn.clone(), id, 0).take(2),
-        ));
-    let mut rec = csv_async::StringRecord::new();
-    if rdr.read_record(&mut rec).await? {
-        Ok(Some(
-            rec.iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    if i == 0 {
-                        s.trim_start_matches('\u{feff}').trim().to_owned()
-                    } else {
-                        s.trim().to_owned()
-                    }
-                })
-                .collect(),
-        ))
-    } else {
-        Ok(None)
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -2232,14 +2172,40 @@ async fn import_errors(
     )))
 }
 
-/// A spreadsheet cell that cannot start a formula: `=`, `+`, `-`, `@`, tab
-/// and carriage return at the start get a leading apostrophe.
+/// A spreadsheet cell that cannot start a formula (OWASP, CSV injection):
+/// a cell starting with `=`, `+`, `-`, `@`, tab or carriage return gets a
+/// leading apostrophe, unless it is only a number (`-5`, `+12.5`) or a list
+/// of E.164 phone numbers (`+12015550123;+442079460958`): made of digits,
+/// signs, dots and `;` alone, a cell can call no function and reference no
+/// cell, and phones stay as they are. The import reads the apostrophe back
+/// off.
 pub fn neutralize(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_plain_number(cell) {
         std::borrow::Cow::Owned(format!("'{cell}"))
     } else {
         std::borrow::Cow::Borrowed(cell)
     }
+}
+
+/// `-5`, `+12.5`, `+12015550123;+442079460958`: a signed number, or numbers
+/// separated by `;`.
+fn is_plain_number(cell: &str) -> bool {
+    cell.split(';').all(|part| {
+        let digits = part.strip_prefix(['+', '-']).unwrap_or(part);
+        let mut halves = digits.splitn(2, '.');
+        let int = halves.next().unwrap_or("");
+        let frac = halves.next();
+        !int.is_empty()
+            && int.bytes().all(|b| b.is_ascii_digit())
+            && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// An error in the middle of a streamed response: logged, and the response
+/// is aborted.
+fn stream_error(e: sea_orm::DbErr) -> actix_web::Error {
+    tracing::error!(error = %e, "a streamed CSV response failed part-way");
+    actix_web::error::ErrorInternalServerError("the export failed part-way")
 }
 
 fn csv_line(fields: &[String]) -> Vec<u8> {
@@ -2270,9 +2236,12 @@ async fn import_errors_csv(
             let db = db.clone();
             async move {
                 let after = after?;
-                let rows = import::errors_page(&db, tenant, job, after, 1000)
-                    .await
-                    .ok()?;
+                let rows = match import::errors_page(&db, tenant, job, after, 1000).await {
+                    Ok(rows) => rows,
+                    // Cut the response short (no clean end of the chunked
+                    // body): a truncated file must not look complete.
+                    Err(e) => return Some((Err(stream_error(e)), None)),
+                };
                 let last = rows.last().map(|r| r.row_number)?;
                 let mut out = Vec::new();
                 for r in rows {
@@ -2339,11 +2308,17 @@ async fn export_contacts(
             );
             async move {
                 let after = after?;
-                let rows = store::search(&db, tenant, &search, &region, after, 1000)
-                    .await
-                    .ok()?;
+                // A failure cuts the response short (no clean end of the
+                // chunked body): a truncated export must not look complete.
+                let rows = match store::search(&db, tenant, &search, &region, after, 1000).await {
+                    Ok(rows) => rows,
+                    Err(e) => return Some((Err(stream_error(e)), None)),
+                };
                 let last = rows.last().map(|r| r.id)?;
-                let full = store::load_full(&db, tenant, rows).await.ok()?;
+                let full = match store::load_full(&db, tenant, rows).await {
+                    Ok(full) => full,
+                    Err(e) => return Some((Err(stream_error(e)), None)),
+                };
                 let mut out = Vec::new();
                 for f in full {
                     let consent = |ch: Channel| {

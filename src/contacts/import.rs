@@ -16,7 +16,7 @@ use futures_util::{Stream, StreamExt};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -27,7 +27,7 @@ use super::domain::{
     check_language, check_tag, parse_phone,
 };
 use super::entity::{
-    attr, chunk, consent, contact, email, import_error, member, phone, tag, upload,
+    attr, chunk, consent, consent_event, contact, email, import_error, member, phone, tag, upload,
 };
 use super::store::{attr_row, resolve_zone, search_name};
 use crate::iam::domain::Email;
@@ -37,6 +37,9 @@ use crate::jobs::{JobCtx, JobFailure};
 pub const CHUNK_BYTES: usize = 1024 * 1024;
 /// Rows longer than this are refused (the rest of the file still imports).
 pub const MAX_ROW_BYTES: usize = 1024 * 1024;
+/// A body found too large while streaming is read this much further (and
+/// dropped) before the 413, so that the client sees the answer.
+const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
 /// The error report keeps this much of each failed row.
 const MAX_RAW_KEPT: usize = 2000;
 
@@ -91,6 +94,17 @@ where
             let part = part.map_err(|e| UploadError::Read(e.to_string()))?;
             total += part.len() as u64;
             if total > max_bytes {
+                // Read (and drop) some more of the body first, so that a
+                // client still sending a slightly-too-large file gets the
+                // 413 rather than a reset connection.
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+                let mut drained = 0u64;
+                while drained < DRAIN_BYTES {
+                    match tokio::time::timeout_at(deadline, body.next()).await {
+                        Ok(Some(Ok(b))) => drained += b.len() as u64,
+                        _ => break,
+                    }
+                }
                 return Err(UploadError::TooLarge(max_bytes));
             }
             ctx.update(&part);
@@ -206,19 +220,206 @@ pub fn upload_bytes(
     ))
 }
 
-fn csv_reader(
+/// How a read of the next record ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// A record, in the caller's buffer.
+    Row,
+    /// A record longer than [`MAX_ROW_BYTES`]: read through but not kept;
+    /// its start, shortened, for the error report.
+    TooLong(String),
+    /// The end of the file.
+    End,
+}
+
+/// An incremental CSV reader with bounded memory: records are parsed as the
+/// bytes arrive (csv-core), and a record longer than [`MAX_ROW_BYTES`] is
+/// skipped over instead of being buffered whole, so one enormous line (or a
+/// quote that never closes) cannot make a job hold the file in memory.
+/// A UTF-8 byte-order mark at the start is skipped; empty lines are ignored.
+pub struct Records<R> {
+    rdr: R,
+    core: csv_core::Reader,
+    pos: u64,
+    fields: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl<R: tokio::io::AsyncBufRead + Unpin> Records<R> {
+    pub fn new(rdr: R) -> Self {
+        Self {
+            rdr,
+            core: csv_core::Reader::new(),
+            pos: 0,
+            fields: vec![0; 4096],
+            ends: vec![0; 64],
+        }
+    }
+
+    /// Bytes consumed so far: the offset (from where reading began) at
+    /// which the next record starts.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Reads the next record into `rec`.
+    pub async fn read(&mut self, rec: &mut csv_async::ByteRecord) -> std::io::Result<Read> {
+        use csv_core::ReadRecordResult::*;
+        use tokio::io::AsyncBufReadExt;
+        rec.clear();
+        let (mut outlen, mut endlen) = (0usize, 0usize);
+        let mut too_long: Option<String> = None;
+        loop {
+            let (res, nin, nout, nend) = {
+                let input = self.rdr.fill_buf().await?;
+                self.core
+                    .read_record(input, &mut self.fields[outlen..], &mut self.ends[endlen..])
+            };
+            self.rdr.consume(nin);
+            self.pos += nin as u64;
+            outlen += nout;
+            endlen += nend;
+            match res {
+                InputEmpty => {}
+                OutputFull | OutputEndsFull => {
+                    if too_long.is_none() && outlen + endlen < MAX_ROW_BYTES {
+                        if res == OutputFull {
+                            let n = (self.fields.len() * 2).min(MAX_ROW_BYTES + 1);
+                            self.fields.resize(n, 0);
+                        } else {
+                            let n = self.ends.len() * 2;
+                            self.ends.resize(n, 0);
+                        }
+                    } else {
+                        // Too long: keep its start for the report, drop the rest.
+                        if too_long.is_none() {
+                            too_long =
+                                Some(partial_raw(&self.fields[..outlen], &self.ends[..endlen]));
+                        }
+                        outlen = 0;
+                        endlen = 0;
+                    }
+                }
+                Record => {
+                    if let Some(p) = too_long {
+                        return Ok(Read::TooLong(p));
+                    }
+                    if outlen + endlen > MAX_ROW_BYTES {
+                        return Ok(Read::TooLong(partial_raw(
+                            &self.fields[..outlen],
+                            &self.ends[..endlen],
+                        )));
+                    }
+                    let mut start = 0;
+                    for &end in &self.ends[..endlen] {
+                        rec.push_field(&self.fields[start..end]);
+                        start = end;
+                    }
+                    return Ok(Read::Row);
+                }
+                End => return Ok(Read::End),
+            }
+        }
+    }
+}
+
+/// The start of a record too long to keep, as a shortened CSV line.
+fn partial_raw(fields: &[u8], ends: &[usize]) -> String {
+    let mut rec = csv_async::ByteRecord::new();
+    let mut start = 0;
+    for &end in ends {
+        if end > fields.len() || start > MAX_RAW_KEPT {
+            break;
+        }
+        rec.push_field(&fields[start..end]);
+        start = end;
+    }
+    if start < fields.len() && start <= MAX_RAW_KEPT {
+        rec.push_field(&fields[start..fields.len().min(start + MAX_RAW_KEPT + 1)]);
+    }
+    let mut s = raw_line(&rec, Encoding::Utf8);
+    if !s.ends_with('…') {
+        s.push('…');
+    }
+    s
+}
+
+type UploadStream = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// The records of an upload from a byte offset.
+pub fn records(
     db: DatabaseConnection,
     id: UploadId,
     offset: u64,
-) -> csv_async::AsyncReader<
-    tokio_util::io::StreamReader<impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin, Bytes>,
-> {
-    csv_async::AsyncReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .create_reader(tokio_util::io::StreamReader::new(upload_bytes(
-            db, id, offset,
-        )))
+) -> Records<tokio_util::io::StreamReader<UploadStream, Bytes>> {
+    let stream: UploadStream = Box::pin(upload_bytes(db, id, offset));
+    Records::new(tokio_util::io::StreamReader::new(stream))
+}
+
+/// Whether the start of a file is binary rather than text: a NUL byte
+/// (images, archives, spreadsheets, UTF-16 text all have them), or more
+/// than 1% control characters other than tab, line breaks and form feed.
+pub fn looks_binary(head: &[u8]) -> bool {
+    if head.contains(&0) {
+        return true;
+    }
+    let control = head
+        .iter()
+        .filter(|&&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c)) || b == 0x7f)
+        .count();
+    control * 100 > head.len()
+}
+
+/// The message for a file that is not text.
+pub const NOT_CSV: &str = "the file is not CSV text (it looks like binary data: an image, a \
+    spreadsheet workbook or UTF-16 text?); save it as CSV (UTF-8 or Latin-1)";
+
+/// Checks that an upload looks like text, from its first 64 KiB.
+pub async fn check_text(db: &DatabaseConnection, id: UploadId) -> Result<(), FileError> {
+    let first = chunk::Entity::find()
+        .filter(chunk::Column::UploadId.eq(id))
+        .filter(chunk::Column::Seq.eq(0))
+        .one(db)
+        .await?;
+    match first {
+        Some(c) if looks_binary(&c.data[..c.data.len().min(64 * 1024)]) => {
+            Err(FileError::invalid("upload", NOT_CSV))
+        }
+        Some(_) => Ok(()),
+        None => Err(FileError::invalid("upload", "the file is empty")),
+    }
+}
+
+/// Why a file cannot be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The file or the mapping is wrong: `path` is `upload`, `mapping` or
+    /// `mapping.<field>`.
+    #[error("{message}")]
+    Invalid { path: String, message: String },
+    #[error("reading the upload: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl FileError {
+    pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        FileError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<FileError> for JobFailure {
+    fn from(e: FileError) -> Self {
+        match e {
+            FileError::Invalid { message, .. } => JobFailure::Fatal(message),
+            FileError::Io(io) => JobFailure::Db(DbErr::Custom(format!("reading the upload: {io}"))),
+            FileError::Db(d) => JobFailure::Db(d),
+        }
+    }
 }
 
 // ---- mapping -------------------------------------------------------------------
@@ -247,12 +448,21 @@ pub struct ImportParams {
     /// Contact field to CSV column header, e.g. `{"external_id": "Customer ID",
     /// "phone": "Mobile", "attributes.plan": "Plan"}`. Fields: external_id,
     /// first_name, last_name, name (split at the last space), phone, phone_2,
-    /// phone_3, email, email_2, email_3, timezone, language, tags,
-    /// attributes.<key>, consent.voice, consent.sms, consent.email. Empty:
-    /// matched from the headers.
+    /// phone_3, phones (several, separated by `;`), email, email_2, email_3,
+    /// emails (several, separated by `;`), timezone, language, tags,
+    /// attributes.<key>, consent.voice, consent.sms, consent.email, and id
+    /// (a Switchboard contact id, as the export writes it: the row updates
+    /// that contact when it exists in this tenant). Empty: matched from the
+    /// headers (field names as the export writes them first, then common
+    /// names such as "Mobile" or "E-mail").
+    ///
+    /// Cells are read as the export writes them: a leading apostrophe that
+    /// neutralised a formula (`'=...`, `'+...`, `'-...`, `'@...`) is removed.
     #[serde(default)]
     pub mapping: BTreeMap<String, String>,
-    /// How an existing contact is recognised, in order.
+    /// How an existing contact is recognised, in order. External ids are
+    /// unique: a row whose external id belongs to another contact than the
+    /// one it matched (or, without `external_id` here, to any contact) fails.
     #[serde(default = "default_dedupe")]
     pub dedupe_by: Vec<DedupeKey>,
     /// Separates several tags in one cell.
@@ -276,6 +486,7 @@ fn default_encoding() -> Encoding {
 
 /// Fields a column may map to (attributes and consents aside).
 pub const FIELDS: &[&str] = &[
+    "id",
     "external_id",
     "first_name",
     "last_name",
@@ -283,9 +494,11 @@ pub const FIELDS: &[&str] = &[
     "phone",
     "phone_2",
     "phone_3",
+    "phones",
     "email",
     "email_2",
     "email_3",
+    "emails",
     "timezone",
     "language",
     "tags",
@@ -303,7 +516,11 @@ fn normalize_header(h: &str) -> String {
     out.trim_end_matches('_').to_owned()
 }
 
-/// Guesses a mapping from header names.
+/// Guesses a mapping from header names: exact field names first (as the
+/// export writes them: `external_id`, `phones`, `attributes.plan`,
+/// `consent_sms`...), then common names people give columns. `id` is read as
+/// a Switchboard contact id only next to an `external_id` column (an export);
+/// alone, it is taken for the external id.
 pub fn suggest_mapping(
     headers: &[String],
     attributes: &HashMap<String, AttrKind>,
@@ -338,8 +555,10 @@ pub fn suggest_mapping(
             "phone_2",
             &["phone_2", "home_phone", "work_phone", "landline"],
         ),
+        ("phones", &["phones", "phone_numbers"]),
         ("email", &["email", "e_mail", "email_address", "mail"]),
         ("email_2", &["email_2", "work_email"]),
+        ("emails", &["emails", "email_addresses"]),
         ("timezone", &["timezone", "time_zone", "tz"]),
         ("language", &["language", "lang", "locale"]),
         ("tags", &["tags", "tag", "labels"]),
@@ -353,14 +572,42 @@ pub fn suggest_mapping(
             &["voice_consent", "call_consent", "consent_voice"],
         ),
     ];
+    let lower: Vec<String> = headers.iter().map(|h| h.trim().to_lowercase()).collect();
+    let exported = lower.iter().any(|h| h == "id") && lower.iter().any(|h| h == "external_id");
     let mut m = BTreeMap::new();
-    for h in headers {
+    let mut used = vec![false; headers.len()];
+    // Exact field names.
+    for (i, h) in lower.iter().enumerate() {
+        let field = if h == "id" {
+            exported.then(|| "id".to_owned())
+        } else if let Some(k) = h.strip_prefix("attributes.") {
+            attributes.contains_key(k).then(|| h.clone())
+        } else if let Some(c) = h.strip_prefix("consent.") {
+            Channel::parse(c).map(|_| h.clone())
+        } else {
+            FIELDS.contains(&h.as_str()).then(|| h.clone())
+        };
+        if let Some(f) = field
+            && !m.contains_key(&f)
+        {
+            m.insert(f, headers[i].clone());
+            used[i] = true;
+        }
+    }
+    // Common names, and attribute keys.
+    for (i, h) in headers.iter().enumerate() {
+        if used[i] {
+            continue;
+        }
         let n = normalize_header(h);
         if let Some((field, _)) = aliases
             .iter()
             .find(|(_, names)| names.contains(&n.as_str()))
         {
-            m.entry((*field).to_owned()).or_insert_with(|| h.clone());
+            if !m.contains_key(*field) {
+                m.insert((*field).to_owned(), h.clone());
+                used[i] = true;
+            }
         } else if attributes.contains_key(&n) {
             m.entry(format!("attributes.{n}"))
                 .or_insert_with(|| h.clone());
@@ -376,14 +623,44 @@ pub struct Plan {
     pub fields: Vec<(String, usize)>,
 }
 
+/// A problem with the header or the mapping, which fails the whole file:
+/// `path` is `upload` (the file), `mapping` or `mapping.<field>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<PlanError> for FileError {
+    fn from(e: PlanError) -> Self {
+        FileError::Invalid {
+            path: e.path,
+            message: e.message,
+        }
+    }
+}
+
+fn plan_err(path: impl Into<String>, message: impl Into<String>) -> PlanError {
+    PlanError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
 /// Checks the header and the mapping; a problem here fails the whole file.
 pub fn plan(
     headers: &[String],
     mapping: &BTreeMap<String, String>,
     attributes: &HashMap<String, AttrKind>,
-) -> Result<Plan, String> {
+) -> Result<Plan, PlanError> {
     if headers.iter().all(|h| h.trim().is_empty()) {
-        return Err("the first row (the header) is empty".into());
+        return Err(plan_err("upload", "the first row (the header) is empty"));
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, h) in headers.iter().enumerate() {
@@ -392,19 +669,26 @@ pub fn plan(
             continue;
         }
         if let Some(first) = seen.insert(key, i) {
-            return Err(format!(
-                "the header has column {:?} twice (columns {} and {})",
-                h.trim(),
-                first + 1,
-                i + 1
+            return Err(plan_err(
+                "upload",
+                format!(
+                    "the header has column {:?} twice (columns {} and {})",
+                    h.trim(),
+                    first + 1,
+                    i + 1
+                ),
             ));
         }
     }
     if mapping.is_empty() {
-        return Err("no column could be matched to a contact field; give a mapping".into());
+        return Err(plan_err(
+            "mapping",
+            "no column could be matched to a contact field; give a mapping",
+        ));
     }
     let mut fields = Vec::new();
     for (field, column) in mapping {
+        let path = format!("mapping.{}", field.chars().take(100).collect::<String>());
         let ok = FIELDS.contains(&field.as_str())
             || field
                 .strip_prefix("attributes.")
@@ -413,25 +697,41 @@ pub fn plan(
                 .strip_prefix("consent.")
                 .is_some_and(|c| Channel::parse(c).is_some());
         if !ok {
-            return Err(match field.strip_prefix("attributes.") {
-                Some(k) => format!("mapping: attribute {k:?} is not defined (define it first)"),
-                None => format!("mapping: {field:?} is not a contact field"),
-            });
+            return Err(plan_err(
+                path,
+                match field.strip_prefix("attributes.") {
+                    Some(k) => format!("attribute {k:?} is not defined (define it first)"),
+                    None => format!("{field:?} is not a contact field"),
+                },
+            ));
         }
         let idx = headers
             .iter()
             .position(|h| h.trim().eq_ignore_ascii_case(column.trim()))
-            .ok_or_else(|| format!("mapping: the file has no column {column:?} (for {field})"))?;
+            .ok_or_else(|| plan_err(path, format!("the file has no column {column:?}")))?;
         fields.push((field.clone(), idx));
     }
     if !fields.iter().any(|(f, _)| {
         matches!(
             f.as_str(),
-            "first_name" | "last_name" | "name" | "phone" | "email" | "external_id"
+            "first_name"
+                | "last_name"
+                | "name"
+                | "phone"
+                | "phones"
+                | "email"
+                | "emails"
+                | "external_id"
+                | "id"
         )
     }) {
-        return Err("the mapping needs at least a name, phone, email or external_id column".into());
+        return Err(plan_err(
+            "mapping",
+            "the mapping needs at least a name, phone, email or external_id column",
+        ));
     }
+    // In the file's order, so that a row's errors read left to right.
+    fields.sort_by_key(|(_, idx)| *idx);
     Ok(Plan {
         columns: headers.len(),
         fields,
@@ -443,6 +743,8 @@ pub fn plan(
 /// One valid row, ready to write.
 #[derive(Debug, Clone, Default)]
 pub struct Row {
+    /// A Switchboard contact id (the `id` column of an export).
+    pub contact_id: Option<ContactId>,
     pub external_id: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -462,6 +764,19 @@ fn decode(bytes: &[u8], enc: Encoding) -> Option<String> {
     }
 }
 
+/// Undoes the export's formula neutralisation: `'=x` is read as `=x` (the
+/// apostrophe only ever precedes `=`, `+`, `-`, `@`, tab or carriage return).
+fn unneutralize(v: &str) -> &str {
+    match v.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => v,
+    }
+}
+
+/// A hint for rows whose fields hold line breaks: usually a quote that
+/// opened a field and never closed, swallowing the lines after it.
+const QUOTE_HINT: &str = "is a closing quote missing?";
+
 /// Validates one record; `Err` lists every problem of the row.
 pub fn read_row(
     rec: &csv_async::ByteRecord,
@@ -477,11 +792,20 @@ pub fn read_row(
         )]);
     }
     if rec.len() != plan.columns {
-        return Err(vec![format!(
-            "the row has {} fields, the header has {}",
-            rec.len(),
-            plan.columns
-        )]);
+        let spans = rec.iter().any(|f| f.contains(&b'\n') || f.contains(&b'\r'));
+        return Err(vec![if spans {
+            format!(
+                "the row has {} fields, the header has {} (a quoted field spans several lines: {QUOTE_HINT})",
+                rec.len(),
+                plan.columns
+            )
+        } else {
+            format!(
+                "the row has {} fields, the header has {}",
+                rec.len(),
+                plan.columns
+            )
+        }]);
     }
     let mut errs = Vec::new();
     let mut row = Row::default();
@@ -492,15 +816,44 @@ pub fn read_row(
             ));
             continue;
         };
-        let v = raw.trim();
-        if v.is_empty() {
+        let v = unneutralize(raw.trim());
+        if v.trim().is_empty() {
             continue;
         }
-        if v.chars().any(|c| c.is_control() && c != '\t') {
+        // Text attributes may hold line breaks (a quoted multi-line cell);
+        // nothing else may.
+        let multiline = field.starts_with("attributes.");
+        if v.contains(['\n', '\r']) && !multiline {
+            errs.push(format!("{field}: contains a line break ({QUOTE_HINT})"));
+            continue;
+        }
+        if v.chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
             errs.push(format!("{field}: contains control characters"));
             continue;
         }
         match field.as_str() {
+            "id" => match uuid::Uuid::parse_str(v) {
+                Ok(u) => row.contact_id = Some(ContactId(u)),
+                Err(_) => errs.push(format!("id: {v:?} is not a contact id")),
+            },
+            "phones" => {
+                for part in v.split(';').map(str::trim).filter(|x| !x.is_empty()) {
+                    match parse_phone(part, default_region) {
+                        Ok(ph) => row.phones.push(ph),
+                        Err(e) => errs.push(format!("phones: {part:?} {e}")),
+                    }
+                }
+            }
+            "emails" => {
+                for part in v.split(';').map(str::trim).filter(|x| !x.is_empty()) {
+                    match Email::parse(part) {
+                        Ok(e) => row.emails.push(e),
+                        Err(e) => errs.push(format!("emails: {part:?} {e}")),
+                    }
+                }
+            }
             "external_id" => {
                 if v.chars().count() > 200 {
                     errs.push("external_id: longer than 200 characters".into());
@@ -571,7 +924,8 @@ pub fn read_row(
         }
     }
     if errs.is_empty() {
-        let empty = row.external_id.is_none()
+        let empty = row.contact_id.is_none()
+            && row.external_id.is_none()
             && row.first_name.is_none()
             && row.last_name.is_none()
             && row.phones.is_empty()
@@ -583,12 +937,16 @@ pub fn read_row(
     if errs.is_empty() { Ok(row) } else { Err(errs) }
 }
 
-/// A failed row as one CSV line, for the error report.
-fn raw_line(rec: &csv_async::ByteRecord) -> String {
+/// A failed row as one CSV line, for the error report (Latin-1 files are
+/// transcoded; bytes that are not UTF-8 in a UTF-8 file show as U+FFFD).
+fn raw_line(rec: &csv_async::ByteRecord, enc: Encoding) -> String {
     let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
     let fields: Vec<String> = rec
         .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .map(|f| match enc {
+            Encoding::Utf8 => String::from_utf8_lossy(f).into_owned(),
+            Encoding::Latin1 => f.iter().map(|&b| b as char).collect(),
+        })
         .collect();
     let _ = w.write_record(&fields);
     let bytes = w.into_inner().unwrap_or_default();
@@ -623,59 +981,123 @@ fn fatal(msg: impl Into<String>) -> JobFailure {
     JobFailure::Fatal(msg.into())
 }
 
-fn csv_err(e: csv_async::Error) -> JobFailure {
-    if let csv_async::ErrorKind::Io(io) = e.kind() {
-        return JobFailure::Db(DbErr::Custom(format!("reading the upload: {io}")));
-    }
-    fatal(format!("the file is not readable CSV: {e}"))
+fn is_blank(rec: &csv_async::ByteRecord) -> bool {
+    rec.len() == 1 && rec[0].is_empty()
 }
 
 /// Counts the data rows of an upload (a fast pass, for the progress total).
-async fn count_rows(db: DatabaseConnection, id: UploadId, from: u64) -> Result<u64, JobFailure> {
-    let mut rdr = csv_reader(db, id, from);
+async fn count_rows(db: DatabaseConnection, id: UploadId, from: u64) -> Result<u64, FileError> {
+    let mut rdr = records(db, id, from);
     let mut rec = csv_async::ByteRecord::new();
     let mut n = 0;
-    while rdr.read_byte_record(&mut rec).await.map_err(csv_err)? {
-        if !(rec.len() == 1 && rec[0].is_empty()) {
-            n += 1;
+    loop {
+        match rdr.read(&mut rec).await? {
+            Read::End => return Ok(n),
+            Read::Row if is_blank(&rec) => {}
+            Read::Row | Read::TooLong(_) => n += 1,
         }
     }
-    Ok(n)
 }
 
-/// Reads the header; returns the header fields and the offset after it.
-async fn read_header(
-    db: DatabaseConnection,
+/// Reads the header of an upload, after checking that the file is text;
+/// returns the header fields and the offset of the first data row.
+pub async fn read_header(
+    db: &DatabaseConnection,
     id: UploadId,
     enc: Encoding,
-) -> Result<(Vec<String>, u64), JobFailure> {
-    let mut rdr = csv_reader(db, id, 0);
+) -> Result<(Vec<String>, u64), FileError> {
+    check_text(db, id).await?;
+    let mut rdr = records(db.clone(), id, 0);
     let mut rec = csv_async::ByteRecord::new();
-    if !rdr.read_byte_record(&mut rec).await.map_err(csv_err)? {
-        return Err(fatal("the file is empty"));
-    }
-    if rec.as_slice().contains(&0) {
-        return Err(fatal("the file is not CSV text (it contains NUL bytes)"));
+    match rdr.read(&mut rec).await? {
+        Read::Row => {}
+        Read::End => return Err(FileError::invalid("upload", "the file is empty")),
+        Read::TooLong(_) => {
+            return Err(FileError::invalid(
+                "upload",
+                format!("the header is longer than {MAX_ROW_BYTES} bytes: is this a CSV file?"),
+            ));
+        }
     }
     let mut headers = Vec::new();
     for (i, f) in rec.iter().enumerate() {
-        let f = if i == 0 {
-            f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f)
-        } else {
-            f
-        };
         let h = decode(f, enc).ok_or_else(|| {
-            fatal("the header is not valid UTF-8 (for a Latin-1 file, set encoding to latin1)")
+            FileError::invalid(
+                "upload",
+                "the header is not valid UTF-8 (for a Latin-1 file, set encoding to latin1)",
+            )
         })?;
         if h.chars().count() > 200 {
-            return Err(fatal(format!(
-                "header column {} is longer than 200 characters: is this a CSV file?",
-                i + 1
-            )));
+            return Err(FileError::invalid(
+                "upload",
+                format!(
+                    "header column {} is longer than 200 characters: is this a CSV file?",
+                    i + 1
+                ),
+            ));
         }
         headers.push(h.trim().to_owned());
     }
-    Ok((headers, rdr.position().byte()))
+    Ok((headers, rdr.position()))
+}
+
+/// Checks an import's file and mapping the way its job reads them (so that
+/// mistakes show when the import is asked for): returns the plan, the
+/// header and the offset of the first data row.
+pub async fn prepare(
+    db: &DatabaseConnection,
+    tenant_id: TenantId,
+    p: &ImportParams,
+) -> Result<(Plan, Vec<String>, u64), FileError> {
+    let attributes = super::store::attribute_kinds(db, tenant_id).await?;
+    let (headers, after) = read_header(db, p.upload_id, p.encoding).await?;
+    let mapping = if p.mapping.is_empty() {
+        suggest_mapping(&headers, &attributes)
+    } else {
+        p.mapping.clone()
+    };
+    let plan = plan(&headers, &mapping, &attributes)?;
+    Ok((plan, headers, after))
+}
+
+/// The first `n` records of an upload (the header first), for people to
+/// look at: cells shortened to 200 characters, decoded as UTF-8 or, when
+/// that fails, as Latin-1 (then the second value is `Latin1`).
+pub async fn preview(
+    db: &DatabaseConnection,
+    id: UploadId,
+    n: usize,
+) -> Result<(Vec<Vec<String>>, Encoding), FileError> {
+    check_text(db, id).await?;
+    let mut rdr = records(db.clone(), id, 0);
+    let mut rec = csv_async::ByteRecord::new();
+    let mut rows = Vec::new();
+    let mut enc = Encoding::Utf8;
+    while rows.len() < n {
+        match rdr.read(&mut rec).await? {
+            Read::End => break,
+            Read::Row if is_blank(&rec) => {}
+            Read::Row => rows.push(
+                rec.iter()
+                    .map(|f| {
+                        let s = match std::str::from_utf8(f) {
+                            Ok(s) => s.to_owned(),
+                            Err(_) => {
+                                enc = Encoding::Latin1;
+                                f.iter().map(|&b| b as char).collect()
+                            }
+                        };
+                        s.trim().chars().take(200).collect()
+                    })
+                    .collect(),
+            ),
+            Read::TooLong(raw) => rows.push(vec![raw.chars().take(200).collect()]),
+        }
+    }
+    if rows.is_empty() {
+        return Err(FileError::invalid("upload", "the file is empty"));
+    }
+    Ok((rows, enc))
 }
 
 pub async fn run_contact_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
@@ -702,13 +1124,7 @@ pub async fn run_contact_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
     let plan = match cp.plan.clone() {
         Some(plan) => plan,
         None => {
-            let (headers, after) = read_header(db.clone(), up.id, p.encoding).await?;
-            let mapping = if p.mapping.is_empty() {
-                suggest_mapping(&headers, &attributes)
-            } else {
-                p.mapping.clone()
-            };
-            let plan = plan(&headers, &mapping, &attributes).map_err(fatal)?;
+            let (plan, headers, after) = prepare(&db, tenant_id, &p).await?;
             let total = count_rows(db.clone(), up.id, after).await?;
             ctx.set_total(total).await?;
             cp = Checkpoint {
@@ -717,14 +1133,14 @@ pub async fn run_contact_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
                 headers,
                 ..Default::default()
             };
-            let txn = db.begin().await?;
+            let txn = crate::db::begin_write(&db).await?;
             ctx.save_progress(&txn, 0, serde_json::to_value(&cp).expect("serialises"))
                 .await?;
             txn.commit().await?;
             plan
         }
     };
-    let mut rdr = csv_reader(db.clone(), up.id, cp.offset);
+    let mut rdr = records(db.clone(), up.id, cp.offset);
     let base = cp.offset;
     let mut rec = csv_async::ByteRecord::new();
     let batch_size = ctx.chunk_size() as usize;
@@ -732,46 +1148,32 @@ pub async fn run_contact_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
         if ctx.should_stop() {
             return Err(JobFailure::Interrupted);
         }
-        let mut batch: Vec<(u64, Result<Row, Vec<String>>, String)> =
-            Vec::with_capacity(batch_size);
-        let mut consumed = 0u64;
+        let mut batch: Vec<Entry> = Vec::with_capacity(batch_size);
         while batch.len() < batch_size {
-            match rdr.read_byte_record(&mut rec).await {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => match e.kind() {
-                    csv_async::ErrorKind::Utf8 { .. }
-                    | csv_async::ErrorKind::UnequalLengths { .. } => {
-                        consumed += 1;
-                        let n = cp.rows + consumed;
-                        batch.push((
-                            n,
-                            Err(vec![format!("row {n} could not be read: {e}")]),
-                            String::new(),
-                        ));
-                        continue;
-                    }
-                    _ => return Err(csv_err(e)),
-                },
+            let n = cp.rows + batch.len() as u64 + 1;
+            match rdr.read(&mut rec).await.map_err(FileError::from)? {
+                Read::End => break,
+                Read::TooLong(raw) => batch.push(Entry {
+                    n,
+                    raw,
+                    row: Err(vec![format!(
+                        "the row is longer than {MAX_ROW_BYTES} bytes"
+                    )]),
+                }),
+                Read::Row if is_blank(&rec) => {}
+                Read::Row => batch.push(Entry {
+                    n,
+                    raw: raw_line(&rec, p.encoding),
+                    row: read_row(&rec, &plan, &p, &attributes, &region),
+                }),
             }
-            if rec.len() == 1 && rec[0].is_empty() {
-                continue; // a blank line
-            }
-            consumed += 1;
-            let n = cp.rows + consumed;
-            let row = read_row(&rec, &plan, &p, &attributes, &region);
-            let raw = if row.is_err() {
-                raw_line(&rec)
-            } else {
-                String::new()
-            };
-            batch.push((n, row, raw));
         }
-        let next_offset = base + rdr.position().byte();
-        if batch.is_empty() && consumed == 0 {
+        if batch.is_empty() {
             break;
         }
-        let txn = db.begin().await?;
+        let consumed = batch.len() as u64;
+        let next_offset = base + rdr.position();
+        let txn = crate::db::begin_write(&db).await?;
         let stats = write_batch(&txn, tenant_id, ctx.id(), &p, batch).await?;
         cp.rows += consumed;
         cp.failed += stats.failed;
@@ -794,8 +1196,23 @@ pub async fn run_contact_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
     }))
 }
 
-/// A contact created in this batch: its phones, emails and tags so far.
-type Held = (Vec<String>, Vec<String>, Vec<String>);
+/// One data row of a batch: its number (1 is the first row after the
+/// header; blank lines are not rows), the row as a CSV line, and the row
+/// read or why not.
+struct Entry {
+    n: u64,
+    raw: String,
+    row: Result<Row, Vec<String>>,
+}
+
+/// A contact created in this batch: its index in the new contacts, its
+/// phones, emails and tags so far.
+struct Held {
+    index: usize,
+    phones: Vec<String>,
+    emails: Vec<String>,
+    tags: Vec<String>,
+}
 
 #[derive(Default)]
 struct BatchStats {
@@ -804,66 +1221,87 @@ struct BatchStats {
     failed: u64,
 }
 
+fn error_row(
+    tenant_id: TenantId,
+    job_id: JobId,
+    n: u64,
+    raw: String,
+    msgs: Vec<String>,
+) -> import_error::ActiveModel {
+    import_error::ActiveModel {
+        id: sea_orm::NotSet,
+        tenant_id: Set(tenant_id),
+        job_id: Set(job_id),
+        row_number: Set(n as i64),
+        raw: Set(raw),
+        errors: Set(json!(msgs)),
+    }
+}
+
 /// Writes one batch: failed rows to the error report, valid rows as new or
 /// updated contacts (deduplicated against the database and the batch).
+/// Later rows win: a contact given twice ends as its last row says,
+/// whichever batch each row fell in.
 async fn write_batch(
     txn: &impl ConnectionTrait,
     tenant_id: TenantId,
     job_id: JobId,
     p: &ImportParams,
-    batch: Vec<(u64, Result<Row, Vec<String>>, String)>,
+    batch: Vec<Entry>,
 ) -> Result<BatchStats, DbErr> {
     let mut stats = BatchStats::default();
     let mut errors = Vec::new();
     let mut rows = Vec::new();
-    for (n, r, raw) in batch {
-        match r {
-            Ok(row) => rows.push(row),
-            Err(msgs) => {
-                stats.failed += 1;
-                errors.push(import_error::ActiveModel {
-                    id: sea_orm::NotSet,
-                    tenant_id: Set(tenant_id),
-                    job_id: Set(job_id),
-                    row_number: Set(n as i64),
-                    raw: Set(raw),
-                    errors: Set(json!(msgs)),
-                });
-            }
+    for e in batch {
+        match e.row {
+            Ok(row) => rows.push((e.n, e.raw, row)),
+            Err(msgs) => errors.push(error_row(tenant_id, job_id, e.n, e.raw, msgs)),
         }
     }
-    if !errors.is_empty() {
-        import_error::Entity::insert_many(errors)
-            .exec_without_returning(txn)
-            .await?;
-    }
-    if rows.is_empty() {
-        return Ok(stats);
-    }
 
-    // Existing contacts for the batch's keys, one query per key kind.
-    let ext: Vec<String> = rows.iter().filter_map(|r| r.external_id.clone()).collect();
+    // Existing contacts for the batch's keys, one query per key kind. External
+    // ids are always looked up: they must stay unique.
+    let ids: Vec<ContactId> = rows.iter().filter_map(|r| r.2.contact_id).collect();
+    let ext: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.2.external_id.clone())
+        .collect();
     let phones: Vec<String> = rows
         .iter()
-        .flat_map(|r| r.phones.iter().map(|p| p.e164.clone()))
+        .flat_map(|r| r.2.phones.iter().map(|p| p.e164.clone()))
         .collect();
     let emails: Vec<String> = rows
         .iter()
-        .flat_map(|r| r.emails.iter().map(|e| e.as_str().to_owned()))
+        .flat_map(|r| r.2.emails.iter().map(|e| e.as_str().to_owned()))
         .collect();
+    let mut known: std::collections::HashSet<ContactId> = Default::default();
+    // The external id of every contact a row may match.
+    let mut ext_of: HashMap<ContactId, Option<String>> = HashMap::new();
     let mut by_ext: HashMap<String, ContactId> = HashMap::new();
-    let mut by_phone: HashMap<String, ContactId> = HashMap::new();
-    let mut by_email: HashMap<String, ContactId> = HashMap::new();
-    if p.dedupe_by.contains(&DedupeKey::ExternalId) && !ext.is_empty() {
+    let mut by_phone: HashMap<String, Vec<ContactId>> = HashMap::new();
+    let mut by_email: HashMap<String, Vec<ContactId>> = HashMap::new();
+    if !ids.is_empty() {
+        for c in contact::Entity::find()
+            .filter(contact::Column::TenantId.eq(tenant_id))
+            .filter(contact::Column::Id.is_in(ids))
+            .all(txn)
+            .await?
+        {
+            known.insert(c.id);
+            ext_of.insert(c.id, c.external_id);
+        }
+    }
+    if !ext.is_empty() {
         for c in contact::Entity::find()
             .filter(contact::Column::TenantId.eq(tenant_id))
             .filter(contact::Column::ExternalId.is_in(ext))
             .all(txn)
             .await?
         {
-            if let Some(e) = c.external_id {
+            if let Some(e) = c.external_id.clone() {
                 by_ext.insert(e, c.id);
             }
+            ext_of.insert(c.id, c.external_id);
         }
     }
     if p.dedupe_by.contains(&DedupeKey::Phone) && !phones.is_empty() {
@@ -874,7 +1312,10 @@ async fn write_batch(
             .all(txn)
             .await?
         {
-            by_phone.entry(ph.e164).or_insert(ph.contact_id);
+            let ids = by_phone.entry(ph.e164).or_default();
+            if !ids.contains(&ph.contact_id) {
+                ids.push(ph.contact_id);
+            }
         }
     }
     if p.dedupe_by.contains(&DedupeKey::Email) && !emails.is_empty() {
@@ -885,12 +1326,35 @@ async fn write_batch(
             .all(txn)
             .await?
         {
-            by_email.entry(em.email).or_insert(em.contact_id);
+            let ids = by_email.entry(em.email).or_default();
+            if !ids.contains(&em.contact_id) {
+                ids.push(em.contact_id);
+            }
+        }
+    }
+    let unknown: Vec<ContactId> = by_phone
+        .values()
+        .chain(by_email.values())
+        .flatten()
+        .filter(|id| !ext_of.contains_key(id))
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for part in unknown.chunks(1000) {
+        for c in contact::Entity::find()
+            .filter(contact::Column::TenantId.eq(tenant_id))
+            .filter(contact::Column::Id.is_in(part.to_vec()))
+            .all(txn)
+            .await?
+        {
+            ext_of.insert(c.id, c.external_id);
         }
     }
 
+    let ext_key = p.dedupe_by.contains(&DedupeKey::ExternalId);
     let now = Utc::now();
-    let mut new_contacts = Vec::new();
+    let mut new_contacts: Vec<contact::ActiveModel> = Vec::new();
     let mut new_phones = Vec::new();
     let mut new_emails = Vec::new();
     let mut new_tags = Vec::new();
@@ -899,41 +1363,112 @@ async fn write_batch(
     let mut members = Vec::new();
     // Contacts created in this batch, with what they already hold.
     let mut fresh: HashMap<ContactId, Held> = HashMap::new();
-    for row in rows {
-        let existing = p.dedupe_by.iter().find_map(|k| match k {
-            DedupeKey::ExternalId => row
-                .external_id
-                .as_ref()
-                .and_then(|e| by_ext.get(e).copied()),
-            DedupeKey::Phone => row
-                .phones
-                .iter()
-                .find_map(|ph| by_phone.get(&ph.e164).copied()),
-            DedupeKey::Email => row
-                .emails
-                .iter()
-                .find_map(|e| by_email.get(e.as_str()).copied()),
+    for (n, raw, row) in rows {
+        // With external ids among the keys, a contact with another external
+        // id is another person, whatever phone or email they share.
+        let compatible = |id: &ContactId| match (&row.external_id, ext_of.get(id)) {
+            (Some(e), Some(Some(cur))) => cur == e,
+            _ => true,
+        };
+        let existing = row.contact_id.filter(|c| known.contains(c)).or_else(|| {
+            p.dedupe_by.iter().find_map(|k| match k {
+                DedupeKey::ExternalId => row
+                    .external_id
+                    .as_ref()
+                    .and_then(|e| by_ext.get(e).copied()),
+                DedupeKey::Phone => row
+                    .phones
+                    .iter()
+                    .filter_map(|ph| by_phone.get(&ph.e164))
+                    .flatten()
+                    .find(|id| !ext_key || compatible(id))
+                    .copied(),
+                DedupeKey::Email => row
+                    .emails
+                    .iter()
+                    .filter_map(|e| by_email.get(e.as_str()))
+                    .flatten()
+                    .find(|id| !ext_key || compatible(id))
+                    .copied(),
+            })
         });
+        // External ids stay unique.
+        if let Some(e) = &row.external_id {
+            let problem = match (existing, by_ext.get(e).copied()) {
+                (Some(id), Some(owner)) if owner != id => {
+                    Some(format!("external_id {e:?} belongs to another contact"))
+                }
+                (None, Some(_)) => Some(format!("external_id {e:?} belongs to another contact")),
+                (Some(id), None) => match ext_of.get(&id) {
+                    Some(Some(cur)) if cur != e => Some(format!(
+                        "external_id {e:?} differs from the matched contact's ({cur:?})"
+                    )),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(msg) = problem {
+                errors.push(error_row(tenant_id, job_id, n, raw, vec![msg]));
+                continue;
+            }
+        }
         let id = match existing {
             Some(id) if fresh.contains_key(&id) => {
                 // A later row of the same batch for a contact created above:
-                // add what it brings.
-                let (have_p, have_e, have_t) = fresh.get_mut(&id).expect("present");
+                // its fields replace, its phones, emails and tags add up.
+                let held = fresh.get_mut(&id).expect("present");
+                let m = &mut new_contacts[held.index];
+                if let Some(f) = &row.first_name {
+                    m.first_name = Set(f.clone());
+                }
+                if let Some(l) = &row.last_name {
+                    m.last_name = Set(l.clone());
+                }
+                let (first, last) = (m.first_name.as_ref().clone(), m.last_name.as_ref().clone());
+                m.search_name = Set(search_name(&first, &last));
+                if row.external_id.is_some() && m.external_id.as_ref().is_none() {
+                    m.external_id = Set(row.external_id.clone());
+                }
+                if let Some(l) = &row.language {
+                    m.language = Set(Some(l.clone()));
+                }
+                if let Some(tz) = row.timezone {
+                    m.timezone = Set(Some(tz.name().to_owned()));
+                    m.timezone_source = Set(Some("explicit".into()));
+                }
                 for ph in &row.phones {
-                    if !have_p.contains(&ph.e164) {
-                        new_phones.push(phone_row(tenant_id, id, &ph.e164, have_p.len() as i32));
-                        have_p.push(ph.e164.clone());
+                    if !held.phones.contains(&ph.e164) {
+                        new_phones.push(phone_row(
+                            tenant_id,
+                            id,
+                            &ph.e164,
+                            held.phones.len() as i32,
+                        ));
+                        held.phones.push(ph.e164.clone());
+                    }
+                }
+                if m.timezone.as_ref().is_none() {
+                    let phones_l: Vec<(Phone, Option<String>)> =
+                        row.phones.iter().map(|p| (p.clone(), None)).collect();
+                    if let (Some(tz), Some(src)) = resolve_zone(None, &phones_l) {
+                        m.timezone = Set(Some(tz));
+                        m.timezone_source = Set(Some(src));
                     }
                 }
                 for e in &row.emails {
-                    if !have_e.iter().any(|x| x == e.as_str()) {
-                        new_emails.push(email_row(tenant_id, id, e.as_str(), have_e.len() as i32));
-                        have_e.push(e.as_str().to_owned());
+                    if !held.emails.iter().any(|x| x == e.as_str()) {
+                        new_emails.push(email_row(
+                            tenant_id,
+                            id,
+                            e.as_str(),
+                            held.emails.len() as i32,
+                        ));
+                        held.emails.push(e.as_str().to_owned());
                     }
                 }
                 for t in &row.tags {
-                    if !have_t.iter().any(|x| x.eq_ignore_ascii_case(t)) {
-                        have_t.push(t.clone());
+                    if !held.tags.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                        held.tags.push(t.clone());
                         new_tags.push(tag::ActiveModel {
                             contact_id: Set(id),
                             tag: Set(t.clone()),
@@ -975,29 +1510,42 @@ async fn write_batch(
                     created_at: Set(now),
                     updated_at: Set(now),
                 });
-                let mut have_p = Vec::new();
+                let mut held = Held {
+                    index: new_contacts.len() - 1,
+                    phones: Vec::new(),
+                    emails: Vec::new(),
+                    tags: Vec::new(),
+                };
                 for ph in &row.phones {
-                    if !have_p.contains(&ph.e164) {
-                        new_phones.push(phone_row(tenant_id, id, &ph.e164, have_p.len() as i32));
-                        have_p.push(ph.e164.clone());
+                    if !held.phones.contains(&ph.e164) {
+                        new_phones.push(phone_row(
+                            tenant_id,
+                            id,
+                            &ph.e164,
+                            held.phones.len() as i32,
+                        ));
+                        held.phones.push(ph.e164.clone());
                     }
                 }
-                let mut have_e = Vec::new();
                 for e in &row.emails {
-                    if !have_e.iter().any(|x| x == e.as_str()) {
-                        new_emails.push(email_row(tenant_id, id, e.as_str(), have_e.len() as i32));
-                        have_e.push(e.as_str().to_owned());
+                    if !held.emails.iter().any(|x| x == e.as_str()) {
+                        new_emails.push(email_row(
+                            tenant_id,
+                            id,
+                            e.as_str(),
+                            held.emails.len() as i32,
+                        ));
+                        held.emails.push(e.as_str().to_owned());
                     }
                 }
-                let mut have_t: Vec<String> = Vec::new();
                 for t in &row.tags {
-                    if !have_t.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                    if !held.tags.iter().any(|x| x.eq_ignore_ascii_case(t)) {
                         new_tags.push(tag::ActiveModel {
                             contact_id: Set(id),
                             tag: Set(t.clone()),
                             tenant_id: Set(tenant_id),
                         });
-                        have_t.push(t.clone());
+                        held.tags.push(t.clone());
                     }
                 }
                 let mut seen_keys = std::collections::HashSet::new();
@@ -1006,7 +1554,8 @@ async fn write_batch(
                         new_attrs.push(attr_row(tenant_id, id, k, v));
                     }
                 }
-                fresh.insert(id, (have_p, have_e, have_t));
+                fresh.insert(id, held);
+                ext_of.insert(id, None);
                 stats.created += 1;
                 id
             }
@@ -1014,12 +1563,19 @@ async fn write_batch(
         // Later rows of the batch find this contact by its keys.
         if let Some(e) = &row.external_id {
             by_ext.insert(e.clone(), id);
+            ext_of.insert(id, Some(e.clone()));
         }
         for ph in &row.phones {
-            by_phone.entry(ph.e164.clone()).or_insert(id);
+            let ids = by_phone.entry(ph.e164.clone()).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
         }
         for e in &row.emails {
-            by_email.entry(e.as_str().to_owned()).or_insert(id);
+            let ids = by_email.entry(e.as_str().to_owned()).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
         }
         for (ch, st) in &row.consents {
             new_consents.retain(|(c, x, _)| !(*c == id && x == ch));
@@ -1028,6 +1584,12 @@ async fn write_batch(
         if let Some(l) = p.list_id {
             members.push((l, id));
         }
+    }
+    stats.failed = errors.len() as u64;
+    for part in errors.chunks(500) {
+        import_error::Entity::insert_many(part.to_vec())
+            .exec_without_returning(txn)
+            .await?;
     }
     // Bulk inserts, bounded so that no statement has too many parameters.
     for part in new_contacts.chunks(1000) {
@@ -1070,29 +1632,7 @@ async fn write_batch(
             .exec_without_returning(txn)
             .await?;
     }
-    for (id, ch, st) in new_consents {
-        consent::Entity::insert(consent::ActiveModel {
-            contact_id: Set(id),
-            channel: Set(ch.as_str().into()),
-            tenant_id: Set(tenant_id),
-            status: Set(st.as_str().into()),
-            source: Set(super::consent::source::IMPORT.into()),
-            detail: Set(Some(format!("job {job_id}"))),
-            recorded_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::columns([consent::Column::ContactId, consent::Column::Channel])
-                .update_columns([
-                    consent::Column::Status,
-                    consent::Column::Source,
-                    consent::Column::Detail,
-                    consent::Column::RecordedAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-    }
+    write_consents(txn, tenant_id, job_id, new_consents, now).await?;
     members.sort();
     members.dedup();
     for part in members.chunks(2000) {
@@ -1111,6 +1651,83 @@ async fn write_batch(
         .await?;
     }
     Ok(stats)
+}
+
+/// Records the consents of a batch that change something, each with its
+/// entry in the consent history (as consent recorded any other way).
+async fn write_consents(
+    txn: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    job_id: JobId,
+    consents: Vec<(ContactId, Channel, ConsentStatus)>,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if consents.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<ContactId> = consents
+        .iter()
+        .map(|c| c.0)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut current: HashMap<(ContactId, String), String> = HashMap::new();
+    for part in ids.chunks(1000) {
+        for c in consent::Entity::find()
+            .filter(consent::Column::TenantId.eq(tenant_id))
+            .filter(consent::Column::ContactId.is_in(part.to_vec()))
+            .all(txn)
+            .await?
+        {
+            current.insert((c.contact_id, c.channel), c.status);
+        }
+    }
+    let detail = format!("job {job_id}");
+    for (id, ch, st) in consents {
+        if current
+            .get(&(id, ch.as_str().to_owned()))
+            .map(String::as_str)
+            == Some(st.as_str())
+        {
+            continue;
+        }
+        consent::Entity::insert(consent::ActiveModel {
+            contact_id: Set(id),
+            channel: Set(ch.as_str().into()),
+            tenant_id: Set(tenant_id),
+            status: Set(st.as_str().into()),
+            source: Set(super::consent::source::IMPORT.into()),
+            detail: Set(Some(detail.clone())),
+            recorded_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([consent::Column::ContactId, consent::Column::Channel])
+                .update_columns([
+                    consent::Column::Status,
+                    consent::Column::Source,
+                    consent::Column::Detail,
+                    consent::Column::RecordedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+        consent_event::ActiveModel {
+            id: sea_orm::NotSet,
+            tenant_id: Set(tenant_id),
+            contact_id: Set(Some(id)),
+            channel: Set(ch.as_str().into()),
+            status: Set(st.as_str().into()),
+            source: Set(super::consent::source::IMPORT.into()),
+            address: Set(None),
+            detail: Set(Some(detail.clone())),
+            actor: Set(Some(format!("job:{job_id}"))),
+            recorded_at: Set(now),
+        }
+        .insert(txn)
+        .await?;
+    }
+    Ok(())
 }
 
 fn phone_row(t: TenantId, c: ContactId, e164: &str, position: i32) -> phone::ActiveModel {
@@ -1158,7 +1775,10 @@ async fn update_existing(
     if let Some(l) = &row.language {
         m.language = Set(Some(l.clone()));
     }
-    if let Some(tz) = row.timezone {
+    // The same zone again (say, re-importing an export) keeps its source.
+    if let Some(tz) = row.timezone
+        && current.timezone.as_deref() != Some(tz.name())
+    {
         m.timezone = Set(Some(tz.name().to_owned()));
         m.timezone_source = Set(Some("explicit".into()));
     }
@@ -1212,8 +1832,27 @@ async fn update_existing(
             pos += 1;
         }
     }
-    if !row.tags.is_empty() {
-        tag::Entity::insert_many(row.tags.iter().map(|t| tag::ActiveModel {
+    // Tags are added once, whatever their case (as everywhere else).
+    let mut have_t: Vec<String> = if row.tags.is_empty() {
+        Vec::new()
+    } else {
+        tag::Entity::find()
+            .filter(tag::Column::ContactId.eq(id))
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|t| t.tag.to_lowercase())
+            .collect()
+    };
+    let mut add_t = Vec::new();
+    for t in &row.tags {
+        if !have_t.contains(&t.to_lowercase()) {
+            have_t.push(t.to_lowercase());
+            add_t.push(t.clone());
+        }
+    }
+    if !add_t.is_empty() {
+        tag::Entity::insert_many(add_t.iter().map(|t| tag::ActiveModel {
             contact_id: Set(id),
             tag: Set(t.clone()),
             tenant_id: Set(tenant_id),
@@ -1284,7 +1923,10 @@ fn default_dnc() -> SuppressionReason {
     SuppressionReason::DoNotCall
 }
 
-/// Imports a do-not-call (or suppression) list: one address per row.
+/// Imports a do-not-call (or suppression) list: one address per row,
+/// normalised (phones to E.164 in the tenant's region, emails lower-cased).
+/// An address already on the list, or met earlier in the file, counts as a
+/// duplicate and keeps its first reason.
 pub async fn run_suppression_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
     let p: SuppressionImportParams = ctx.params()?;
     let db = ctx.db().clone();
@@ -1301,9 +1943,10 @@ pub async fn run_suppression_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
         .and_then(|c| serde_json::from_value(c.clone()).ok())
         .unwrap_or_default();
     if cp.plan.is_none() {
+        check_text(&db, up.id).await?;
         let mut start = 0;
         if p.has_header {
-            let (_, after) = read_header(db.clone(), up.id, Encoding::Utf8).await?;
+            let (_, after) = read_header(&db, up.id, Encoding::Utf8).await?;
             start = after;
         }
         let total = count_rows(db.clone(), up.id, start).await?;
@@ -1316,8 +1959,12 @@ pub async fn run_suppression_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
             }),
             ..Default::default()
         };
+        let txn = crate::db::begin_write(&db).await?;
+        ctx.save_progress(&txn, 0, serde_json::to_value(&cp).expect("serialises"))
+            .await?;
+        txn.commit().await?;
     }
-    let mut rdr = csv_reader(db.clone(), up.id, cp.offset);
+    let mut rdr = records(db.clone(), up.id, cp.offset);
     let base = cp.offset;
     let mut rec = csv_async::ByteRecord::new();
     loop {
@@ -1328,49 +1975,54 @@ pub async fn run_suppression_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
         let mut bad: Vec<import_error::ActiveModel> = Vec::new();
         let mut consumed = 0u64;
         while consumed < ctx.chunk_size() {
-            match rdr.read_byte_record(&mut rec).await {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return Err(csv_err(e)),
-            }
-            if rec.len() == 1 && rec[0].is_empty() {
-                continue;
-            }
-            consumed += 1;
-            let n = (cp.rows + consumed) as i64;
-            let cell = rec
-                .get(p.column)
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .map(str::trim)
-                .unwrap_or("");
-            let parsed = if is_email {
-                Email::parse(cell)
-                    .map(|e| e.as_str().to_owned())
-                    .map_err(|e| format!("{cell:?} {e}"))
-            } else {
-                parse_phone(cell, &tenant.default_region)
-                    .map(|p| p.e164)
-                    .map_err(|e| format!("{cell:?} {e}"))
+            let n = cp.rows + consumed + 1;
+            let (msg, raw) = match rdr.read(&mut rec).await.map_err(FileError::from)? {
+                Read::End => break,
+                Read::TooLong(raw) => {
+                    (format!("the row is longer than {MAX_ROW_BYTES} bytes"), raw)
+                }
+                Read::Row if is_blank(&rec) => continue,
+                Read::Row => {
+                    let parsed = match rec.get(p.column) {
+                        None => Err(format!("the row has no column {}", p.column + 1)),
+                        Some(b) => match std::str::from_utf8(b) {
+                            Err(_) => Err("not valid UTF-8".to_owned()),
+                            Ok(cell) => {
+                                let cell = unneutralize(cell.trim());
+                                if is_email {
+                                    Email::parse(cell)
+                                        .map(|e| e.as_str().to_owned())
+                                        .map_err(|e| format!("{cell:?} {e}"))
+                                } else {
+                                    parse_phone(cell, &tenant.default_region)
+                                        .map(|p| p.e164)
+                                        .map_err(|e| format!("{cell:?} {e}"))
+                                }
+                            }
+                        },
+                    };
+                    match parsed {
+                        Ok(a) => {
+                            consumed += 1;
+                            good.push(a);
+                            continue;
+                        }
+                        Err(msg) => (msg, raw_line(&rec, Encoding::Utf8)),
+                    }
+                }
             };
-            match parsed {
-                Ok(a) => good.push(a),
-                Err(msg) => bad.push(import_error::ActiveModel {
-                    id: sea_orm::NotSet,
-                    tenant_id: Set(tenant_id),
-                    job_id: Set(ctx.id()),
-                    row_number: Set(n),
-                    raw: Set(raw_line(&rec)),
-                    errors: Set(json!([msg])),
-                }),
-            }
+            consumed += 1;
+            bad.push(error_row(tenant_id, ctx.id(), n, raw, vec![msg]));
         }
         if consumed == 0 {
             break;
         }
-        let txn = db.begin().await?;
+        let txn = crate::db::begin_write(&db).await?;
+        let rows = good.len() as u64;
         good.sort();
         good.dedup();
         let now = Utc::now();
+        let mut added = 0u64;
         for part in good.chunks(2000) {
             let rows = part
                 .iter()
@@ -1384,7 +2036,7 @@ pub async fn run_suppression_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
                     detail: Set(Some(format!("job {}", ctx.id()))),
                     created_at: Set(now),
                 });
-            super::entity::suppression::Entity::insert_many(rows)
+            added += super::entity::suppression::Entity::insert_many(rows)
                 .on_conflict(
                     OnConflict::columns([
                         super::entity::suppression::Column::TenantId,
@@ -1398,14 +2050,15 @@ pub async fn run_suppression_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
                 .await?;
         }
         cp.failed += bad.len() as u64;
-        cp.created += good.len() as u64;
+        cp.created += added;
+        cp.updated += rows - added;
         if !bad.is_empty() {
             import_error::Entity::insert_many(bad)
                 .exec_without_returning(&txn)
                 .await?;
         }
         cp.rows += consumed;
-        cp.offset = base + rdr.position().byte();
+        cp.offset = base + rdr.position();
         ctx.save_progress(
             &txn,
             cp.rows,
@@ -1414,7 +2067,12 @@ pub async fn run_suppression_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
         .await?;
         txn.commit().await?;
     }
-    Ok(json!({ "rows": cp.rows, "suppressed": cp.created, "failed": cp.failed }))
+    Ok(json!({
+        "rows": cp.rows,
+        "suppressed": cp.created,
+        "duplicates": cp.updated,
+        "failed": cp.failed,
+    }))
 }
 
 #[cfg(test)]
@@ -1454,26 +2112,35 @@ mod tests {
         assert!(
             plan(&dup, &suggest_mapping(&dup, &attrs), &attrs)
                 .unwrap_err()
+                .message
                 .contains("twice")
         );
         let h: Vec<String> = ["a", "b"].map(String::from).to_vec();
         assert!(
             plan(&h, &BTreeMap::new(), &attrs)
                 .unwrap_err()
+                .message
                 .contains("no column")
         );
         let m = BTreeMap::from([("phone".to_owned(), "c".to_owned())]);
         assert!(
             plan(&h, &m, &attrs)
                 .unwrap_err()
+                .message
                 .contains("no column \"c\"")
         );
         let m = BTreeMap::from([("attributes.plan".to_owned(), "a".to_owned())]);
-        assert!(plan(&h, &m, &attrs).unwrap_err().contains("not defined"));
+        assert!(
+            plan(&h, &m, &attrs)
+                .unwrap_err()
+                .message
+                .contains("not defined")
+        );
         let m = BTreeMap::from([("shoe_size".to_owned(), "a".to_owned())]);
         assert!(
             plan(&h, &m, &attrs)
                 .unwrap_err()
+                .message
                 .contains("not a contact field")
         );
     }
