@@ -108,6 +108,45 @@ pub struct Runner {
     pub metrics: crate::metrics::Metrics,
 }
 
+/// Wakes an idle worker every `interval` to look for work. (apalis'
+/// `IntervalStrategy` arms its next timer without polling it, so the next
+/// wake-up is only registered if something else polls the worker first;
+/// under load the worker then sleeps until apalis' heartbeat, 30 s later,
+/// and a new job waits that long. This one registers each new timer.)
+struct Tick {
+    interval: Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Tick {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            sleep: Box::pin(tokio::time::sleep(interval)),
+        }
+    }
+}
+
+impl PollStrategy for Tick {
+    fn poll_drive(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        _: &PollSnapshot,
+    ) -> std::task::Poll<Option<()>> {
+        use std::future::Future;
+        match self.sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => {
+                let next = tokio::time::Instant::now() + self.interval;
+                self.sleep.as_mut().reset(next);
+                // Register the waker with the new deadline now.
+                let _ = self.sleep.as_mut().poll(cx);
+                std::task::Poll::Ready(Some(()))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
 async fn handle(msg: RunJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynError> {
     runner
         .run(msg.job_id)
@@ -139,7 +178,7 @@ pub async fn run_workers(
     let monitor = match queue {
         JobQueue::Sqlite(s) => monitor.register(move |i| {
             WorkerBuilder::new(format!("{name}-{i}"))
-                .backend(s.clone().poll_with_interval(poll))
+                .backend(s.clone().poll_with_strategy(Tick::new(poll)))
                 .data(runner.clone())
                 .concurrency(concurrency)
                 .parallelize(tokio::spawn)
@@ -147,7 +186,7 @@ pub async fn run_workers(
         }),
         JobQueue::Postgres(s) => monitor.register(move |i| {
             WorkerBuilder::new(format!("{name}-{i}"))
-                .backend(s.clone().poll_with_interval(poll))
+                .backend(s.clone().poll_with_strategy(Tick::new(poll)))
                 .data(runner.clone())
                 .concurrency(concurrency)
                 .parallelize(tokio::spawn)
@@ -155,7 +194,7 @@ pub async fn run_workers(
         }),
         JobQueue::Redis(s) => monitor.register(move |i| {
             WorkerBuilder::new(format!("{name}-{i}"))
-                .backend(s.clone().poll_with_interval(poll))
+                .backend(s.clone().poll_with_strategy(Tick::new(poll)))
                 .data(runner.clone())
                 .concurrency(concurrency)
                 .parallelize(tokio::spawn)
