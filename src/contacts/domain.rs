@@ -109,6 +109,9 @@ impl SuppressionReason {
 pub struct Phone {
     pub e164: String,
     pub region: Option<String>,
+    /// A fixed line (or, in North America, a number that may be either): its
+    /// prefix says where it is. Mobiles can be anywhere in their country.
+    pub geographic: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,12 +147,26 @@ pub fn parse_phone(raw: &str, default_region: &str) -> Result<Phone, PhoneError>
     }
     let e164 = n.format().mode(phonenumber::Mode::E164).to_string();
     let region = n.country().id().map(|id| id.as_ref().to_owned());
-    Ok(Phone { e164, region })
+    let geographic = matches!(
+        n.number_type(&phonenumber::metadata::DATABASE),
+        phonenumber::Type::FixedLine | phonenumber::Type::FixedLineOrMobile
+    );
+    Ok(Phone {
+        e164,
+        region,
+        geographic,
+    })
 }
 
-/// The time zone a phone number implies, where its region has only one.
+/// The time zone a phone number implies, where that is unambiguous (see
+/// [`super::zones::zone_of_number`]).
 pub fn zone_for(phone: &Phone) -> Option<&'static str> {
-    phone.region.as_deref().and_then(super::zones::zone_of)
+    let country = phone.region.as_deref();
+    if phone.geographic {
+        super::zones::zone_of_number(&phone.e164, country)
+    } else {
+        country.and_then(super::zones::zone_of)
+    }
 }
 
 /// A language tag such as `en`, `es-MX` or `pt-BR` (BCP 47, simplified).
@@ -523,8 +540,28 @@ mod tests {
         );
         assert_eq!(
             zone_for(&parse_phone("(201) 555-0123", "US").unwrap()),
+            Some("America/New_York"),
+            "an area code of one zone"
+        );
+        assert_eq!(
+            zone_for(&parse_phone("(208) 300-1234", "US").unwrap()),
             None,
-            "the US has several"
+            "a range that spans two zones"
+        );
+        assert_eq!(
+            zone_for(&parse_phone("+61 412 345 678", "US").unwrap()),
+            None,
+            "an Australian mobile can be anywhere in Australia"
+        );
+        assert_eq!(
+            zone_for(&parse_phone("+61 2 9374 4000", "US").unwrap()),
+            Some("Australia/Sydney"),
+            "a Sydney landline"
+        );
+        assert_eq!(
+            zone_for(&parse_phone("+49 151 23456789", "US").unwrap()),
+            Some("Europe/Berlin"),
+            "a mobile of a one-zone country"
         );
     }
 

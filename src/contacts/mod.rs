@@ -10,6 +10,7 @@ pub mod entity;
 pub mod http;
 pub mod import;
 pub mod lists;
+mod phone_zones;
 pub mod segment;
 pub mod segment_sql;
 pub mod store;

@@ -340,16 +340,12 @@ pub async fn update(
             .await?
             .into_iter()
             .map(|p| {
-                let region = super::domain::parse_phone(&p.e164, "US")
-                    .ok()
-                    .and_then(|x| x.region);
-                (
-                    Phone {
-                        e164: p.e164,
-                        region,
-                    },
-                    p.label,
-                )
+                let parsed = super::domain::parse_phone(&p.e164, "US").unwrap_or(Phone {
+                    e164: p.e164,
+                    region: None,
+                    geographic: false,
+                });
+                (parsed, p.label)
             })
             .collect(),
     };

@@ -1,9 +1,12 @@
-//! Countries with exactly one time zone (from the IANA tz database's
-//! zone.tab, generated; regenerate when tzdata changes). Europe/Busingen, a
-//! German enclave of 1,500 people on Swiss time, is left out so that Germany
-//! counts as one zone. A phone number from
-//! one of these countries gives its owner's time zone without doubt; for
-//! countries with several zones the time zone must be given explicitly.
+//! The time zone a phone number implies, where it is unambiguous (calling
+//! windows need it). First by prefix: libphonenumber's prefix data (in
+//! `phone_zones.rs`, generated) names the zone of most North American area
+//! codes and of many ranges elsewhere. Then by country: countries with
+//! exactly one zone (from the IANA tz database's zone.tab; Europe/Busingen,
+//! a German enclave of 1,500 people on Swiss time, is left out so that
+//! Germany counts as one zone). Otherwise the zone must be given explicitly.
+
+pub use super::phone_zones::PREFIX_ZONES;
 
 /// ISO 3166 alpha-2 code to IANA zone, sorted by code.
 pub const SINGLE_ZONE_COUNTRIES: &[(&str, &str)] = &[
@@ -234,8 +237,54 @@ pub fn zone_of(country: &str) -> Option<&'static str> {
         .map(|i| SINGLE_ZONE_COUNTRIES[i].1)
 }
 
+/// The time zone an E.164 number implies: its longest known prefix when that
+/// names one zone (area codes: +1 808 is Pacific/Honolulu, +61 2 is
+/// Australia/Sydney), else its country's when the country has one zone
+/// (+44 names London and the Crown dependencies, all on one clock), else
+/// none: the zone must then be given explicitly.
+pub fn zone_of_number(e164: &str, country: Option<&str>) -> Option<&'static str> {
+    let digits = e164.strip_prefix('+').unwrap_or(e164);
+    let by_prefix = (1..=digits.len()).rev().find_map(|n| {
+        PREFIX_ZONES
+            .binary_search_by(|(p, _)| (*p).cmp(&digits[..n]))
+            .ok()
+            .map(|i| PREFIX_ZONES[i].1)
+    });
+    match by_prefix {
+        Some(Some(zone)) => Some(zone),
+        _ => country.and_then(zone_of),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers() {
+        use super::zone_of_number as z;
+        assert_eq!(z("+18085550100", Some("US")), Some("Pacific/Honolulu"));
+        assert_eq!(z("+12015550123", Some("US")), Some("America/New_York"));
+        assert_eq!(z("+14169791234", Some("CA")), Some("America/Toronto"));
+        assert_eq!(z("+18769271234", Some("JM")), Some("America/Jamaica"));
+        assert_eq!(z("+61293744000", Some("AU")), Some("Australia/Sydney"));
+        assert_eq!(z("+442079460958", Some("GB")), Some("Europe/London"));
+        assert_eq!(z("+49301234567", Some("DE")), Some("Europe/Berlin"));
+        assert_eq!(z("+74951234567", Some("RU")), Some("Europe/Moscow"));
+        // Part of Idaho's 208 spans two zones; Russia has many, and +7 3
+        // alone says nothing more.
+        assert_eq!(z("+12083001234", Some("US")), None);
+        assert_eq!(z("+73000000000", Some("RU")), None);
+        for (p, zone) in super::PREFIX_ZONES {
+            assert!(p.chars().all(|c| c.is_ascii_digit()), "{p}");
+            if let Some(zone) = zone {
+                assert!(zone.parse::<chrono_tz::Tz>().is_ok(), "{zone}");
+            }
+        }
+        assert!(
+            super::PREFIX_ZONES.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted"
+        );
+    }
+
     #[test]
     fn lookups() {
         assert_eq!(super::zone_of("DE"), Some("Europe/Berlin"));

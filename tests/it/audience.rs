@@ -707,8 +707,8 @@ both_backends! {
         json_ok(r, 200).await;
         assert_eq!(codes(&can_contact(&app, &admin, &l, "email", noon).await), vec!["opted_out"]);
 
-        // No zone: calls cannot be timed.
-        let us = id_of(&new_contact(&app, &admin, json!({ "first_name": "U", "phones": ["(201) 555-0123"] })).await);
+        // No zone (Idaho's 208 spans two): calls cannot be timed.
+        let us = id_of(&new_contact(&app, &admin, json!({ "first_name": "U", "phones": ["(208) 300-1234"] })).await);
         assert_eq!(codes(&can_contact(&app, &admin, &us, "voice", noon).await), vec!["timezone_unknown"]);
         let r = app.patch(&format!("/api/v1/contacts/{us}"), &admin, &json!({ "timezone": "America/Chicago" })).await;
         json_ok(r, 200).await;
@@ -742,7 +742,7 @@ both_backends! {
         assert_eq!(r.status(), 204);
         assert_eq!(can_contact(&app, &admin, &l, "voice", noon).await["allowed"], true);
         // A voice-only suppression leaves texts alone.
-        let r = app.post("/api/v1/suppressions", &admin, &json!({ "channel": "voice", "address": "201-555-0123", "reason": "manual", "detail": "asked on a call" })).await;
+        let r = app.post("/api/v1/suppressions", &admin, &json!({ "channel": "voice", "address": "208-300-1234", "reason": "manual", "detail": "asked on a call" })).await;
         json_ok(r, 201).await;
         assert_eq!(codes(&can_contact(&app, &admin, &us, "voice", "2026-11-25T15:00:00Z").await), vec!["suppressed"]);
         assert_eq!(codes(&can_contact(&app, &admin, &us, "sms", "2026-11-25T15:00:00Z").await), vec!["no_opt_in"]);
@@ -758,7 +758,7 @@ both_backends! {
         }
         // The tenant's policy: its own zone stands in, and no opt-in needed.
         set_policy(&app, "demo", json!({ "fall_back_to_tenant_timezone": true, "require_opt_in": [] })).await;
-        let nobody = id_of(&new_contact(&app, &admin, json!({ "phones": ["+1 808 555 0100"] })).await);
+        let nobody = id_of(&new_contact(&app, &admin, json!({ "phones": ["+1 208 300 1235"] })).await);
         let d = can_contact(&app, &admin, &nobody, "voice", "2026-11-25T12:30:00Z").await;
         assert_eq!(codes(&d), vec!["outside_window"], "07:30 in New York, the tenant's zone");
         assert!(d["reasons"][0]["message"].as_str().unwrap().contains("America/New_York"), "{d}");

@@ -328,19 +328,28 @@ both_backends! {
             let c = new_contact(&app, &admin, json!({ "phones": [raw] })).await;
             assert_eq!(tz(&c), some(zone, "phone"), "{raw}");
         }
-        // Countries with several zones give none: zones.rs maps countries,
-        // not area codes, so even a one-zone area code such as 808 (Hawaii)
-        // or 201 (New Jersey) leaves the zone to be given explicitly.
-        for raw in ["(201) 555-0123", "+1 808 555 0100", "+1 416 979 1234", "+61 2 9374 4000"] {
+        // In countries with several zones, area codes of one zone give it.
+        for (raw, zone) in [
+            ("(201) 555-0123", "America/New_York"),
+            ("+1 808 555 0100", "Pacific/Honolulu"),
+            ("+1 312 555 0100", "America/Chicago"),
+            ("+1 416 979 1234", "America/Toronto"),
+            ("+61 2 9374 4000", "Australia/Sydney"),
+        ] {
+            let c = new_contact(&app, &admin, json!({ "phones": [raw] })).await;
+            assert_eq!(tz(&c), some(zone, "phone"), "{raw}");
+        }
+        // Ranges that span zones give none (part of Idaho's 208), nor do
+        // mobiles of countries with several zones.
+        for raw in ["+1 208 300 1234", "+61 412 345 678", "+7 916 123 4567"] {
             let c = new_contact(&app, &admin, json!({ "phones": [raw] })).await;
             assert_eq!(tz(&c), (None, None), "{raw}");
         }
         // Phones that disagree give none.
         let c = new_contact(&app, &admin, json!({ "phones": ["+44 20 7946 0958", "+49 30 1234567"] })).await;
         assert_eq!(tz(&c), (None, None));
-        // A phone whose zone is unknown makes the person's zone unknown too:
-        // the first phone (the one that is called) is American.
-        let c = new_contact(&app, &admin, json!({ "phones": ["(201) 555-0123", "+44 20 7946 0958"] })).await;
+        // A phone whose zone is unknown makes the person's zone unknown too.
+        let c = new_contact(&app, &admin, json!({ "phones": ["+1 208 300 1234", "+44 20 7946 0958"] })).await;
         assert_eq!(tz(&c), (None, None));
         // Two phones of one zone agree.
         let c = new_contact(&app, &admin, json!({ "phones": ["+49 30 1234567", "+49 30 7654321"] })).await;
@@ -359,6 +368,8 @@ both_backends! {
         let r = app.patch(&format!("/api/v1/contacts/{id}"), &admin, &json!({ "phones": ["+44 20 7946 0958"] })).await;
         assert_eq!(tz(&json_ok(r, 200).await), some("Europe/London", "phone"));
         let r = app.patch(&format!("/api/v1/contacts/{id}"), &admin, &json!({ "phones": ["(201) 555-0123"] })).await;
+        assert_eq!(tz(&json_ok(r, 200).await), some("America/New_York", "phone"));
+        let r = app.patch(&format!("/api/v1/contacts/{id}"), &admin, &json!({ "phones": ["(208) 300-1234"] })).await;
         assert_eq!(tz(&json_ok(r, 200).await), (None, None));
         let r = app.patch(&format!("/api/v1/contacts/{id}"), &admin, &json!({ "timezone": "America/Chicago" })).await;
         assert_eq!(tz(&json_ok(r, 200).await), some("America/Chicago", "explicit"));
