@@ -922,8 +922,10 @@ async fn record_consent(
         consent::source::API
     };
     let source = b.source.unwrap_or_else(|| default.to_owned());
+    // The current state and its history entry commit together.
+    let txn = crate::db::begin_write(&state.db.conn).await?;
     consent::record(
-        &state.db.conn,
+        &txn,
         auth.tenant_id,
         *id,
         b.channel,
@@ -934,6 +936,7 @@ async fn record_consent(
         Utc::now(),
     )
     .await?;
+    txn.commit().await?;
     Ok(web::Json(view(&state, auth.tenant_id, *id).await?))
 }
 
@@ -1903,8 +1906,11 @@ async fn inbound_sms(
     let tenant = tenant_row(&state, auth.tenant_id).await?;
     let from = parse_phone(&b.from, &tenant.default_region)
         .map_err(|e| ApiError::field("from", e.to_string()))?;
+    // Every contact's opt-out, the suppression and the history: all or nothing.
+    let txn = crate::db::begin_write(&state.db.conn).await?;
     let (action, contacts) =
-        consent::inbound_sms(&state.db.conn, auth.tenant_id, &from.e164, &b.text).await?;
+        consent::inbound_sms(&txn, auth.tenant_id, &from.e164, &b.text).await?;
+    txn.commit().await?;
     Ok(web::Json(InboundSmsResult { action, contacts }))
 }
 
@@ -2411,7 +2417,13 @@ async fn unsubscribe_do(state: web::Data<AppState>, token: web::Path<String>) ->
             "<!doctype html><title>Link not valid</title><p>This unsubscribe link is not valid.</p>",
         );
     };
-    match consent::unsubscribe(&state.db.conn, t, c, ch).await {
+    let done = async {
+        let txn = crate::db::begin_write(&state.db.conn).await?;
+        consent::unsubscribe(&txn, t, c, ch).await?;
+        txn.commit().await?;
+        Ok::<(), ContactError>(())
+    };
+    match done.await {
         Ok(()) | Err(ContactError::NotFound) => page(
             "You are unsubscribed",
             "<p>You will not hear from us on this channel again.</p>",

@@ -199,10 +199,47 @@ fn nul_path(bytes: &[u8]) -> Option<String> {
 
 /// serde_json appends " at line 1 column 42" to messages; the path says more.
 fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
+    let msg = match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    shorten_quotes(msg)
+}
+
+/// Shortens what serde quotes back from the request (`invalid type: string
+/// "…100 KB…", expected a sequence`, `unknown field `…``) so an error never
+/// echoes a large or hostile value whole.
+fn shorten_quotes(msg: &str) -> String {
+    const KEEP: usize = 40;
+    let mut out = String::with_capacity(msg.len().min(512));
+    let mut chars = msg.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' && c != '`' {
+            continue;
+        }
+        let mut kept = 0;
+        let mut escaped = false;
+        let mut cut = false;
+        for d in chars.by_ref() {
+            let closing = d == c && !escaped;
+            escaped = d == '\\' && !escaped;
+            if closing {
+                break;
+            }
+            if kept < KEEP {
+                out.push(d);
+                kept += 1;
+            } else {
+                cut = true;
+            }
+        }
+        if cut {
+            out.push('…');
+        }
+        out.push(c);
     }
+    out
 }
 
 /// `?limit=&cursor=` on every list endpoint.
@@ -349,6 +386,25 @@ impl<T: DeserializeOwned + 'static> FromRequest for Path<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_values_are_shortened() {
+        let long = "x".repeat(100_000);
+        let msg =
+            format!("invalid type: string \"{long}\", expected a sequence at line 1 column 9");
+        let short = strip_position(&msg);
+        assert!(short.len() < 120, "{short}");
+        assert!(short.starts_with("invalid type: string \"xxxx"), "{short}");
+        assert!(short.ends_with("…\", expected a sequence"), "{short}");
+        assert_eq!(
+            strip_position("unknown field `nme`, expected one of `name`, `role`"),
+            "unknown field `nme`, expected one of `name`, `role`"
+        );
+        assert_eq!(
+            shorten_quotes(r#"string "a\"b", expected"#),
+            r#"string "a\"b", expected"#
+        );
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -732,6 +732,23 @@ both_backends! {
 // ---- field rules --------------------------------------------------------------------
 
 both_backends! {
+    async fn errors_never_echo_a_large_value_whole(app) {
+        let admin = app.login("admin").await;
+        let before = counts(&app).await;
+        let huge = "z".repeat(200_000);
+        // A wrong enum variant (quoted back in backticks) and a wrong type
+        // (quoted back in double quotes).
+        for (path, body) in [("/api/v1/api-keys", json!({ "name": "k", "role": huge })), ("/api/v1/contacts", json!({ "first_name": "k", "phones": huge }))] {
+            let r = app.post(path, &admin, &body).await;
+            let text = r.text().await.unwrap();
+            assert!(text.len() < 2_000, "the error echoes {} bytes", text.len());
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["error"]["code"], "validation_failed", "{v}");
+            assert!(text.contains("zzzz"), "the start of the value is shown: {v}");
+        }
+        assert_eq!(counts(&app).await, before);
+    }
+
     async fn user_fields_are_validated(app) {
         let admin = app.login("admin").await;
         let uid = new_user(&app, &admin).await;
