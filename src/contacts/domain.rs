@@ -312,10 +312,12 @@ pub fn check_attr_key(k: &str) -> Result<(), &'static str> {
 }
 
 /// A tag: trimmed, 1-64 characters, no control characters.
+/// A tag, trimmed and in lower case: tags are case-insensitive (`VIP` and
+/// `vip` are one tag, and `tags has "VIP"` finds both).
 pub fn check_tag(t: &str) -> Result<String, &'static str> {
-    let t = t.trim();
+    let t = t.trim().to_lowercase();
     if (1..=64).contains(&t.chars().count()) && !t.chars().any(char::is_control) {
-        Ok(t.to_owned())
+        Ok(t)
     } else {
         Err("tags are 1-64 characters without control characters")
     }
@@ -589,6 +591,7 @@ mod tests {
         assert_eq!(check_language("es-MX"), Ok("es-MX".into()));
         assert!(check_language("english language").is_err());
         assert_eq!(check_tag("  vip "), Ok("vip".into()));
+        assert_eq!(check_tag("VIP"), Ok("vip".into()));
         assert!(check_tag("").is_err());
     }
 

@@ -405,7 +405,8 @@ impl Compiler<'_> {
                 if !matches!(c.op, Op::Has | Op::In | Op::IsSet | Op::IsNotSet) {
                     return Err(self.bad_op(c, "has, in, is set (e.g. tags has \"vip\")"));
                 }
-                let vals = self.values(c, |v| self.string(v))?;
+                // Tags are stored in lower case.
+                let vals = self.values(c, |v| self.string(v).map(|s| s.to_lowercase()))?;
                 let base = self.sub(tag::Entity, tag::Column::ContactId, tag::Column::TenantId);
                 Ok(self.many(
                     c,

@@ -571,7 +571,7 @@ pub fn search_condition(tenant_id: TenantId, s: &Search, default_region: &str) -
                     .column(tag::Column::ContactId)
                     .from(tag::Entity)
                     .and_where(tag::Column::TenantId.eq(tenant_id))
-                    .and_where(tag::Column::Tag.eq(t.as_str()))
+                    .and_where(tag::Column::Tag.eq(t.trim().to_lowercase()))
                     .to_owned(),
             ),
         );

@@ -369,7 +369,8 @@ both_backends! {
         let cases: Vec<(String, Vec<&str>)> = vec![
             // Tags.
             (r#"tags has "vip""#.into(), vec![i1, i2, i5]),
-            (r#"tags has "VIP""#.into(), vec![]),
+            // Tags are case-insensitive.
+            (r#"tags has "VIP""#.into(), vec![i1, i2, i5]),
             (r#"tags in ["navy", "math"]"#.into(), vec![i2, i3]),
             ("tags is set".into(), vec![i1, i2, i3, i5]),
             ("tags is not set".into(), vec![i4]),

@@ -207,7 +207,7 @@ both_backends! {
             "phones": ["(201) 555-0123", { "number": "+44 20 7946 0958", "label": "work" }, "201.555.0123"],
             "emails": [" Ada@Example.COM ", "ada@example.com", "ada.l@analytical.example"],
             "language": "en-GB",
-            "tags": ["vip", " gold ", "VIP"],
+            "tags": ["vip", " Gold ", "VIP"],
         })).await;
         let id = id_of(&c);
         assert_eq!(c["first_name"], "Ada", "names are trimmed");
@@ -219,7 +219,7 @@ both_backends! {
         assert_eq!(c["phones"][1]["label"], "work");
         // Emails lower-cased and trimmed, duplicates dropped, order kept.
         assert_eq!(c["emails"], json!(["ada@example.com", "ada.l@analytical.example"]));
-        // Tags trimmed; the same tag in another case is one tag.
+        // Tags trimmed and lower-cased; the same tag in another case is one tag.
         assert_eq!(c["tags"], json!(["gold", "vip"]));
         assert_eq!(c["language"], "en-GB");
         assert_eq!(c["external_id"], Value::Null);
@@ -800,6 +800,7 @@ both_backends! {
         }
         // Tags, alone and with a query.
         assert_eq!(found(&app, &admin, "tag=vip").await, set(&[&ada]));
+        assert_eq!(found(&app, &admin, "tag=VIP").await, set(&[&ada]), "tags are case-insensitive");
         assert_eq!(found(&app, &admin, "tag=math").await, set(&[&ada, &alan]));
         assert_eq!(found(&app, &admin, "tag=math&q=turing").await, set(&[&alan]));
         assert_eq!(found(&app, &admin, "tag=none").await, set(&[]));
