@@ -1249,6 +1249,14 @@ async fn write_batch(
     p: &ImportParams,
     batch: Vec<Entry>,
 ) -> Result<BatchStats, DbErr> {
+    // PostgreSQL caches a generic plan for these lookups after a few
+    // batches; planned while the tables were small it scans them whole, and
+    // an import into a fresh tenant slows down as it grows them. Plan each
+    // batch's lookups for the tables as they are.
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+            .await?;
+    }
     let mut stats = BatchStats::default();
     let mut errors = Vec::new();
     let mut rows = Vec::new();
