@@ -509,6 +509,43 @@ z9,ZED@example.org
     }
 }
 
+both_backends! {
+    async fn a_cancelled_import_stops_at_a_checkpoint(app) configure(|s: &mut switchboard::config::Settings| { s.jobs.chunk_size = 100; s.jobs.lease_secs = 2; }) {
+        let who = app.login("marketer").await;
+        let mut csv = String::from("external_id,name,email\n");
+        for i in 0..30_000 {
+            let email = if i % 50 == 7 { "nope".to_owned() } else { format!("c{i}@example.org") };
+            csv.push_str(&format!("c{i},Name {i},{email}\n"));
+        }
+        let id = upload(&app, &who, csv).await;
+        let job = start(&app, &who, json!({"upload_id": id})).await;
+        eventually(30, "the import to be under way", || async {
+            let j = json_ok(app.get(&format!("/api/v1/jobs/{job}"), &who).await, 200).await;
+            assert!(j["status"] == "running" || j["status"] == "queued", "{j}");
+            (j["progress_done"].as_i64().unwrap() >= 300).then_some(())
+        }).await;
+        // The marketer who started it may cancel it.
+        let j = json_ok(app.post(&format!("/api/v1/jobs/{job}/cancel"), &who, &json!({})).await, 202).await;
+        assert_eq!(j["cancel_requested"], true);
+        let j = finished(&app, &who, &job).await;
+        assert_eq!(j["status"], "cancelled", "{j}");
+        let done = j["progress_done"].as_i64().unwrap();
+        assert!(done < 30_000, "stopped before the end: {j}");
+        assert_eq!(done % 100, 0, "at a batch boundary: {done}");
+        // What was written is exactly what the checkpoint counts.
+        let failed = (0..done).filter(|i| i % 50 == 7).count() as i64;
+        assert_eq!(j["progress_failed"], failed);
+        assert_eq!(contact_count(&app).await as i64, done - failed);
+        let errs = error_rows(&app, &who, &job).await;
+        let nums: Vec<i64> = errs.iter().map(|e| e["row_number"].as_i64().unwrap()).collect();
+        let want: Vec<i64> = (0..done).filter(|i| i % 50 == 7).map(|i| i + 1).collect();
+        assert_eq!(nums, want);
+        // Cancelled means cancelled: nothing more arrives.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(contact_count(&app).await as i64, done - failed);
+    }
+}
+
 // ---- bad input -----------------------------------------------------------------
 
 both_backends! {
