@@ -69,6 +69,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(import_suppressions)
         .service(delete_suppression)
         .service(inbound_sms)
+        .service(get_contact_policy)
+        .service(put_contact_policy)
         .service(create_upload)
         .service(get_upload)
         .service(preview_upload);
@@ -1873,6 +1875,79 @@ async fn delete_suppression(
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The tenant's rules for reaching people: which channels need an opt-in,
+/// the calling and texting windows (in each contact's local time), and
+/// whether the tenant's time zone stands in for an unknown one.
+#[utoipa::path(tag = "consent", responses((status = 200, body = crate::contacts::domain::ContactPolicy)))]
+#[get("/contact-policy")]
+async fn get_contact_policy(
+    state: web::Data<AppState>,
+    auth: Auth<AnyRole>,
+) -> ApiResult<web::Json<crate::contacts::domain::ContactPolicy>> {
+    let t = tenant_row(&state, auth.tenant_id).await?;
+    Ok(web::Json(consent::policy_of(&t)))
+}
+
+/// Replace the tenant's contact policy (admins). Every field has a default,
+/// so `{}` restores them all.
+#[utoipa::path(tag = "consent", request_body = crate::contacts::domain::ContactPolicy, responses((status = 200, body = crate::contacts::domain::ContactPolicy), (status = 422, body = crate::error::ErrorBody)))]
+#[put("/contact-policy")]
+async fn put_contact_policy(
+    state: web::Data<AppState>,
+    auth: Auth<crate::iam::AdminOnly>,
+    meta: RequestMeta,
+    body: Json<crate::contacts::domain::ContactPolicy>,
+) -> ApiResult<web::Json<crate::contacts::domain::ContactPolicy>> {
+    use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+    let policy = body.0;
+    let mut v = Validator::new();
+    for (path, w) in [
+        ("voice_window", &policy.voice_window),
+        ("sms_window", &policy.sms_window),
+    ] {
+        if w.start == w.end {
+            v.add(
+                path,
+                "start and end must differ (the window would be empty)",
+            );
+        }
+    }
+    if policy.require_opt_in.len() > 3 {
+        v.add("require_opt_in", "at most the three channels");
+    }
+    v.finish()?;
+    let t = tenant_row(&state, auth.tenant_id).await?;
+    let mut settings = match t.settings.clone() {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    settings.insert(
+        "contact_policy".into(),
+        serde_json::to_value(&policy).expect("serialises"),
+    );
+    let txn = crate::db::begin_write(&state.db.conn).await?;
+    let mut m = t.into_active_model();
+    m.settings = Set(serde_json::Value::Object(settings));
+    m.update(&txn).await?;
+    crate::iam::store::audit(
+        &txn,
+        crate::iam::store::AuditEntry {
+            tenant_id: auth.tenant_id,
+            actor_type: auth.actor.kind(),
+            actor_id: Some(auth.actor.id()),
+            action: "contact_policy.changed",
+            target_type: None,
+            target_id: None,
+            ip: meta.ip,
+            request_id: meta.request_id,
+            details: serde_json::to_value(&policy).expect("serialises"),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(policy))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

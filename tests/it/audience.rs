@@ -154,16 +154,14 @@ fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
 }
 
 async fn set_policy(app: &TestApp, slug: &str, policy: Value) {
-    let r = tenant::Entity::update_many()
-        .col_expr(
-            tenant::Column::Settings,
-            Expr::value(json!({ "contact_policy": policy })),
-        )
-        .filter(tenant::Column::Slug.eq(slug))
-        .exec(&app.state.db.conn)
+    let admin = app.api_key(slug, "admin").await;
+    let r = app
+        .req(Method::PUT, "/api/v1/contact-policy", &admin)
+        .json(&policy)
+        .send()
         .await
         .unwrap();
-    assert_eq!(r.rows_affected, 1);
+    json_ok(r, 200).await;
 }
 
 async fn inbound(app: &TestApp, creds: &Creds, from: &str, text: &str) -> Value {
@@ -661,6 +659,58 @@ both_backends! {
 }
 
 // ---- consent, suppression, can-contact -----------------------------------------------
+
+both_backends! {
+    async fn the_contact_policy_is_read_by_all_and_set_by_admins(app) {
+        let admin = app.login("admin").await;
+        let agent = app.login("agent").await;
+        let policy = json_ok(app.get("/api/v1/contact-policy", &agent).await, 200).await;
+        assert_eq!(policy, json!({
+            "require_opt_in": ["sms"],
+            "voice_window": { "start": "08:00:00", "end": "21:00:00" },
+            "sms_window": { "start": "08:00:00", "end": "21:00:00" },
+            "fall_back_to_tenant_timezone": false,
+        }));
+        let put = |creds: Creds, body: Value| {
+            let app = &app;
+            async move { app.req(Method::PUT, "/api/v1/contact-policy", &creds).json(&body).send().await.unwrap() }
+        };
+        // Only admins change it.
+        for who in ["marketer", "supervisor", "agent"] {
+            let r = put(app.login(who).await, json!({})).await;
+            expect_error(r, 403, "forbidden").await;
+        }
+        // Bad bodies: 422 with the field, nothing changed.
+        for (body, path) in [
+            (json!({ "voice_window": { "start": "09:00:00", "end": "09:00:00" } }), "voice_window"),
+            (json!({ "sms_window": { "start": "25:00:00", "end": "09:00:00" } }), "sms_window.start"),
+            (json!({ "require_opt_in": ["fax"] }), "require_opt_in[0]"),
+            (json!({ "quiet_hours": true }), "quiet_hours"),
+            (json!({ "fall_back_to_tenant_timezone": "yes" }), "fall_back_to_tenant_timezone"),
+        ] {
+            let r = put(admin.clone(), body.clone()).await;
+            let e = expect_error(r, 422, "validation_failed").await;
+            let paths: Vec<&str> = e["error"]["details"]["fields"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+            assert!(paths.contains(&path), "{body} -> {e}");
+        }
+        assert_eq!(json_ok(app.get("/api/v1/contact-policy", &admin).await, 200).await, policy);
+        // A change takes effect in decisions at once, and is audited.
+        let c = id_of(&new_contact(&app, &admin, json!({ "first_name": "P", "phones": ["+49 30 1234567"] })).await);
+        let late = "2026-11-25T21:30:00Z"; // 22:30 in Berlin
+        assert_eq!(can_contact(&app, &admin, &c, "voice", late).await["allowed"], false);
+        let new = json!({ "require_opt_in": [], "voice_window": { "start": "10:00:00", "end": "23:00:00" } });
+        let set = json_ok(put(admin.clone(), new).await, 200).await;
+        assert_eq!(set["voice_window"]["end"], "23:00:00");
+        assert_eq!(set["sms_window"]["end"], "21:00:00", "unnamed fields take their defaults");
+        assert_eq!(can_contact(&app, &admin, &c, "voice", late).await["allowed"], true);
+        assert_eq!(can_contact(&app, &admin, &c, "sms", "2026-11-25T12:00:00Z").await["allowed"], true, "no opt-in needed now");
+        let audit = json_ok(app.get("/api/v1/audit?action=contact_policy.changed", &admin).await, 200).await;
+        assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+        // Another tenant's policy is its own.
+        let other = app.api_key("other", "admin").await;
+        assert_eq!(json_ok(app.get("/api/v1/contact-policy", &other).await, 200).await, policy);
+    }
+}
 
 both_backends! {
     async fn can_contact_says_yes_or_no_and_why(app) {
