@@ -2196,9 +2196,13 @@ async fn start_import(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImportErrorView {
+    /// The row's number among the data rows: 1 is the first row after the
+    /// header (of a contact import, or of a do-not-call list with
+    /// `has_header`); blank lines are not counted.
     pub row_number: i64,
+    /// Every problem of the row, e.g. `phone: "12345" is not a phone number`.
     pub errors: Vec<String>,
-    /// The row as it was in the file (shortened if long).
+    /// The row as it was in the file, as one CSV line (shortened if long).
     pub raw: String,
 }
 

@@ -359,6 +359,7 @@ both_backends! {
             "phone": "Mobile", "email": "E-mail", "attributes.plan": "Plan",
         }));
         assert!(strs(&p["fields"]).contains(&"attributes.plan"));
+        assert_eq!(p["encoding"], "utf8");
         // No mapping given: the suggested one is used, and the BOM does not
         // hide the first header.
         let job = start(&app, &who, json!({"upload_id": up})).await;
@@ -574,6 +575,20 @@ both_backends! {
         assert_eq!(j["result"], json!({"rows": 2, "created": 1, "updated": 1, "failed": 0}), "{j}");
         let c = contacts_by_ext(&app, &who).await;
         assert_eq!((c["l1"]["first_name"].as_str(), c["l1"]["last_name"].as_str()), (Some("José"), Some("García")));
+        // A Latin-1 header: the preview shows it decoded and says so; a
+        // UTF-8 import of it is refused at once with the hint.
+        let id = upload(&app, &who, b"external_id,Pr\xe9nom\nl3,Zo\xe9\n".to_vec()).await;
+        let p = json_ok(app.get(&format!("/api/v1/uploads/{id}/preview"), &who).await, 200).await;
+        assert_eq!(p["encoding"], "latin1");
+        assert_eq!(strs(&p["headers"]), ["external_id", "Prénom"]);
+        assert_eq!(p["rows"], json!([["l3", "Zoé"]]));
+        let mapping = json!({"external_id": "external_id", "first_name": "Prénom"});
+        let body = expect_error(app.post("/api/v1/contacts/imports", &who, &json!({"upload_id": id, "mapping": mapping})).await, 422, "validation_failed").await;
+        assert_eq!(body["error"]["details"]["fields"][0]["path"], "upload");
+        assert!(body["error"]["message"].as_str().unwrap().contains("set encoding to latin1"), "{body}");
+        let job = start(&app, &who, json!({"upload_id": id, "mapping": mapping, "encoding": "latin1"})).await;
+        assert_eq!(finished(&app, &who, &job).await["result"]["created"], 1);
+        assert_eq!(contacts_by_ext(&app, &who).await["l3"]["first_name"], "Zoé");
 
         // A 10 MB line: longer than a row may be; the rows around it import.
         let mut big = b"external_id,name,phone\nb1,Ann,2015550121\nb2,".to_vec();
@@ -616,7 +631,7 @@ both_backends! {
         assert_eq!(phones(&c["p7"]), ["+442079460958"]);
         assert_eq!(strs(&c["p7"]["emails"]), ["ok@example.com"]);
         assert_eq!(phones(&c["p8"]), ["+12015550188"]);
-        assert_eq!(contact_count(&app).await, 2 + 2 + 2 + 2);
+        assert_eq!(contact_count(&app).await, 2 + 3 + 2 + 2);
     }
 }
 
