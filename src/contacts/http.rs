@@ -610,7 +610,7 @@ async fn create_contact(
 }
 
 /// Create or replace the contact with this external id (the upsert key).
-#[utoipa::path(tag = "contacts", request_body = ContactRequest, params(("external_id" = String, Path, description = "Your id for the contact")), responses((status = 200, body = ContactView), (status = 201, body = ContactView)))]
+#[utoipa::path(tag = "contacts", request_body = ContactRequest, params(("external_id" = String, Path, description = "Your id for the contact")), responses((status = 200, body = ContactView), (status = 201, body = ContactView), (status = 409, body = crate::error::ErrorBody)))]
 #[put("/contacts/by-external-id/{external_id}")]
 async fn upsert_by_external_id(
     state: web::Data<AppState>,
@@ -721,7 +721,7 @@ async fn get_contact(
 }
 
 /// Change a contact. Lists (phones, emails, tags) replace the old ones.
-#[utoipa::path(tag = "contacts", request_body = ContactPatchRequest, responses((status = 200, body = ContactView)))]
+#[utoipa::path(tag = "contacts", request_body = ContactPatchRequest, responses((status = 200, body = ContactView), (status = 409, body = crate::error::ErrorBody)))]
 #[patch("/contacts/{id}")]
 async fn update_contact(
     state: web::Data<AppState>,
@@ -1218,7 +1218,7 @@ async fn get_list(
 }
 
 /// Rename a list.
-#[utoipa::path(tag = "lists", request_body = ListPatch, responses((status = 200, body = ListView)))]
+#[utoipa::path(tag = "lists", request_body = ListPatch, responses((status = 200, body = ListView), (status = 409, body = crate::error::ErrorBody)))]
 #[patch("/lists/{id}")]
 async fn update_list(
     state: web::Data<AppState>,
@@ -1488,7 +1488,7 @@ pub struct SegmentPatch {
 }
 
 /// Save a segment (the expression is checked first).
-#[utoipa::path(tag = "segments", request_body = SegmentRequest, responses((status = 201, body = SegmentView)))]
+#[utoipa::path(tag = "segments", request_body = SegmentRequest, responses((status = 201, body = SegmentView), (status = 409, body = crate::error::ErrorBody)))]
 #[post("/segments")]
 async fn create_segment(
     state: web::Data<AppState>,
@@ -1536,7 +1536,7 @@ async fn get_segment(
 }
 
 /// Change a segment.
-#[utoipa::path(tag = "segments", request_body = SegmentPatch, responses((status = 200, body = SegmentView)))]
+#[utoipa::path(tag = "segments", request_body = SegmentPatch, responses((status = 200, body = SegmentView), (status = 409, body = crate::error::ErrorBody)))]
 #[patch("/segments/{id}")]
 async fn update_segment(
     state: web::Data<AppState>,
