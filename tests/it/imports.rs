@@ -1250,10 +1250,14 @@ mod crash {
                 .env("SWITCHBOARD__SECURITY__ARGON2_MEMORY_KIB", "8192")
                 .env("SWITCHBOARD__SECURITY__ARGON2_ITERATIONS", "1")
                 .env("SWITCHBOARD__SECURITY__MASTER_KEY", "33".repeat(32))
-                .env("SWITCHBOARD__JOBS__CHUNK_SIZE", "250")
+                // 250 batches, a checkpoint each. (Bigger batches on
+                // PostgreSQL meet sqlx 0.9.0's missing TCP_NODELAY: a
+                // statement past ~200 rows waits 40 ms for a delayed ACK.)
+                .env("SWITCHBOARD__JOBS__CHUNK_SIZE", "200")
                 .env("SWITCHBOARD__JOBS__LEASE_SECS", "2")
                 .env("SWITCHBOARD__JOBS__SWEEP_INTERVAL_SECS", "1")
                 .env("SWITCHBOARD__JOBS__POLL_INTERVAL_MS", "100")
+                // CRASH_LOG=<filter> shows the node's log (e.g. sqlx::query=debug).
                 .env(
                     "SWITCHBOARD__LOG__LEVEL",
                     std::env::var("CRASH_LOG").unwrap_or_else(|_| "warn".into()),
