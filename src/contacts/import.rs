@@ -2239,4 +2239,73 @@ mod tests {
         .unwrap_err();
         assert!(empty[0].contains("no name"));
     }
+
+    /// Every record of `data` read from `offset`, with the position after each.
+    fn read_all(data: &[u8], offset: usize) -> Vec<(Result<Vec<String>, String>, u64)> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut r = Records::new(&data[offset..]);
+                let mut rec = csv_async::ByteRecord::new();
+                let mut out = Vec::new();
+                loop {
+                    let got = match r.read(&mut rec).await.unwrap() {
+                        Read::End => return out,
+                        Read::TooLong(raw) => Err(raw),
+                        Read::Row => Ok(rec
+                            .iter()
+                            .map(|f| String::from_utf8_lossy(f).into_owned())
+                            .collect()),
+                    };
+                    out.push((got, offset as u64 + r.position()));
+                }
+            })
+    }
+
+    #[test]
+    fn records_resume_at_any_record_boundary() {
+        let mut data = b"\xEF\xBB\xBFid,name\r\na,\"x,\r\ny\"\n\nb,z\rc,".to_vec();
+        data.extend(std::iter::repeat_n(b'q', MAX_ROW_BYTES + 10));
+        data.extend_from_slice(b"\r\nd,\"\"\"w\"\"\"\r\ne,last");
+        let all = read_all(&data, 0);
+        let rows: Vec<_> = all.iter().map(|(r, _)| r.clone()).collect();
+        assert_eq!(
+            rows[0],
+            Ok(vec!["id".into(), "name".into()]),
+            "the BOM is skipped"
+        );
+        assert_eq!(rows[1], Ok(vec!["a".into(), "x,\r\ny".into()]));
+        assert_eq!(
+            rows[2],
+            Ok(vec!["b".into(), "z".into()]),
+            "blank lines are skipped"
+        );
+        let long = rows[3].clone().unwrap_err();
+        assert!(
+            long.starts_with("c,qqq") && long.ends_with('…') && long.len() < 2100,
+            "{long}"
+        );
+        assert_eq!(rows[4], Ok(vec!["d".into(), "\"w\"".into()]));
+        assert_eq!(rows[5], Ok(vec!["e".into(), "last".into()]));
+        assert_eq!(rows.len(), 6);
+        assert_eq!(all.last().unwrap().1, data.len() as u64);
+        // A reader started at the position after any record reads the rest.
+        for k in 0..all.len() {
+            let rest = read_all(&data, all[k].1 as usize);
+            assert_eq!(rest, all[k + 1..].to_vec(), "resuming after record {k}");
+        }
+    }
+
+    #[test]
+    fn binary_files_and_neutralised_cells() {
+        assert!(looks_binary(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"));
+        assert!(looks_binary(b"i\x00d\x00,\x00"), "UTF-16");
+        assert!(looks_binary(&[1, 2, 3, 4, b'a', b'b']));
+        assert!(!looks_binary(b"id,name\r\n1,Jos\xe9\t\x0c\n"));
+        assert_eq!(unneutralize("'=1+1"), "=1+1");
+        assert_eq!(unneutralize("'+44"), "+44");
+        assert_eq!(unneutralize("'quoted'"), "'quoted'");
+        assert_eq!(unneutralize("O'Brien"), "O'Brien");
+    }
 }
