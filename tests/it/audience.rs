@@ -8,10 +8,7 @@
 use std::collections::BTreeSet;
 
 use reqwest::Method;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
-use switchboard::iam::entity::tenant;
 
 use crate::both_backends;
 use crate::contacts::{
