@@ -1140,41 +1140,39 @@ pub async fn run_contact_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
             plan
         }
     };
-    let mut rdr = records(db.clone(), up.id, cp.offset);
-    let base = cp.offset;
-    let mut rec = csv_async::ByteRecord::new();
-    let batch_size = ctx.chunk_size() as usize;
+    // Reading and checking rows (CPU: CSV, phone numbers, emails) runs in its
+    // own task, one batch ahead of the writes, so the two overlap: the next
+    // batch is parsed while the database writes this one. At most two
+    // batches wait, so memory stays bounded.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Batch, FileError>>(1);
+    let reader = tokio::spawn(read_batches(
+        records(db.clone(), up.id, cp.offset),
+        BatchReader {
+            base: cp.offset,
+            rows_before: cp.rows,
+            batch_size: ctx.chunk_size() as usize,
+            plan,
+            params: p.clone(),
+            attributes,
+            region,
+        },
+        tx,
+    ));
+    let _stop_reader = AbortOnDrop(reader.abort_handle());
     loop {
         if ctx.should_stop() {
             return Err(JobFailure::Interrupted);
         }
-        let mut batch: Vec<Entry> = Vec::with_capacity(batch_size);
-        while batch.len() < batch_size {
-            let n = cp.rows + batch.len() as u64 + 1;
-            match rdr.read(&mut rec).await.map_err(FileError::from)? {
-                Read::End => break,
-                Read::TooLong(raw) => batch.push(Entry {
-                    n,
-                    raw,
-                    row: Err(vec![format!(
-                        "the row is longer than {MAX_ROW_BYTES} bytes"
-                    )]),
-                }),
-                Read::Row if is_blank(&rec) => {}
-                Read::Row => batch.push(Entry {
-                    n,
-                    raw: raw_line(&rec, p.encoding),
-                    row: read_row(&rec, &plan, &p, &attributes, &region),
-                }),
-            }
-        }
-        if batch.is_empty() {
+        let Some(batch) = rx.recv().await else {
             break;
-        }
-        let consumed = batch.len() as u64;
-        let next_offset = base + rdr.position();
+        };
+        let Batch {
+            entries,
+            next_offset,
+        } = batch?;
+        let consumed = entries.len() as u64;
         let txn = crate::db::begin_write(&db).await?;
-        let stats = write_batch(&txn, tenant_id, ctx.id(), &p, batch).await?;
+        let stats = write_batch(&txn, tenant_id, ctx.id(), &p, entries).await?;
         cp.rows += consumed;
         cp.failed += stats.failed;
         cp.created += stats.created;
@@ -1194,6 +1192,92 @@ pub async fn run_contact_import(ctx: &JobCtx) -> Result<Value, JobFailure> {
         "updated": cp.updated,
         "failed": cp.failed,
     }))
+}
+
+/// A batch of rows read and checked, and the byte offset after its last row
+/// (the checkpoint once it is written).
+struct Batch {
+    entries: Vec<Entry>,
+    next_offset: u64,
+}
+
+/// What the reading task needs to number and check rows.
+struct BatchReader {
+    base: u64,
+    rows_before: u64,
+    batch_size: usize,
+    plan: Plan,
+    params: ImportParams,
+    attributes: HashMap<String, AttrKind>,
+    region: String,
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads the upload from the checkpoint in batches of checked rows and sends
+/// them on; stops at the end of the file, at a file error (sent on), or when
+/// the receiver is gone.
+async fn read_batches<R: tokio::io::AsyncBufRead + Unpin>(
+    mut rdr: Records<R>,
+    r: BatchReader,
+    tx: tokio::sync::mpsc::Sender<Result<Batch, FileError>>,
+) {
+    let mut rec = csv_async::ByteRecord::new();
+    let mut rows = r.rows_before;
+    loop {
+        let mut entries: Vec<Entry> = Vec::with_capacity(r.batch_size);
+        while entries.len() < r.batch_size {
+            let n = rows + entries.len() as u64 + 1;
+            let read = match rdr.read(&mut rec).await {
+                Ok(read) => read,
+                Err(e) => {
+                    let _ = tx.send(Err(FileError::from(e))).await;
+                    return;
+                }
+            };
+            match read {
+                Read::End => break,
+                Read::TooLong(raw) => entries.push(Entry {
+                    n,
+                    raw,
+                    row: Err(vec![format!(
+                        "the row is longer than {MAX_ROW_BYTES} bytes"
+                    )]),
+                }),
+                Read::Row if is_blank(&rec) => {}
+                Read::Row => {
+                    let row = read_row(&rec, &r.plan, &r.params, &r.attributes, &r.region);
+                    entries.push(Entry {
+                        n,
+                        // For the error report (writing can refuse a row too).
+                        raw: raw_line(&rec, r.params.encoding),
+                        row,
+                    })
+                }
+            }
+        }
+        if entries.is_empty() {
+            return;
+        }
+        rows += entries.len() as u64;
+        let next_offset = r.base + rdr.position();
+        if tx
+            .send(Ok(Batch {
+                entries,
+                next_offset,
+            }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// One data row of a batch: its number (1 is the first row after the
