@@ -11,7 +11,7 @@ use crate::db::Database;
 use crate::error::ApiResult;
 use crate::iam::password::Hasher;
 use crate::iam::throttle::Throttle;
-use crate::ids::{TenantId, UserId};
+use crate::ids::TenantId;
 use crate::jobs::{self, JobKind, JobQueue};
 use crate::metrics::Metrics;
 
@@ -41,7 +41,8 @@ impl AppState {
         tenant_id: TenantId,
         kind: JobKind,
         params: serde_json::Value,
-        created_by: Option<UserId>,
+        // The actor that starts it (a user or an API key): it may follow it.
+        created_by: Option<uuid::Uuid>,
     ) -> ApiResult<jobs::job::Model> {
         let job = jobs::create(&self.db.conn, tenant_id, kind, params, created_by).await?;
         if let Err(e) = self.jobs.push(job.id).await {

@@ -1841,7 +1841,7 @@ async fn import_suppressions(
             auth.tenant_id,
             JobKind::SuppressionImport,
             serde_json::to_value(&b).expect("serialises"),
-            auth.user_id(),
+            Some(auth.actor.id()),
         )
         .await?;
     Ok(HttpResponse::Accepted().json(crate::jobs::http::JobView::from(job)))
@@ -2188,7 +2188,7 @@ async fn start_import(
             auth.tenant_id,
             JobKind::ContactImport,
             serde_json::to_value(&b).expect("serialises"),
-            auth.user_id(),
+            Some(auth.actor.id()),
         )
         .await?;
     Ok(HttpResponse::Accepted().json(crate::jobs::http::JobView::from(job)))

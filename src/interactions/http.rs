@@ -943,7 +943,7 @@ async fn replay_webhook(
             auth.tenant_id,
             JobKind::WebhookReplay,
             serde_json::to_value(params).expect("serialises"),
-            auth.user_id(),
+            Some(auth.actor.id()),
         )
         .await?;
     Ok(HttpResponse::Accepted().json(jobs::http::JobView::from(job)))

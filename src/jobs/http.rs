@@ -122,7 +122,7 @@ async fn visible_job(state: &AppState, auth: &Auth, id: JobId) -> ApiResult<supe
         .await?
         .filter(|j| match super::visible_to(auth) {
             None => true,
-            Some(owner) => owner.is_some_and(|u| j.created_by == Some(u.0)),
+            Some(owner) => j.created_by == Some(owner),
         })
         .ok_or_else(|| ApiError::not_found("job"))
 }

@@ -33,7 +33,7 @@ use utoipa::ToSchema;
 pub use entity::job;
 pub use runner::{JobQueue, Runner, run_workers, sweep};
 
-use crate::ids::{JobId, TenantId, UserId};
+use crate::ids::{JobId, TenantId};
 
 /// What kinds of job exist. Each has one handler in [`runner`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -175,7 +175,7 @@ pub async fn create(
     tenant_id: TenantId,
     kind: JobKind,
     params: Value,
-    created_by: Option<UserId>,
+    created_by: Option<uuid::Uuid>,
 ) -> Result<job::Model, DbErr> {
     let now = Utc::now();
     job::ActiveModel {
@@ -191,7 +191,7 @@ pub async fn create(
         error: Set(None),
         attempts: Set(0),
         cancel_requested: Set(false),
-        created_by: Set(created_by.map(|u| u.0)),
+        created_by: Set(created_by),
         lease_owner: Set(None),
         lease_until: Set(None),
         pushed_at: Set(now),
@@ -218,14 +218,13 @@ pub async fn get(
 pub async fn list(
     db: &impl ConnectionTrait,
     tenant_id: TenantId,
-    owner: Option<Option<UserId>>,
+    owner: Option<uuid::Uuid>,
     before: Option<JobId>,
     limit: u64,
 ) -> Result<Vec<job::Model>, DbErr> {
     let mut q = job::Entity::find().filter(job::Column::TenantId.eq(tenant_id));
     if let Some(owner) = owner {
-        // An API key (no user) of a restricted role sees no one's jobs.
-        q = q.filter(job::Column::CreatedBy.eq(owner.map(|u| u.0).unwrap_or_else(uuid::Uuid::nil)));
+        q = q.filter(job::Column::CreatedBy.eq(owner));
     }
     if let Some(b) = before {
         q = q.filter(job::Column::Id.lt(b));
@@ -279,11 +278,11 @@ pub fn runner_for(
 }
 
 /// Who may see which jobs: `None` for everyone's (admins and supervisors),
-/// `Some(owner)` for only those created by `owner` (other roles; an API key
-/// of such a role has no user and sees none).
-pub fn visible_to(p: &crate::iam::Principal) -> Option<Option<UserId>> {
+/// `Some(actor)` for only those the caller started (other roles: a user, or
+/// an API key, follows its own jobs).
+pub fn visible_to(p: &crate::iam::Principal) -> Option<uuid::Uuid> {
     match p.role {
         crate::iam::Role::Admin | crate::iam::Role::Supervisor => None,
-        _ => Some(p.user_id()),
+        _ => Some(p.actor.id()),
     }
 }

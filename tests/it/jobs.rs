@@ -407,6 +407,32 @@ async fn a_stopped_node_checkpoints_and_resumes_postgres() {
 }
 
 crate::both_backends! {
+    async fn an_api_key_follows_the_jobs_it_starts(app) {
+        let key = app.api_key("demo", "marketer").await;
+        let another = app.api_key("demo", "marketer").await;
+        let r = app.req(reqwest::Method::POST, "/api/v1/uploads?filename=k.csv", &key)
+            .body("name,phone\nAda Lovelace,+12015550100\n").send().await.unwrap();
+        let upload = json_ok(r, 201).await["id"].as_str().unwrap().to_owned();
+        let r = app.post("/api/v1/contacts/imports", &key, &json!({"upload_id": upload})).await;
+        let job = json_ok(r, 202).await["id"].as_str().unwrap().to_owned();
+        let done = eventually(30, "the import to finish", || async {
+            let j = json_ok(app.get(&format!("/api/v1/jobs/{job}"), &key).await, 200).await;
+            (j["status"] == "succeeded").then_some(j)
+        }).await;
+        assert_eq!(done["result"]["created"], 1, "{done}");
+        let mine = json_ok(app.get("/api/v1/jobs", &key).await, 200).await;
+        assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{mine}");
+        // Another key of the same role, or a marketer signed in, does not see it.
+        expect_error(app.get(&format!("/api/v1/jobs/{job}"), &another).await, 404, "not_found").await;
+        let theirs = json_ok(app.get("/api/v1/jobs", &another).await, 200).await;
+        assert!(theirs["items"].as_array().unwrap().is_empty(), "{theirs}");
+        let marketer = app.login("marketer").await;
+        expect_error(app.get(&format!("/api/v1/jobs/{job}"), &marketer).await, 404, "not_found").await;
+        // Admins see every job.
+        let admin = app.login("admin").await;
+        json_ok(app.get(&format!("/api/v1/jobs/{job}"), &admin).await, 200).await;
+    }
+
     async fn jobs_can_be_cancelled_and_listed(app) {
         let admin = app.login("admin").await;
         let r = app.post("/api/v1/webhooks", &admin, &json!({"url": "http://127.0.0.1:9/x"})).await;
