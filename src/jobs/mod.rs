@@ -86,6 +86,8 @@ pub enum JobFailure {
 /// What a running job can see and do.
 pub struct JobCtx {
     job: job::Model,
+    /// This run's lease token: its writes commit only while it holds it.
+    lease: String,
     db: DatabaseConnection,
     stop: CancellationToken,
     chunk_size: u64,
@@ -139,15 +141,21 @@ impl JobCtx {
         done: u64,
         checkpoint: Value,
     ) -> Result<(), DbErr> {
+        // Fenced by the lease: a run that lost it (it stalled, and another
+        // run claimed the job) fails here, and its transaction, with the
+        // work of the chunk, rolls back. Nothing is written twice.
         let res = job::Entity::update_many()
             .col_expr(job::Column::ProgressDone, Expr::value(done as i64))
             .col_expr(job::Column::Checkpoint, Expr::value(Some(checkpoint)))
             .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(job::Column::Id.eq(self.job.id))
+            .filter(job::Column::LeaseOwner.eq(self.lease.clone()))
             .exec(txn)
             .await?;
         if res.rows_affected != 1 {
-            return Err(DbErr::Custom("the job row is gone".into()));
+            return Err(DbErr::Custom(
+                "this run no longer holds the job's lease".into(),
+            ));
         }
         Ok(())
     }

@@ -212,7 +212,10 @@ impl Runner {
     /// was recorded (including failure): apalis need not retry; our own
     /// sweeper handles resumption.
     pub async fn run(&self, id: JobId) -> Result<(), DbErr> {
-        let Some(job) = self.claim(id).await? else {
+        // A token per claim, not per node: two workers of one node, or a
+        // stalled run and its successor, never hold the same lease.
+        let lease = format!("{}/{}", self.node_id, uuid::Uuid::new_v4().simple());
+        let Some(job) = self.claim(id, &lease).await? else {
             return Ok(());
         };
         let kind: Option<JobKind> =
@@ -225,12 +228,13 @@ impl Runner {
         let heartbeat = tokio::spawn(heartbeat(
             self.db.clone(),
             id,
-            self.node_id.clone(),
+            lease.clone(),
             self.lease,
             token.clone(),
         ));
         let ctx = JobCtx {
             job,
+            lease,
             db: self.db.clone(),
             stop: token.clone(),
             chunk_size: self.chunk_size,
@@ -274,7 +278,7 @@ impl Runner {
 
     /// Takes the lease if the job is queued, or running under an expired
     /// lease (its runner died). `None`: nothing to do here.
-    async fn claim(&self, id: JobId) -> Result<Option<job::Model>, DbErr> {
+    async fn claim(&self, id: JobId, lease: &str) -> Result<Option<job::Model>, DbErr> {
         let now = Utc::now();
         let lease_until = now + chrono::Duration::from_std(self.lease).expect("small");
         let claimable = Condition::any()
@@ -289,10 +293,7 @@ impl Runner {
                 job::Column::Status,
                 Expr::value(enum_str(&JobStatus::Running)),
             )
-            .col_expr(
-                job::Column::LeaseOwner,
-                Expr::value(Some(self.node_id.clone())),
-            )
+            .col_expr(job::Column::LeaseOwner, Expr::value(Some(lease.to_owned())))
             .col_expr(job::Column::LeaseUntil, Expr::value(Some(lease_until)))
             .col_expr(
                 job::Column::Attempts,
@@ -385,18 +386,20 @@ impl Runner {
             }
         };
         q.filter(job::Column::Id.eq(id))
-            .filter(job::Column::LeaseOwner.eq(self.node_id.clone()))
+            .filter(job::Column::LeaseOwner.eq(ctx.lease.clone()))
             .exec(&self.db)
             .await?;
         Ok(())
     }
 }
 
-/// Extends the lease while the job runs, and stops the job if it was cancelled.
+/// Extends the lease while the job runs, and stops the job if it was
+/// cancelled or if its lease was taken by another run (it stalled so long
+/// that the lease ran out and the job was claimed again).
 async fn heartbeat(
     db: DatabaseConnection,
     id: JobId,
-    node: String,
+    lease_owner: String,
     lease: Duration,
     token: CancellationToken,
 ) {
@@ -409,11 +412,17 @@ async fn heartbeat(
         let r = job::Entity::update_many()
             .col_expr(job::Column::LeaseUntil, Expr::value(Some(until)))
             .filter(job::Column::Id.eq(id))
-            .filter(job::Column::LeaseOwner.eq(node.clone()))
+            .filter(job::Column::LeaseOwner.eq(lease_owner.clone()))
             .exec(&db)
             .await;
-        if let Err(e) = r {
-            tracing::warn!(job_id = %id, error = %e, "job heartbeat failed");
+        match r {
+            Err(e) => tracing::warn!(job_id = %id, error = %e, "job heartbeat failed"),
+            Ok(r) if r.rows_affected == 0 => {
+                tracing::warn!(job_id = %id, "the job's lease was taken by another run; this run stops");
+                token.cancel();
+                return;
+            }
+            Ok(_) => {}
         }
         if let Ok(Some(j)) = job::Entity::find_by_id(id).one(&db).await
             && j.cancel_requested

@@ -514,7 +514,9 @@ both_backends! {
     async fn a_cancelled_import_stops_at_a_checkpoint(app) configure(|s: &mut switchboard::config::Settings| { s.jobs.chunk_size = 100; s.jobs.lease_secs = 2; }) {
         let who = app.login("marketer").await;
         let mut csv = String::from("external_id,name,email\n");
-        for i in 0..30_000 {
+        // Large enough that it cannot finish before the cancellation lands
+        // (the heartbeat notices it within a quarter of the lease).
+        for i in 0..150_000 {
             let email = if i % 50 == 7 { "nope".to_owned() } else { format!("c{i}@example.org") };
             csv.push_str(&format!("c{i},Name {i},{email}\n"));
         }
@@ -531,7 +533,7 @@ both_backends! {
         let j = finished(&app, &who, &job).await;
         assert_eq!(j["status"], "cancelled", "{j}");
         let done = j["progress_done"].as_i64().unwrap();
-        assert!(done < 30_000, "stopped before the end: {j}");
+        assert!(done < 150_000, "stopped before the end: {j}");
         assert_eq!(done % 100, 0, "at a batch boundary: {done}");
         // What was written is exactly what the checkpoint counts.
         let failed = (0..done).filter(|i| i % 50 == 7).count() as i64;
@@ -544,6 +546,51 @@ both_backends! {
         // Cancelled means cancelled: nothing more arrives.
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         assert_eq!(contact_count(&app).await as i64, done - failed);
+    }
+}
+
+both_backends! {
+    async fn a_run_that_loses_its_lease_writes_nothing_more(app) configure(|s: &mut switchboard::config::Settings| { s.jobs.chunk_size = 100; s.jobs.lease_secs = 2; s.jobs.sweep_interval_secs = 1; }) {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        use switchboard::jobs::job;
+        let who = app.login("marketer").await;
+        let mut csv = String::from("external_id,name,email\n");
+        for i in 0..20_000 {
+            csv.push_str(&format!("c{i},Name {i},c{i}@example.org\n"));
+        }
+        let id = upload(&app, &who, csv).await;
+        let job_id = start(&app, &who, json!({"upload_id": id})).await;
+        eventually(30, "the import to be under way", || async {
+            let j = json_ok(app.get(&format!("/api/v1/jobs/{job_id}"), &who).await, 200).await;
+            (j["progress_done"].as_i64().unwrap() >= 200).then_some(())
+        }).await;
+        // Another run takes the lease, as after a stall that outlived it (its
+        // holder then vanishes, and its lease runs out in 2 s).
+        let uuid: uuid::Uuid = job_id.parse().unwrap();
+        let r = job::Entity::update_many()
+            .col_expr(job::Column::LeaseOwner, Expr::value(Some("thief/1".to_owned())))
+            .col_expr(job::Column::LeaseUntil, Expr::value(Some(chrono::Utc::now() + chrono::Duration::seconds(2))))
+            .filter(job::Column::Id.eq(uuid))
+            .filter(job::Column::Status.eq("running"))
+            .exec(&app.state.db.conn)
+            .await
+            .unwrap();
+        assert_eq!(r.rows_affected, 1, "the job was still running");
+        // While the other run holds the lease, nothing more is written (a
+        // batch already committing may land; wait for it first).
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let frozen = contact_count(&app).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        assert_eq!(contact_count(&app).await, frozen, "the run without the lease kept writing");
+        assert!(frozen < 20_000, "the import was still under way: {frozen}");
+        // The first run's next batch cannot commit; the job resumes from the
+        // last checkpoint once the thief's lease runs out, and ends with
+        // every row exactly once.
+        let j = finished(&app, &who, &job_id).await;
+        assert_eq!(j["status"], "succeeded", "{j}");
+        assert_eq!(j["result"], json!({"rows": 20_000, "created": 20_000, "updated": 0, "failed": 0}), "{j}");
+        assert_eq!(contact_count(&app).await, 20_000);
+        assert!(j["attempts"].as_i64().unwrap() >= 2, "claimed again: {j}");
     }
 }
 
