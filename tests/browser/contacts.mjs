@@ -399,7 +399,10 @@ async function agent() {
   const event = cardPage.locator('[data-section="consent-history"] [data-event="sms:opted_in"]');
   await event.waitFor({ state: 'visible' });
   expect(/an agent/.test(await event.innerText()), `the history does not say an agent recorded it: "${await event.innerText()}"`);
-  expect(/opted in/i.test(await cardPage.locator('.consent-row[data-channel="sms"] .consent-head').innerText()), 'the SMS consent is not shown as opted in');
+  // The history and the consent rows re-render separately: wait for the row.
+  await cardPage.locator('.consent-row[data-channel="sms"] .consent-head', { hasText: /opted in/i })
+    .waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS })
+    .catch(() => expect(false, 'the SMS consent is not shown as opted in'));
 
   step = 'agent: back office is closed';
   await page.evaluate(() => { location.hash = '#/contacts/import'; });
