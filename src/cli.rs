@@ -151,8 +151,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 settings.security.argon2_iterations,
             );
             let r = crate::seed::load(&db.conn, &hasher, &seed).await?;
+            let contacts = match (args.demo && args.file.is_none(), r.tenant_id) {
+                (true, Some(t)) => crate::seed::load_demo_contacts(&db.conn, t).await?,
+                _ => 0,
+            };
             println!(
-                "seeded tenant {:?}: {} created, {} already present",
+                "seeded tenant {:?}: {} created, {} already present, {contacts} contacts added",
                 seed.tenant.slug, r.created, r.existing
             );
             Ok(())
@@ -228,9 +232,14 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     if demo {
         let seed = crate::seed::parse(crate::seed::DEMO)?;
         let r = crate::seed::load(&state.db.conn, &state.hasher, &seed).await?;
+        let contacts = match r.tenant_id {
+            Some(t) => crate::seed::load_demo_contacts(&state.db.conn, t).await?,
+            None => 0,
+        };
         tracing::info!(
             created = r.created,
             existing = r.existing,
+            contacts,
             "demo data loaded"
         );
     }

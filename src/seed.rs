@@ -312,3 +312,132 @@ mod tests {
         assert!(parse(&unknown).unwrap_err().to_string().contains("karate"));
     }
 }
+
+/// The demo tenant's contacts (`seed-data/demo-contacts.csv`): people in
+/// several area codes and countries, with tags, a `plan` attribute and SMS
+/// opt-ins, a "Newsletter" list and two segments, so the contacts pages have
+/// something to show. Loaded by `seed --demo` and `serve --demo` (not by
+/// `seed --file`), once: a tenant that has any of them is left alone.
+pub const DEMO_CONTACTS: &str = include_str!("../seed-data/demo-contacts.csv");
+
+pub async fn load_demo_contacts(
+    db: &DatabaseConnection,
+    tenant_id: TenantId,
+) -> anyhow::Result<u64> {
+    use crate::contacts::domain::{AttrValue, Channel, ConsentStatus, check_tag, parse_phone};
+    use crate::contacts::entity::{attr_def, contact};
+    use crate::contacts::{consent, lists, store};
+
+    let present = contact::Entity::find()
+        .filter(contact::Column::TenantId.eq(tenant_id))
+        .filter(contact::Column::ExternalId.eq("DEMO-0001"))
+        .one(db)
+        .await?;
+    if present.is_some() {
+        return Ok(0);
+    }
+    let tenant = crate::iam::store::tenant(db, tenant_id).await?;
+    if attr_def::Entity::find()
+        .filter(attr_def::Column::TenantId.eq(tenant_id))
+        .filter(attr_def::Column::Key.eq("plan"))
+        .one(db)
+        .await?
+        .is_none()
+    {
+        attr_def::ActiveModel {
+            tenant_id: Set(tenant_id),
+            key: Set("plan".into()),
+            kind: Set("string".into()),
+            label: Set("Plan".into()),
+            created_at: Set(Utc::now()),
+        }
+        .insert(db)
+        .await?;
+    }
+    let mut rdr = csv::Reader::from_reader(DEMO_CONTACTS.as_bytes());
+    let mut newsletter = Vec::new();
+    let mut created = 0;
+    for rec in rdr.records() {
+        let r = rec?;
+        let field = |i: usize| r.get(i).unwrap_or("").trim().to_owned();
+        let phone = parse_phone(&field(3), &tenant.default_region)
+            .map_err(|e| anyhow::anyhow!("demo contact {}: phone {e}", field(0)))?;
+        let email = Email::parse(&field(4)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let tags: Vec<String> = field(6)
+            .split(';')
+            .filter(|t| !t.is_empty())
+            .map(|t| check_tag(t).map_err(|e| anyhow::anyhow!("{e}")))
+            .collect::<Result<_, _>>()?;
+        let in_newsletter = tags.iter().any(|t| t == "newsletter");
+        let id = store::create(
+            db,
+            tenant_id,
+            store::ContactInput {
+                external_id: Some(field(0)),
+                first_name: field(1),
+                last_name: field(2),
+                phones: vec![(phone, Some("mobile".into()))],
+                emails: vec![email],
+                language: Some(field(5)),
+                tags,
+                attributes: vec![("plan".into(), AttrValue::Text(field(7)))],
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("demo contact {}: {e}", field(0)))?;
+        if field(8) == "opted_in" {
+            consent::record(
+                db,
+                tenant_id,
+                id,
+                Channel::Sms,
+                ConsentStatus::OptedIn,
+                "web form",
+                Some("demo data".into()),
+                None,
+                Utc::now(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        if in_newsletter {
+            newsletter.push(id);
+        }
+        created += 1;
+    }
+    let list = lists::create(
+        db,
+        tenant_id,
+        "Newsletter".into(),
+        "Everyone who signed up for the monthly newsletter".into(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    lists::add(db, tenant_id, list.id, &newsletter)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (name, description, expression) in [
+        (
+            "VIP gold customers",
+            "Our best customers on the gold plan",
+            "tags has \"vip\" and attributes.plan = \"gold\"",
+        ),
+        (
+            "Spanish speakers who take texts",
+            "For the Spanish SMS campaign",
+            "language = \"es\" and consent.sms = \"opted_in\"",
+        ),
+    ] {
+        lists::create_segment(
+            db,
+            tenant_id,
+            name.into(),
+            description.into(),
+            expression.into(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(created)
+}

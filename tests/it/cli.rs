@@ -148,14 +148,14 @@ fn migrate_and_seed_are_idempotent() {
     let first = switchboard(dir.path(), &["seed", "--demo"], &[]);
     assert!(first.status.success(), "{}", text(&first));
     assert!(
-        text(&first).contains("19 created, 0 already present"),
+        text(&first).contains("19 created, 0 already present, 80 contacts added"),
         "{}",
         text(&first)
     );
     let second = switchboard(dir.path(), &["seed", "--demo"], &[]);
     assert!(second.status.success());
     assert!(
-        text(&second).contains("0 created, 19 already present"),
+        text(&second).contains("0 created, 19 already present, 0 contacts added"),
         "{}",
         text(&second)
     );
