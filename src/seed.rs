@@ -285,34 +285,6 @@ pub async fn load(
     Ok(report)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_demo_file_is_valid_and_covers_every_role() {
-        let f = parse(DEMO).unwrap();
-        for role in [Role::Admin, Role::Supervisor, Role::Agent, Role::Marketer] {
-            assert!(f.users.iter().any(|u| u.role == role), "{role:?}");
-        }
-        assert!(!f.queues.is_empty() && !f.skills.is_empty() && !f.agents.is_empty());
-    }
-
-    #[test]
-    fn bad_seed_files_are_refused() {
-        assert!(parse("password = 'x'").is_err());
-        let bad_level = DEMO.replace("english = 5", "english = 9");
-        assert!(
-            parse(&bad_level)
-                .unwrap_err()
-                .to_string()
-                .contains("outside 1-5")
-        );
-        let unknown = DEMO.replace("sales = 4", "karate = 4");
-        assert!(parse(&unknown).unwrap_err().to_string().contains("karate"));
-    }
-}
-
 /// The demo tenant's contacts (`seed-data/demo-contacts.csv`): people in
 /// several area codes and countries, with tags, a `plan` attribute and SMS
 /// opt-ins, a "Newsletter" list and two segments, so the contacts pages have
@@ -440,4 +412,32 @@ pub async fn load_demo_contacts(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_file_is_valid_and_covers_every_role() {
+        let f = parse(DEMO).unwrap();
+        for role in [Role::Admin, Role::Supervisor, Role::Agent, Role::Marketer] {
+            assert!(f.users.iter().any(|u| u.role == role), "{role:?}");
+        }
+        assert!(!f.queues.is_empty() && !f.skills.is_empty() && !f.agents.is_empty());
+    }
+
+    #[test]
+    fn bad_seed_files_are_refused() {
+        assert!(parse("password = 'x'").is_err());
+        let bad_level = DEMO.replace("english = 5", "english = 9");
+        assert!(
+            parse(&bad_level)
+                .unwrap_err()
+                .to_string()
+                .contains("outside 1-5")
+        );
+        let unknown = DEMO.replace("sales = 4", "karate = 4");
+        assert!(parse(&unknown).unwrap_err().to_string().contains("karate"));
+    }
 }
