@@ -37,7 +37,10 @@ impl Database {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
-                .pragma("temp_store", "memory");
+                .pragma("temp_store", "memory")
+                // Bulk inserts of every batch size would each stay prepared
+                // (a large program apiece); keep few.
+                .statement_cache_capacity(24);
             if let Some(parent) = opts.get_filename().parent()
                 && !parent.as_os_str().is_empty()
             {

@@ -153,7 +153,11 @@ def start_server(binary, workdir):
                SWITCHBOARD__DATA__DIR=data,
                SWITCHBOARD__LOG__LEVEL="warn",
                SWITCHBOARD__HTTP__SECURE_COOKIES="false")
-    proc = subprocess.Popen([binary, "serve", "--demo"], env=env,
+    # The demo users, without the demo contacts: the tenant starts empty.
+    demo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "seed-data", "demo.toml")
+    subprocess.run([binary, "seed", "--file", demo], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([binary, "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "server.log"), "w"))
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
