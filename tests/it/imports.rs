@@ -1240,15 +1240,23 @@ both_backends! {
 // ---- crash and resume (the real binary) ---------------------------------------
 
 mod crash {
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
     use serde_json::{Value, json};
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    use tokio::process::{Child, Command};
 
     use crate::helpers::*;
+    use crate::node::Node;
+
+    /// 250 batches, a checkpoint each. (Bigger batches on PostgreSQL meet
+    /// sqlx 0.9.0's missing TCP_NODELAY: a statement past ~200 rows waits
+    /// 40 ms for a delayed ACK.)
+    fn settings() -> [(&'static str, &'static str); 2] {
+        [
+            ("SWITCHBOARD__JOBS__CHUNK_SIZE", "200"),
+            ("SWITCHBOARD__JOBS__LEASE_SECS", "2"),
+        ]
+    }
 
     /// Rows in the generated file; every 97th is invalid.
     const ROWS: u64 = 50_000;
@@ -1275,132 +1283,6 @@ mod crash {
             ));
         }
         s.into_bytes()
-    }
-
-    struct Node {
-        dir: tempfile::TempDir,
-        db_url: String,
-        child: Option<Child>,
-        base: String,
-        client: reqwest::Client,
-    }
-
-    impl Node {
-        /// Seeds the demo tenant's users, without its sample contacts (they
-        /// would change the counts these tests check).
-        fn seed(&self) -> Command {
-            let file = self.dir.path().join("demo.toml");
-            std::fs::write(&file, switchboard::seed::DEMO).unwrap();
-            self.command(&["seed", "--file", file.to_str().unwrap()])
-        }
-
-        fn command(&self, args: &[&str]) -> Command {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-            c.args(args)
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("SWITCHBOARD__DATA__DIR", self.dir.path())
-                .env("SWITCHBOARD__DATABASE__URL", &self.db_url)
-                .env("SWITCHBOARD__HTTP__BIND", "127.0.0.1:0")
-                .env("SWITCHBOARD__SECURITY__ARGON2_MEMORY_KIB", "8192")
-                .env("SWITCHBOARD__SECURITY__ARGON2_ITERATIONS", "1")
-                .env("SWITCHBOARD__SECURITY__MASTER_KEY", "33".repeat(32))
-                // 250 batches, a checkpoint each. (Bigger batches on
-                // PostgreSQL meet sqlx 0.9.0's missing TCP_NODELAY: a
-                // statement past ~200 rows waits 40 ms for a delayed ACK.)
-                .env("SWITCHBOARD__JOBS__CHUNK_SIZE", "200")
-                .env("SWITCHBOARD__JOBS__LEASE_SECS", "2")
-                .env("SWITCHBOARD__JOBS__SWEEP_INTERVAL_SECS", "1")
-                .env("SWITCHBOARD__JOBS__POLL_INTERVAL_MS", "100")
-                // CRASH_LOG=<filter> shows the node's log (e.g. sqlx::query=debug).
-                .env(
-                    "SWITCHBOARD__LOG__LEVEL",
-                    std::env::var("CRASH_LOG").unwrap_or_else(|_| "warn".into()),
-                )
-                .kill_on_drop(true);
-            c
-        }
-
-        async fn start(&mut self) {
-            let mut child = self
-                .command(&["serve"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap();
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            let base = tokio::time::timeout(Duration::from_secs(30), async {
-                while let Some(line) = lines.next_line().await.unwrap() {
-                    if let Some(rest) = line.strip_prefix("Switchboard is listening on ") {
-                        return rest
-                            .split_whitespace()
-                            .next()
-                            .unwrap()
-                            .trim_end_matches('/')
-                            .to_owned();
-                    }
-                }
-                panic!("the server exited before listening");
-            })
-            .await
-            .expect("the server starts within 30 s");
-            let echo = std::env::var("CRASH_LOG").is_ok();
-            tokio::spawn(async move {
-                while let Ok(Some(l)) = lines.next_line().await {
-                    if echo {
-                        eprintln!("{l}");
-                    }
-                }
-            });
-            self.child = Some(child);
-            self.base = base;
-        }
-
-        async fn kill(&mut self) {
-            let mut c = self.child.take().unwrap();
-            c.kill().await.unwrap();
-        }
-
-        fn req(
-            &self,
-            method: reqwest::Method,
-            path: &str,
-            creds: &Creds,
-        ) -> reqwest::RequestBuilder {
-            let rb = self.client.request(method, format!("{}{path}", self.base));
-            match creds {
-                Creds::Session { cookie, csrf } => rb
-                    .header("Cookie", format!("sb_session={cookie}"))
-                    .header("X-CSRF-Token", csrf),
-                _ => rb,
-            }
-        }
-
-        async fn login(&self) -> Creds {
-            let r = self
-                .req(reqwest::Method::POST, "/api/v1/auth/login", &Creds::None)
-                .json(&json!({"tenant": "demo", "email": "marketer@example.com", "password": DEMO_PASSWORD}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let cookie = session_cookie(&r).unwrap();
-            let body: Value = r.json().await.unwrap();
-            Creds::Session {
-                cookie,
-                csrf: body["csrf_token"].as_str().unwrap().to_owned(),
-            }
-        }
-
-        async fn job(&self, who: &Creds, job: &str) -> Value {
-            let r = self
-                .req(reqwest::Method::GET, &format!("/api/v1/jobs/{job}"), who)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json().await.unwrap()
-        }
     }
 
     async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
@@ -1433,22 +1315,10 @@ mod crash {
             Some(p) => p.url.clone(),
             None => format!("sqlite://{}", dir.path().join("switchboard.db").display()),
         };
-        switchboard::app::install_crypto_provider();
-        let mut node = Node {
-            dir,
-            db_url: db_url.clone(),
-            child: None,
-            base: String::new(),
-            client: reqwest::Client::new(),
-        };
-        let seeded = node.seed().output().await.unwrap();
-        assert!(
-            seeded.status.success(),
-            "{}",
-            String::from_utf8_lossy(&seeded.stderr)
-        );
+        let mut node = Node::new(dir.path(), &db_url, &settings());
+        node.seed().await;
         node.start().await;
-        let who = node.login().await;
+        let who = node.login("marketer@example.com").await;
         let csv = generated_csv();
         let size = csv.len();
         let r = node
@@ -1538,7 +1408,7 @@ mod crash {
         assert_eq!(errors_then, want_errors_then);
 
         node.start().await;
-        let who = node.login().await;
+        let who = node.login("marketer@example.com").await;
         let j = eventually(90, "the resumed import to succeed", || async {
             let j = node.job(&who, &job).await;
             assert_ne!(j["status"], "failed", "{j}");
@@ -1660,18 +1530,10 @@ mod crash {
         let pg = PgDatabase::create().await;
         let dir = tempfile::tempdir().unwrap();
         let db_url = pg.url.clone();
-        switchboard::app::install_crypto_provider();
-        let mut node = Node {
-            dir,
-            db_url,
-            child: None,
-            base: String::new(),
-            client: reqwest::Client::new(),
-        };
-        let seeded = node.seed().output().await.unwrap();
-        assert!(seeded.status.success());
+        let mut node = Node::new(dir.path(), &db_url, &settings());
+        node.seed().await;
         node.start().await;
-        let who = node.login().await;
+        let who = node.login("marketer@example.com").await;
         const HUGE: usize = 128 * 1024 * 1024;
         let mut csv = b"external_id,name,phone\nh1,Ann,2015550131\nh2,\"".to_vec();
         csv.extend(std::iter::repeat_n(b'y', HUGE));
@@ -1688,7 +1550,7 @@ mod crash {
             .unwrap();
         assert_eq!(r.status(), 201);
         let up: Value = r.json().await.unwrap();
-        let pid = node.child.as_ref().unwrap().id().unwrap();
+        let pid = node.pid();
         let before = peak_rss(pid);
         let r = node
             .req(reqwest::Method::POST, "/api/v1/contacts/imports", &who)

@@ -2,133 +2,13 @@
 //! middle of a job, the real `switchboard` binary resumes it on restart and
 //! the job's work is done exactly once.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use crate::helpers::*;
+use crate::node::Node;
 
 const EVENTS: i64 = 4000;
-
-/// The `switchboard` binary with its own data directory and database.
-struct Node {
-    dir: std::path::PathBuf,
-    db_url: String,
-    child: Option<Child>,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Node {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SWITCHBOARD__DATA__DIR", &self.dir)
-            .env("SWITCHBOARD__DATABASE__URL", &self.db_url)
-            .env("SWITCHBOARD__HTTP__BIND", "127.0.0.1:0")
-            .env("SWITCHBOARD__SECURITY__ARGON2_MEMORY_KIB", "8192")
-            .env("SWITCHBOARD__SECURITY__ARGON2_ITERATIONS", "1")
-            .env("SWITCHBOARD__SECURITY__MASTER_KEY", "22".repeat(32))
-            .env("SWITCHBOARD__JOBS__CHUNK_SIZE", "10")
-            .env("SWITCHBOARD__JOBS__LEASE_SECS", "3")
-            .env("SWITCHBOARD__JOBS__SWEEP_INTERVAL_SECS", "1")
-            .env("SWITCHBOARD__JOBS__POLL_INTERVAL_MS", "100")
-            .env("SWITCHBOARD__JOBS__SHUTDOWN_GRACE_SECS", "10")
-            .env("SWITCHBOARD__LOG__LEVEL", "warn")
-            .kill_on_drop(true);
-        c
-    }
-
-    async fn start(&mut self) {
-        let mut child = self
-            .command(&["serve"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(rest) = line.strip_prefix("Switchboard is listening on ") {
-                    return rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap()
-                        .trim_end_matches('/')
-                        .to_owned();
-                }
-            }
-            panic!("the server exited before listening");
-        })
-        .await
-        .expect("the server starts within 30 s");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        self.child = Some(child);
-        self.base = base;
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id().unwrap()
-    }
-
-    async fn kill(&mut self) {
-        let mut c = self.child.take().unwrap();
-        c.kill().await.unwrap();
-    }
-
-    async fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.pid();
-        let st = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let mut c = self.child.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(30), c.wait())
-            .await
-            .expect("graceful exit in time")
-            .unwrap()
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        creds: &Creds,
-        body: Option<Value>,
-    ) -> reqwest::Response {
-        let mut rb = self.client.request(method, format!("{}{path}", self.base));
-        if let Creds::Session { cookie, csrf } = creds {
-            rb = rb
-                .header("Cookie", format!("sb_session={cookie}"))
-                .header("X-CSRF-Token", csrf);
-        }
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        rb.send().await.unwrap()
-    }
-
-    async fn login(&self) -> Creds {
-        let r = self
-            .call(reqwest::Method::POST, "/api/v1/auth/login", &Creds::None,
-                  Some(json!({"tenant": "demo", "email": "admin@example.com", "password": DEMO_PASSWORD})))
-            .await;
-        assert_eq!(r.status(), 200);
-        let cookie = session_cookie(&r).unwrap();
-        let body: Value = r.json().await.unwrap();
-        Creds::Session {
-            cookie,
-            csrf: body["csrf_token"].as_str().unwrap().to_owned(),
-        }
-    }
-}
 
 async fn one(db: &DatabaseConnection, sql: &str) -> Vec<sea_orm::QueryResult> {
     db.query_all_raw(Statement::from_string(
@@ -162,22 +42,18 @@ async fn node_with_a_long_job(
         Some(p) => p.url.clone(),
         None => format!("sqlite://{}", dir.path().join("switchboard.db").display()),
     };
-    switchboard::app::install_crypto_provider();
-    let mut node = Node {
-        dir: dir.path().to_owned(),
-        db_url: db_url.clone(),
-        child: None,
-        base: String::new(),
-        client: reqwest::Client::new(),
-    };
-    let seeded = node.command(&["seed", "--demo"]).output().await.unwrap();
-    assert!(
-        seeded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&seeded.stderr)
+    let mut node = Node::new(
+        dir.path(),
+        &db_url,
+        &[
+            ("SWITCHBOARD__JOBS__CHUNK_SIZE", "10"),
+            ("SWITCHBOARD__JOBS__LEASE_SECS", "3"),
+            ("SWITCHBOARD__JOBS__SHUTDOWN_GRACE_SECS", "10"),
+        ],
     );
+    node.seed().await;
     node.start().await;
-    let admin = node.login().await;
+    let admin = node.login("admin@example.com").await;
     let r = node
         .call(
             reqwest::Method::POST,
@@ -328,7 +204,7 @@ async fn wait_mid_job(db: &DatabaseConnection, job: &str, total: i64) -> i64 {
 }
 
 async fn finish_and_check(node: &Node, db: &DatabaseConnection, job: &str, hook: &str, total: i64) {
-    let admin = node.login().await;
+    let admin = node.login("admin@example.com").await;
     let done = eventually(90, "the resumed job to succeed", || async {
         let r = node
             .call(

@@ -1,6 +1,7 @@
 //! The one integration test binary: every module talks to a real server.
 
 mod helpers;
+mod node;
 
 mod audience;
 mod auth;
