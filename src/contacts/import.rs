@@ -1298,6 +1298,45 @@ struct Held {
     tags: Vec<String>,
 }
 
+/// The phones, emails and tags a batch adds.
+#[derive(Default)]
+struct NewParts {
+    phones: Vec<phone::ActiveModel>,
+    emails: Vec<email::ActiveModel>,
+    tags: Vec<tag::ActiveModel>,
+}
+
+impl Held {
+    /// Adds the row's phones, emails and tags that this new contact does not
+    /// hold yet (in the row's order, after the ones it has).
+    fn add_parts(&mut self, t: TenantId, id: ContactId, row: &Row, out: &mut NewParts) {
+        for ph in &row.phones {
+            if !self.phones.contains(&ph.e164) {
+                out.phones
+                    .push(phone_row(t, id, &ph.e164, self.phones.len() as i32));
+                self.phones.push(ph.e164.clone());
+            }
+        }
+        for e in &row.emails {
+            if !self.emails.iter().any(|x| x == e.as_str()) {
+                out.emails
+                    .push(email_row(t, id, e.as_str(), self.emails.len() as i32));
+                self.emails.push(e.as_str().to_owned());
+            }
+        }
+        for name in &row.tags {
+            if !self.tags.contains(name) {
+                self.tags.push(name.clone());
+                out.tags.push(tag::ActiveModel {
+                    contact_id: Set(id),
+                    tag: Set(name.clone()),
+                    tenant_id: Set(t),
+                });
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct BatchStats {
     created: u64,
@@ -1447,9 +1486,7 @@ async fn write_batch(
     let ext_key = p.dedupe_by.contains(&DedupeKey::ExternalId);
     let now = Utc::now();
     let mut new_contacts: Vec<contact::ActiveModel> = Vec::new();
-    let mut new_phones = Vec::new();
-    let mut new_emails = Vec::new();
-    let mut new_tags = Vec::new();
+    let mut parts = NewParts::default();
     let mut new_attrs = Vec::new();
     let mut new_consents: Vec<(ContactId, Channel, ConsentStatus)> = Vec::new();
     let mut members = Vec::new();
@@ -1528,44 +1565,13 @@ async fn write_batch(
                     m.timezone = Set(Some(tz.name().to_owned()));
                     m.timezone_source = Set(Some("explicit".into()));
                 }
-                for ph in &row.phones {
-                    if !held.phones.contains(&ph.e164) {
-                        new_phones.push(phone_row(
-                            tenant_id,
-                            id,
-                            &ph.e164,
-                            held.phones.len() as i32,
-                        ));
-                        held.phones.push(ph.e164.clone());
-                    }
-                }
+                held.add_parts(tenant_id, id, &row, &mut parts);
                 if m.timezone.as_ref().is_none() {
                     let phones_l: Vec<(Phone, Option<String>)> =
                         row.phones.iter().map(|p| (p.clone(), None)).collect();
                     if let (Some(tz), Some(src)) = resolve_zone(None, &phones_l) {
                         m.timezone = Set(Some(tz));
                         m.timezone_source = Set(Some(src));
-                    }
-                }
-                for e in &row.emails {
-                    if !held.emails.iter().any(|x| x == e.as_str()) {
-                        new_emails.push(email_row(
-                            tenant_id,
-                            id,
-                            e.as_str(),
-                            held.emails.len() as i32,
-                        ));
-                        held.emails.push(e.as_str().to_owned());
-                    }
-                }
-                for t in &row.tags {
-                    if !held.tags.iter().any(|x| x.eq_ignore_ascii_case(t)) {
-                        held.tags.push(t.clone());
-                        new_tags.push(tag::ActiveModel {
-                            contact_id: Set(id),
-                            tag: Set(t.clone()),
-                            tenant_id: Set(tenant_id),
-                        });
                     }
                 }
                 for (k, v) in &row.attributes {
@@ -1608,38 +1614,7 @@ async fn write_batch(
                     emails: Vec::new(),
                     tags: Vec::new(),
                 };
-                for ph in &row.phones {
-                    if !held.phones.contains(&ph.e164) {
-                        new_phones.push(phone_row(
-                            tenant_id,
-                            id,
-                            &ph.e164,
-                            held.phones.len() as i32,
-                        ));
-                        held.phones.push(ph.e164.clone());
-                    }
-                }
-                for e in &row.emails {
-                    if !held.emails.iter().any(|x| x == e.as_str()) {
-                        new_emails.push(email_row(
-                            tenant_id,
-                            id,
-                            e.as_str(),
-                            held.emails.len() as i32,
-                        ));
-                        held.emails.push(e.as_str().to_owned());
-                    }
-                }
-                for t in &row.tags {
-                    if !held.tags.iter().any(|x| x.eq_ignore_ascii_case(t)) {
-                        new_tags.push(tag::ActiveModel {
-                            contact_id: Set(id),
-                            tag: Set(t.clone()),
-                            tenant_id: Set(tenant_id),
-                        });
-                        held.tags.push(t.clone());
-                    }
-                }
+                held.add_parts(tenant_id, id, &row, &mut parts);
                 let mut seen_keys = std::collections::HashSet::new();
                 for (k, v) in row.attributes.iter().rev() {
                     if seen_keys.insert(k.clone()) {
@@ -1689,17 +1664,17 @@ async fn write_batch(
             .exec_without_returning(txn)
             .await?;
     }
-    for part in new_phones.chunks(2000) {
+    for part in parts.phones.chunks(2000) {
         phone::Entity::insert_many(part.to_vec())
             .exec_without_returning(txn)
             .await?;
     }
-    for part in new_emails.chunks(2000) {
+    for part in parts.emails.chunks(2000) {
         email::Entity::insert_many(part.to_vec())
             .exec_without_returning(txn)
             .await?;
     }
-    for part in new_tags.chunks(3000) {
+    for part in parts.tags.chunks(3000) {
         tag::Entity::insert_many(part.to_vec())
             .on_conflict(
                 OnConflict::columns([tag::Column::ContactId, tag::Column::Tag])
