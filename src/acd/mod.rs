@@ -3,3 +3,6 @@
 //! routing engine itself arrives with its own issue.
 
 pub mod catalog;
+pub mod engine;
+pub mod erlang;
+pub mod sim;

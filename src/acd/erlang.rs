@@ -1,0 +1,1 @@
+//! Erlang C (being written).

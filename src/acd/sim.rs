@@ -1,0 +1,1 @@
+//! The contact-centre simulator (being written).
