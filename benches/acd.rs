@@ -1,0 +1,2 @@
+//! ACD engine benchmark (being written).
+fn main() {}
