@@ -424,6 +424,7 @@ impl Engine {
                 let id = cfg.id;
                 let seq = self.next_agent_seq;
                 self.next_agent_seq += 1;
+                let epoch = self.new_epoch();
                 let a = self.agents.insert(Agent {
                     id,
                     seq,
@@ -438,6 +439,7 @@ impl Engine {
                     timer: None,
                     no_answers: 0,
                     idle_since: now,
+                    epoch,
                     members: Vec::new(),
                     indexed: 0,
                     ix_key: (0, 0),
@@ -518,7 +520,7 @@ impl Engine {
         self.agent_slots.remove(&id);
         self.dirty_agents.retain(|&d| d != a);
         for i in self.ixs.slots() {
-            self.ixs.get_mut(i).declined.retain(|&d| d != a);
+            self.ixs.get_mut(i).declined.retain(|&d| d.0 != a);
         }
         self.recheck_servability();
         Ok(())

@@ -34,8 +34,10 @@ impl Engine {
             }
             self.touch(a);
             let now = self.now;
+            let epoch = self.new_epoch();
             let ag = self.agents.get_mut(a);
             ag.presence = p.clone();
+            ag.epoch = epoch;
             if p == Presence::Available {
                 ag.no_answers = 0;
                 ag.idle_since = now;
@@ -203,7 +205,8 @@ impl Engine {
         self.run_due(now);
         let r = self.offered_to(agent, i).map(|(a, x)| {
             let ringing = self.drop_offer(a, x);
-            self.ixs.get_mut(x).declined.push(a);
+            let epoch = self.agents.get(a).epoch;
+            self.ixs.get_mut(x).declined.push((a, epoch));
             if !ringing {
                 self.requeue(x, RequeueReason::Rejected);
             }

@@ -302,7 +302,7 @@ impl Engine {
                 if ag.offerable_mask() & (1 << ix.c) != 0
                     && meets(&ag.skills, reqs).is_some()
                     && meets(&ag.skills, &ix.extra).is_some()
-                    && !ix.declined.contains(&a)
+                    && !ix.declined_by(a, ag)
                 {
                     let _ = writeln!(e, "{} (slot {x}) waits while agent {} is free for it", ix.id, ag.id);
                 }

@@ -75,6 +75,7 @@ pub struct Engine {
     timers: BTreeSet<TimerKey>,
     next_seq: u64,
     next_agent_seq: u64,
+    next_epoch: u64,
     dirty_agents: Vec<u32>,
     dirty_ixs: Vec<u32>,
     candidates_k: usize,
@@ -102,7 +103,9 @@ impl Engine {
             ix_slots: Map::default(),
             timers: BTreeSet::new(),
             next_seq: 0,
-            next_agent_seq: 0,
+            // From 1: round-robin's cursor starts at 0, before everyone.
+            next_agent_seq: 1,
+            next_epoch: 0,
             dirty_agents: Vec::new(),
             dirty_ixs: Vec::new(),
             candidates_k: 3,

@@ -109,7 +109,7 @@ impl Engine {
                         break;
                     }
                     let ix = self.ixs.get(key.3);
-                    if ix.declined.contains(&a) || meets(&ag.skills, &ix.extra).is_none() {
+                    if ix.declined_by(a, ag) || meets(&ag.skills, &ix.extra).is_none() {
                         continue;
                     }
                     best = Some((rank, key.3, m.score));
@@ -148,7 +148,7 @@ impl Engine {
         for (pos, key) in iter.enumerate() {
             let a = key.2;
             let ag = self.agents.get(a);
-            if ix.declined.contains(&a) || meets(&ag.skills, &ix.extra).is_none() {
+            if ix.declined_by(a, ag) || meets(&ag.skills, &ix.extra).is_none() {
                 continue;
             }
             if winners.len() < want {
@@ -572,8 +572,8 @@ impl Engine {
     fn time_out(&mut self, i: u32, agents: Vec<u32>) {
         for &a in &agents {
             self.drop_offer(a, i);
-            self.ixs.get_mut(i).declined.push(a);
             let ag = self.agents.get_mut(a);
+            self.ixs.get_mut(i).declined.push((a, ag.epoch));
             ag.no_answers += 1;
             if ag.no_answers >= ag.cfg.max_no_answers {
                 self.set_away(a, "no_answer");
@@ -582,9 +582,16 @@ impl Engine {
         self.requeue(i, RequeueReason::NoAnswer);
     }
 
+    pub(super) fn new_epoch(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
     pub(super) fn set_away(&mut self, a: u32, reason: &str) {
         self.touch(a);
+        let epoch = self.new_epoch();
         let ag = self.agents.get_mut(a);
+        ag.epoch = epoch;
         ag.presence = Presence::Away {
             reason: reason.to_owned(),
         };

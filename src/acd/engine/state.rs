@@ -172,6 +172,8 @@ pub(super) struct Agent {
     pub timer: Option<Millis>,
     pub no_answers: u32,
     pub idle_since: Millis,
+    /// Changes with every presence change (unique across agents).
+    pub epoch: u64,
     pub members: Vec<Member>,
     /// Channels under which the agent sits in its groups' `free` sets, and
     /// the (idle_since, load) its keys were made from.
@@ -271,8 +273,9 @@ pub(super) struct Ix {
     pub queued_at: Millis,
     pub step: usize,
     pub extra: Reqs,
-    /// Agents who rejected it or let it ring out: not offered it again.
-    pub declined: Vec<u32>,
+    /// Agents who rejected it or let it ring out, with their presence epoch
+    /// then: not offered it again until their presence changes.
+    pub declined: Vec<(u32, u64)>,
     pub callback: bool,
     pub state: IxState,
     pub timer: Option<Millis>,
@@ -280,6 +283,9 @@ pub(super) struct Ix {
 }
 
 impl Ix {
+    pub fn declined_by(&self, a: u32, ag: &Agent) -> bool {
+        self.declined.contains(&(a, ag.epoch))
+    }
     pub fn wait_key(&self, slot: u32) -> WaitKey {
         (-(self.priority as i64), self.enqueued_at, self.seq, slot)
     }
