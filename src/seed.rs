@@ -267,6 +267,7 @@ pub async fn load(
             user_id: Set(user.id),
             extension: Set(a.extension.clone()),
             capacity: Set(serde_json::to_value(&a.capacity)?),
+            routing: Set(serde_json::json!({})),
             created_at: Set(Utc::now()),
         }
         .insert(db)

@@ -84,6 +84,8 @@ pub mod agent {
         pub extension: Option<String>,
         /// Interactions the agent may handle at once per channel, e.g. `{"voice": 1, "chat": 3}`.
         pub capacity: Json,
+        /// Routing settings (`crate::acd::service::AgentRouting`).
+        pub routing: Json,
         pub created_at: DateTimeUtc,
     }
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
