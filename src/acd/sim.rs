@@ -1,1 +1,993 @@
-//! The contact-centre simulator (being written).
+//! The contact-centre simulator: a discrete-event simulation of calls
+//! arriving at queues, waiting, being answered by agents or hanging up.
+//!
+//! * **Input.** Calls come from any iterator of [`Call`]s sorted by arrival:
+//!   [`PoissonArrivals`] generates them (Poisson arrivals, exponential
+//!   handle times, optional exponential patience, from a seed), or a
+//!   recorded day is replayed as a slice of calls. Every random number is
+//!   drawn when the call is generated, in arrival order, so two routers (two
+//!   strategies) see exactly the same calls: common random numbers.
+//! * **Routing** goes through a [`Router`]: [`EngineRouter`]
+//!   drives the real routing engine, [`ReferenceRouter`] is a minimal FIFO /
+//!   longest-idle router kept as a cross-check.
+//! * **Time** is integer milliseconds, the engine's clock; the simulator is
+//!   pure (no I/O, no wall clock), like the engine.
+//! * **Output.** [`Report`]: per queue and in total, the calls offered,
+//!   answered and abandoned, the probability of waiting, ASA, service level
+//!   at each queue's threshold, abandonment and handle time; agent
+//!   occupancy; and the same per interval of time (interval reports, and
+//!   batch means for standard errors).
+//!
+//! Statistics count the calls that *arrive* in the measured window
+//! `[from, until)` (earlier calls warm the system up; later ones are still
+//! simulated so the measured calls see a realistic system), and follow each
+//! of them until it is answered or abandoned, however late that is.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
+
+pub use crate::acd::engine::Millis;
+use crate::acd::engine::{
+    Action, AgentConfig, Arrival, ConfigError, Engine, EngineError, OverflowTarget, Presence,
+    QueueConfig, Strategy,
+};
+use crate::ids::{AgentId, InteractionId, QueueId};
+use crate::interactions::domain::Channel;
+
+/// The simulator's name for a call: its position in arrival order.
+pub type CallId = u64;
+
+/// One call of the workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub arrival: Millis,
+    /// Index of the queue (in the router's set-up).
+    pub queue: usize,
+    /// Talk time once answered.
+    pub handle: Millis,
+    /// After-call work before the agent takes the next call.
+    pub wrap_up: Millis,
+    /// How long the caller waits before hanging up; `None`: forever.
+    pub patience: Option<Millis>,
+}
+
+/// What routing did with a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routed {
+    /// `call` is connected to `agent` now (offered and accepted at once).
+    Connected { call: CallId, agent: usize },
+    /// `call` left routing without an agent (overflow to a flow, or refused
+    /// because no agent could ever serve it).
+    Left { call: CallId },
+}
+
+/// What the simulator needs from routing. Agents are `0..agents()`;
+/// queues are the indices [`Call::queue`] uses. Each method appends what
+/// it did to `out`.
+pub trait Router {
+    fn agents(&self) -> usize;
+    /// A call arrives at its queue.
+    fn arrive(
+        &mut self,
+        now: Millis,
+        call: CallId,
+        queue: usize,
+        out: &mut Vec<Routed>,
+    ) -> Result<(), SimError>;
+    /// The caller of a waiting call hangs up.
+    fn abandon(&mut self, now: Millis, call: CallId, out: &mut Vec<Routed>)
+    -> Result<(), SimError>;
+    /// A connected call ends; its agent goes into wrap-up.
+    fn end(&mut self, now: Millis, call: CallId, out: &mut Vec<Routed>) -> Result<(), SimError>;
+    /// The agent's wrap-up is over: they can take calls again.
+    fn ready(&mut self, now: Millis, agent: usize, out: &mut Vec<Routed>) -> Result<(), SimError>;
+    /// The next time the router needs [`Router::tick`], if any.
+    fn next_deadline(&self) -> Option<Millis> {
+        None
+    }
+    /// Timers that fall due at `now`.
+    fn tick(&mut self, _now: Millis, _out: &mut Vec<Routed>) -> Result<(), SimError> {
+        Ok(())
+    }
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SimError {
+    #[error("call {index} arrives at {arrival} ms, before the call before it")]
+    Unsorted { index: u64, arrival: Millis },
+    #[error("call {index} names queue {queue}, but there are {queues} queues")]
+    UnknownQueue {
+        index: u64,
+        queue: usize,
+        queues: usize,
+    },
+    #[error("the router routed call {call}, which is not waiting")]
+    NotWaiting { call: CallId },
+    #[error("the router asked for a tick at {deadline} ms and still wants one after it")]
+    StuckDeadline { deadline: Millis },
+    #[error("the engine refused: {0}")]
+    Engine(#[from] EngineError),
+    #[error("the engine's configuration was refused: {0}")]
+    Config(#[from] ConfigError),
+    #[error("the engine did something the simulator does not expect: {0}")]
+    Unexpected(String),
+}
+
+/// A Poisson stream of calls for one queue.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoissonQueue {
+    pub calls_per_hour: f64,
+    /// Mean of the exponential handle time.
+    pub mean_handle_secs: f64,
+    /// Mean of the exponential patience; `None`: callers wait forever.
+    pub mean_patience_secs: Option<f64>,
+}
+
+/// Generates calls for several queues, merged in arrival order, until
+/// `until` (exclusive). Deterministic for a seed.
+pub struct PoissonArrivals {
+    rng: SmallRng,
+    queues: Vec<PoissonQueue>,
+    /// Next arrival per queue, in seconds (kept in f64 so rounding to
+    /// milliseconds does not accumulate).
+    next: Vec<f64>,
+    until: Millis,
+}
+
+/// A uniform draw in (0, 1]: 53 random bits.
+fn unit_open0(rng: &mut SmallRng) -> f64 {
+    ((rng.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// An exponential draw with the given mean, by inversion.
+fn exponential(rng: &mut SmallRng, mean: f64) -> f64 {
+    -mean * unit_open0(rng).ln()
+}
+
+fn secs_to_millis(secs: f64) -> Millis {
+    (secs * 1000.0).round() as Millis
+}
+
+impl PoissonArrivals {
+    pub fn new(seed: u64, queues: Vec<PoissonQueue>, until: Millis) -> Self {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let next = queues
+            .iter()
+            .map(|q| exponential(&mut rng, 3600.0 / q.calls_per_hour))
+            .collect();
+        Self {
+            rng,
+            queues,
+            next,
+            until,
+        }
+    }
+}
+
+impl Iterator for PoissonArrivals {
+    type Item = Call;
+
+    fn next(&mut self) -> Option<Call> {
+        let (queue, &at) = self
+            .next
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))?;
+        let arrival = secs_to_millis(at);
+        if arrival >= self.until {
+            return None;
+        }
+        let q = self.queues[queue];
+        let handle = secs_to_millis(exponential(&mut self.rng, q.mean_handle_secs));
+        let patience = q
+            .mean_patience_secs
+            .map(|mean| secs_to_millis(exponential(&mut self.rng, mean)));
+        self.next[queue] = at + exponential(&mut self.rng, 3600.0 / q.calls_per_hour);
+        Some(Call {
+            arrival,
+            queue,
+            handle,
+            wrap_up: 0,
+            patience,
+        })
+    }
+}
+
+/// What to measure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Measure {
+    /// Calls arriving in `[from, until)` are counted; `from` is the warm-up.
+    pub from: Millis,
+    pub until: Millis,
+    /// Service-level threshold per queue (the number of queues).
+    pub thresholds: Vec<Millis>,
+    /// Split the window into this many equal intervals (0: none).
+    pub intervals: usize,
+}
+
+impl Measure {
+    /// `queues` queues sharing one service-level threshold.
+    pub fn new(queues: usize, from: Millis, until: Millis, threshold: Millis) -> Self {
+        Self {
+            from,
+            until,
+            thresholds: vec![threshold; queues],
+            intervals: 0,
+        }
+    }
+
+    pub fn with_intervals(mut self, intervals: usize) -> Self {
+        self.intervals = intervals;
+        self
+    }
+
+    /// The interval `at` falls in.
+    fn interval_of(&self, at: Millis) -> Option<usize> {
+        if self.intervals == 0 || at < self.from || at >= self.until {
+            return None;
+        }
+        let span = u128::from(self.until - self.from);
+        Some((u128::from(at - self.from) * self.intervals as u128 / span) as usize)
+    }
+
+    /// Where interval `i` starts.
+    fn interval_start(&self, i: usize) -> Millis {
+        let span = u128::from(self.until - self.from);
+        self.from + (span * i as u128 / self.intervals as u128) as Millis
+    }
+}
+
+/// Counts for one queue, the total or one interval, over the calls that
+/// arrived in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub offered: u64,
+    pub answered: u64,
+    pub abandoned: u64,
+    /// Calls that found no agent at once (queued on arrival).
+    pub waited: u64,
+    /// Answered with a wait at most the queue's threshold.
+    pub answered_within: u64,
+    pub wait_answered_ms: u64,
+    pub wait_abandoned_ms: u64,
+    /// Left routing without an agent (overflow to a flow, refused).
+    pub left: u64,
+    pub wait_left_ms: u64,
+    pub handle_ms: u64,
+}
+
+impl Stats {
+    fn ratio(num: u64, den: u64) -> f64 {
+        if den == 0 {
+            0.0
+        } else {
+            num as f64 / den as f64
+        }
+    }
+
+    /// P(wait): the fraction of offered calls that had to queue.
+    pub fn p_wait(&self) -> f64 {
+        Self::ratio(self.waited, self.offered)
+    }
+
+    /// Average speed of answer over answered calls, in seconds.
+    pub fn asa_secs(&self) -> f64 {
+        Self::ratio(self.wait_answered_ms, self.answered) / 1000.0
+    }
+
+    /// Answered within the threshold, over offered calls (an abandoned
+    /// call counts against the service level).
+    pub fn service_level(&self) -> f64 {
+        Self::ratio(self.answered_within, self.offered)
+    }
+
+    /// Abandoned over offered.
+    pub fn abandon_rate(&self) -> f64 {
+        Self::ratio(self.abandoned, self.offered)
+    }
+
+    /// Mean time in queue over every resolved call, answered or not.
+    pub fn mean_wait_all_secs(&self) -> f64 {
+        Self::ratio(
+            self.wait_answered_ms + self.wait_abandoned_ms + self.wait_left_ms,
+            self.answered + self.abandoned + self.left,
+        ) / 1000.0
+    }
+
+    /// Average handle time of answered calls, in seconds.
+    pub fn aht_secs(&self) -> f64 {
+        Self::ratio(self.handle_ms, self.answered) / 1000.0
+    }
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub total: Stats,
+    pub queues: Vec<Stats>,
+    /// Totals per interval, over the calls that arrived in it (see
+    /// [`Measure::intervals`]).
+    pub intervals: Vec<Stats>,
+    /// Agent time busy per interval (by the clock, not by arrival).
+    pub interval_busy_ms: Vec<u64>,
+    /// Agent time busy (talking or in wrap-up) within the window, over
+    /// agents × window length.
+    pub occupancy: f64,
+    /// Measured calls still waiting when nothing else could happen (no
+    /// agent could ever take them).
+    pub stranded: u64,
+    /// Every call simulated, warm-up and after the window included.
+    pub calls: u64,
+    /// Events processed (arrivals, ends, wrap-up ends, abandons, ticks).
+    pub events: u64,
+}
+
+impl Report {
+    /// Batch means: the mean over intervals of `metric` and its standard
+    /// error (sample standard deviation over √intervals). Valid when the
+    /// intervals are long compared with the system's memory, so that they
+    /// are close to independent.
+    pub fn batch_mean(&self, metric: impl Fn(&Stats) -> f64) -> (f64, f64) {
+        let n = self.intervals.len() as f64;
+        let values: Vec<f64> = self.intervals.iter().map(metric).collect();
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (mean, (var / n).sqrt())
+    }
+}
+
+/// The system at some moment: what queueing theory calls the state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    /// Calls waiting for an agent (offers are accepted at once, so a call
+    /// is either waiting or connected).
+    pub waiting: usize,
+    /// Calls connected to an agent.
+    pub talking: usize,
+    /// Agents in wrap-up.
+    pub wrapping: usize,
+}
+
+/// Watches the state over time (queue-length charts, time-in-state
+/// distributions, the variance-reduction controls of the Erlang tests).
+pub trait Observer {
+    /// Nothing changed during `[from, to)`, in which the system was in `state`.
+    fn observe(&mut self, from: Millis, to: Millis, state: State);
+}
+
+impl Observer for () {
+    fn observe(&mut self, _: Millis, _: Millis, _: State) {}
+}
+
+/// A call between arrival and its answer or abandonment.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    arrival: Millis,
+    queue: usize,
+    handle: Millis,
+    wrap_up: Millis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// The call's talk time is over; the agent then wraps up.
+    End {
+        call: CallId,
+        agent: usize,
+        wrap_up: Millis,
+    },
+    /// The agent's wrap-up is over.
+    Ready { agent: usize },
+    /// The caller's patience runs out (if the call is still waiting).
+    Patience { call: CallId },
+}
+
+struct Sim<'m> {
+    measure: &'m Measure,
+    /// Calls not yet answered or abandoned, from `base` on (a sliding
+    /// window: calls resolve roughly in arrival order).
+    waiting: VecDeque<Option<Waiting>>,
+    base: CallId,
+    events: BinaryHeap<Reverse<(Millis, u64, Event)>>,
+    seq: u64,
+    report: Report,
+    busy_ms: u64,
+    last_arrival: Millis,
+    state: State,
+    /// Up to when the observer has seen the state.
+    observed: Millis,
+}
+
+impl Sim<'_> {
+    /// Time moves on to `now`: show the observer the state until then.
+    fn advance(&mut self, now: Millis, observer: &mut (impl Observer + ?Sized)) {
+        if now > self.observed {
+            observer.observe(self.observed, now, self.state);
+            self.observed = now;
+        }
+    }
+
+    fn schedule(&mut self, at: Millis, event: Event) {
+        self.seq += 1;
+        self.events.push(Reverse((at, self.seq, event)));
+    }
+
+    fn slot(&mut self, call: CallId) -> Option<&mut Option<Waiting>> {
+        let index = call.checked_sub(self.base)?;
+        self.waiting.get_mut(usize::try_from(index).ok()?)
+    }
+
+    /// Removes a resolved call from the window.
+    fn resolve(&mut self, call: CallId) -> Option<Waiting> {
+        let taken = self.slot(call)?.take();
+        while let Some(None) = self.waiting.front() {
+            self.waiting.pop_front();
+            self.base += 1;
+        }
+        taken
+    }
+
+    /// Every statistics record a call counts in.
+    fn each_stats(&mut self, call: &Waiting, mut update: impl FnMut(&mut Stats)) {
+        if call.arrival < self.measure.from || call.arrival >= self.measure.until {
+            return;
+        }
+        update(&mut self.report.total);
+        update(&mut self.report.queues[call.queue]);
+        if let Some(i) = self.measure.interval_of(call.arrival) {
+            update(&mut self.report.intervals[i]);
+        }
+    }
+
+    /// An agent is busy over `[start, end)`: count what falls in the window.
+    fn busy(&mut self, start: Millis, end: Millis) {
+        let m = self.measure;
+        let (start, end) = (start.max(m.from), end.min(m.until));
+        if start >= end {
+            return;
+        }
+        self.busy_ms += end - start;
+        let Some(mut i) = m.interval_of(start) else {
+            return;
+        };
+        let mut at = start;
+        while at < end {
+            let next = if i + 1 < m.intervals {
+                m.interval_start(i + 1)
+            } else {
+                m.until
+            };
+            let stop = end.min(next);
+            self.report.interval_busy_ms[i] += stop - at;
+            at = stop;
+            i += 1;
+        }
+    }
+
+    /// Acts on what the router did.
+    fn routed(&mut self, now: Millis, out: &mut Vec<Routed>) -> Result<(), SimError> {
+        for routed in out.drain(..) {
+            match routed {
+                Routed::Connected { call, agent } => {
+                    let waiting = self.resolve(call).ok_or(SimError::NotWaiting { call })?;
+                    self.state.waiting -= 1;
+                    self.state.talking += 1;
+                    let wait = now - waiting.arrival;
+                    let within = wait <= self.measure.thresholds[waiting.queue];
+                    self.each_stats(&waiting, |s| {
+                        s.answered += 1;
+                        s.wait_answered_ms += wait;
+                        s.answered_within += u64::from(within);
+                        s.handle_ms += waiting.handle;
+                    });
+                    self.busy(now, now + waiting.handle + waiting.wrap_up);
+                    let wrap_up = waiting.wrap_up;
+                    self.schedule(
+                        now + waiting.handle,
+                        Event::End {
+                            call,
+                            agent,
+                            wrap_up,
+                        },
+                    );
+                }
+                Routed::Left { call } => {
+                    let waiting = self.resolve(call).ok_or(SimError::NotWaiting { call })?;
+                    self.state.waiting -= 1;
+                    let wait = now - waiting.arrival;
+                    self.each_stats(&waiting, |s| {
+                        s.left += 1;
+                        s.wait_left_ms += wait;
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many timer ticks in a row, with nothing else left to happen, the
+/// simulator allows before it stops (a router with a periodic timer and a
+/// call no agent can ever take would otherwise tick forever).
+const IDLE_TICKS: u32 = 100_000;
+
+/// Runs `calls` (sorted by arrival) through `router` until nothing is left
+/// to happen, and measures what `measure` asks for.
+///
+/// Order at equal times: the router's timers, then call ends, wrap-up ends
+/// and abandonments (in the order they were scheduled), then arrivals.
+pub fn simulate<R: Router + ?Sized>(
+    router: &mut R,
+    calls: impl IntoIterator<Item = Call>,
+    measure: &Measure,
+) -> Result<Report, SimError> {
+    simulate_observed(router, calls, measure, &mut ())
+}
+
+/// [`simulate`], showing `observer` the state over time.
+pub fn simulate_observed<R: Router + ?Sized, O: Observer + ?Sized>(
+    router: &mut R,
+    calls: impl IntoIterator<Item = Call>,
+    measure: &Measure,
+    observer: &mut O,
+) -> Result<Report, SimError> {
+    let queues = measure.thresholds.len();
+    let mut sim = Sim {
+        measure,
+        waiting: VecDeque::new(),
+        base: 0,
+        events: BinaryHeap::new(),
+        seq: 0,
+        report: Report {
+            total: Stats::default(),
+            queues: vec![Stats::default(); queues],
+            intervals: vec![Stats::default(); measure.intervals],
+            interval_busy_ms: vec![0; measure.intervals],
+            occupancy: 0.0,
+            stranded: 0,
+            calls: 0,
+            events: 0,
+        },
+        busy_ms: 0,
+        last_arrival: 0,
+        state: State::default(),
+        observed: 0,
+    };
+    let mut calls = calls.into_iter().peekable();
+    let mut out = Vec::new();
+    let mut now: Millis = 0;
+    let mut idle_ticks = 0;
+    loop {
+        let next_event = sim.events.peek().map(|Reverse((at, ..))| *at);
+        let next_call = calls.peek().map(|c| c.arrival);
+        let next = match (next_event, next_call) {
+            (Some(e), Some(c)) => Some(e.min(c)),
+            (e, c) => e.or(c),
+        };
+        if let Some(deadline) = router.next_deadline()
+            && next.is_none_or(|next| deadline <= next)
+        {
+            if next.is_none() {
+                idle_ticks += 1;
+                if sim.waiting.is_empty() || idle_ticks > IDLE_TICKS {
+                    break;
+                }
+            }
+            now = now.max(deadline);
+            sim.advance(now, observer);
+            sim.report.events += 1;
+            router.tick(now, &mut out)?;
+            sim.routed(now, &mut out)?;
+            if router.next_deadline().is_some_and(|d| d <= now) {
+                return Err(SimError::StuckDeadline { deadline: now });
+            }
+            continue;
+        }
+        let Some(at) = next else { break };
+        now = at;
+        sim.advance(now, observer);
+        sim.report.events += 1;
+        if next_event == Some(at) {
+            let Some(Reverse((_, _, event))) = sim.events.pop() else {
+                unreachable!("peeked")
+            };
+            match event {
+                Event::End {
+                    call,
+                    agent,
+                    wrap_up,
+                } => {
+                    sim.state.talking -= 1;
+                    router.end(now, call, &mut out)?;
+                    sim.routed(now, &mut out)?;
+                    if wrap_up == 0 {
+                        router.ready(now, agent, &mut out)?;
+                    } else {
+                        sim.state.wrapping += 1;
+                        sim.schedule(now + wrap_up, Event::Ready { agent });
+                    }
+                }
+                Event::Ready { agent } => {
+                    sim.state.wrapping -= 1;
+                    router.ready(now, agent, &mut out)?;
+                }
+                Event::Patience { call } => {
+                    if let Some(waiting) = sim.resolve(call) {
+                        sim.state.waiting -= 1;
+                        let wait = now - waiting.arrival;
+                        sim.each_stats(&waiting, |s| {
+                            s.abandoned += 1;
+                            s.wait_abandoned_ms += wait;
+                        });
+                        router.abandon(now, call, &mut out)?;
+                    }
+                }
+            }
+            sim.routed(now, &mut out)?;
+            continue;
+        }
+        let Some(call) = calls.next() else {
+            unreachable!("peeked")
+        };
+        let id = sim.report.calls;
+        if call.queue >= queues {
+            return Err(SimError::UnknownQueue {
+                index: id,
+                queue: call.queue,
+                queues,
+            });
+        }
+        if id > 0 && call.arrival < sim.last_arrival {
+            return Err(SimError::Unsorted {
+                index: id,
+                arrival: call.arrival,
+            });
+        }
+        sim.last_arrival = call.arrival;
+        sim.report.calls += 1;
+        let waiting = Waiting {
+            arrival: call.arrival,
+            queue: call.queue,
+            handle: call.handle,
+            wrap_up: call.wrap_up,
+        };
+        debug_assert_eq!(sim.base + sim.waiting.len() as u64, id);
+        sim.waiting.push_back(Some(waiting));
+        sim.state.waiting += 1;
+        sim.each_stats(&waiting, |s| s.offered += 1);
+        router.arrive(now, id, call.queue, &mut out)?;
+        sim.routed(now, &mut out)?;
+        if matches!(sim.slot(id), Some(Some(_))) {
+            sim.each_stats(&waiting, |s| s.waited += 1);
+            if let Some(patience) = call.patience {
+                sim.schedule(now + patience, Event::Patience { call: id });
+            }
+        }
+    }
+    let stranded = sim
+        .waiting
+        .iter()
+        .flatten()
+        .filter(|w| w.arrival >= measure.from && w.arrival < measure.until)
+        .count();
+    let mut report = sim.report;
+    report.stranded = stranded as u64;
+    let capacity = router.agents() as f64 * measure.until.saturating_sub(measure.from) as f64;
+    report.occupancy = if capacity > 0.0 {
+        sim.busy_ms as f64 / capacity
+    } else {
+        0.0
+    };
+    Ok(report)
+}
+
+/// A minimal router: calls wait in FIFO order per queue; a free agent
+/// takes the oldest call among the queues it serves; a call goes to the
+/// longest-idle agent that serves its queue. Small enough to trust at a
+/// glance; kept as an independent cross-check of the engine.
+#[derive(Clone, Debug)]
+pub struct ReferenceRouter {
+    /// The queues each agent serves.
+    serves: Vec<Vec<usize>>,
+    /// Agents free to take a call, longest idle first.
+    idle: VecDeque<usize>,
+    /// Waiting calls per queue, oldest first.
+    waiting: Vec<VecDeque<CallId>>,
+}
+
+impl ReferenceRouter {
+    /// `serves[agent]` lists the queues the agent takes calls from; every
+    /// agent starts idle, in index order.
+    pub fn new(queues: usize, serves: Vec<Vec<usize>>) -> Self {
+        Self {
+            idle: (0..serves.len()).collect(),
+            serves,
+            waiting: vec![VecDeque::new(); queues],
+        }
+    }
+
+    /// One queue, `agents` agents.
+    pub fn single_queue(agents: usize) -> Self {
+        Self::new(1, vec![vec![0]; agents])
+    }
+}
+
+impl Router for ReferenceRouter {
+    fn agents(&self) -> usize {
+        self.serves.len()
+    }
+
+    fn arrive(
+        &mut self,
+        _now: Millis,
+        call: CallId,
+        queue: usize,
+        out: &mut Vec<Routed>,
+    ) -> Result<(), SimError> {
+        let eligible = self
+            .idle
+            .iter()
+            .position(|&agent| self.serves[agent].contains(&queue));
+        match eligible.and_then(|i| self.idle.remove(i)) {
+            Some(agent) => out.push(Routed::Connected { call, agent }),
+            None => self.waiting[queue].push_back(call),
+        }
+        Ok(())
+    }
+
+    fn abandon(
+        &mut self,
+        _now: Millis,
+        call: CallId,
+        _out: &mut Vec<Routed>,
+    ) -> Result<(), SimError> {
+        for queue in &mut self.waiting {
+            if let Some(i) = queue.iter().position(|&c| c == call) {
+                queue.remove(i);
+                return Ok(());
+            }
+        }
+        Err(SimError::NotWaiting { call })
+    }
+
+    fn end(&mut self, _now: Millis, _call: CallId, _out: &mut Vec<Routed>) -> Result<(), SimError> {
+        Ok(())
+    }
+
+    fn ready(&mut self, _now: Millis, agent: usize, out: &mut Vec<Routed>) -> Result<(), SimError> {
+        let oldest = self.serves[agent]
+            .iter()
+            .filter_map(|&q| self.waiting[q].front().map(|&call| (call, q)))
+            .min();
+        match oldest {
+            Some((call, queue)) => {
+                self.waiting[queue].pop_front();
+                out.push(Routed::Connected { call, agent });
+            }
+            None => self.idle.push_back(agent),
+        }
+        Ok(())
+    }
+}
+
+/// Drives the real routing engine ([`Engine`]): every offer is accepted at
+/// once by the first agent it rings, a connected call is hung up at the end
+/// of its handle time, and wrap-up is ended when the simulator says so.
+/// The strategy and everything else is the engine's configuration, which
+/// the caller sets up (skills, queues, agents) before handing it over.
+#[derive(Debug)]
+pub struct EngineRouter {
+    engine: Engine,
+    /// The engine queue and channel of each simulator queue.
+    queues: Vec<(QueueId, Channel)>,
+    agents: Vec<AgentId>,
+    agent_index: HashMap<AgentId, usize>,
+    /// Agents the engine has in wrap-up.
+    wrapping: Vec<bool>,
+}
+
+/// The simulator's interaction ids: its call number under a fixed prefix.
+const SIM_IDS: u64 = 0x5349_4d55_4c41_5445; // "SIMULATE"
+
+fn interaction_id(call: CallId) -> InteractionId {
+    InteractionId(uuid::Uuid::from_u64_pair(SIM_IDS, call))
+}
+
+fn call_of(id: InteractionId) -> CallId {
+    id.0.as_u64_pair().1
+}
+
+impl EngineRouter {
+    /// `engine` holds the configuration to simulate; `queues[i]` is where
+    /// the simulator's queue `i` arrives (queue and channel); `agents` are
+    /// the agents to simulate, made available at time 0.
+    pub fn new(
+        mut engine: Engine,
+        queues: Vec<(QueueId, Channel)>,
+        agents: Vec<AgentId>,
+    ) -> Result<Self, SimError> {
+        // Only the winner matters here: do not build candidate lists.
+        engine.set_decision_candidates(1);
+        let mut router = Self {
+            agent_index: agents.iter().enumerate().map(|(i, &a)| (a, i)).collect(),
+            wrapping: vec![false; agents.len()],
+            engine,
+            queues,
+            agents,
+        };
+        let mut out = Vec::new();
+        for i in 0..router.agents.len() {
+            let actions = router
+                .engine
+                .set_presence(0, router.agents[i], Presence::Available)?;
+            router.apply(0, actions, &mut out)?;
+        }
+        if !out.is_empty() {
+            return Err(SimError::Unexpected(format!(
+                "routing before any call: {out:?}"
+            )));
+        }
+        Ok(router)
+    }
+
+    /// One voice queue with the given strategy and no skills; `agents`
+    /// agents with one voice line each and no wrap-up (the engine frees them
+    /// when the call ends).
+    pub fn single_queue(agents: usize, strategy: Strategy) -> Result<Self, SimError> {
+        let mut engine = Engine::new();
+        let queue = QueueId(uuid::Uuid::from_u64_pair(SIM_IDS, u64::MAX));
+        engine.upsert_queue(0, QueueConfig::new(queue, strategy))?;
+        let ids: Vec<AgentId> = (0..agents as u64)
+            .map(|i| AgentId(uuid::Uuid::from_u64_pair(SIM_IDS, i)))
+            .collect();
+        for &id in &ids {
+            let agent = AgentConfig {
+                wrap_up_ms: Some(0),
+                ..AgentConfig::new(id, Vec::new())
+            };
+            engine.upsert_agent(0, agent)?;
+        }
+        Self::new(engine, vec![(queue, Channel::Voice)], ids)
+    }
+
+    /// The engine, for its own statistics and snapshots after a run.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn agent(&self, id: AgentId) -> Result<usize, SimError> {
+        // Agents made by `single_queue` carry their index.
+        let (prefix, index) = id.0.as_u64_pair();
+        if prefix == SIM_IDS && self.agents.get(index as usize) == Some(&id) {
+            return Ok(index as usize);
+        }
+        self.agent_index
+            .get(&id)
+            .copied()
+            .ok_or_else(|| SimError::Unexpected(format!("agent {id} is not simulated")))
+    }
+
+    /// Carries out the engine's actions: accepts offers at once, reports
+    /// connections and departures, follows wrap-ups.
+    fn apply(
+        &mut self,
+        now: Millis,
+        actions: Vec<Action>,
+        out: &mut Vec<Routed>,
+    ) -> Result<(), SimError> {
+        for action in actions {
+            match action {
+                Action::Offer {
+                    interaction,
+                    agents,
+                    ..
+                } => {
+                    let first = *agents
+                        .first()
+                        .ok_or_else(|| SimError::Unexpected("an offer to nobody".into()))?;
+                    let more = self.engine.accept(now, first, interaction)?;
+                    self.apply(now, more, out)?;
+                }
+                Action::Connected {
+                    interaction, agent, ..
+                } => {
+                    let agent = self.agent(agent)?;
+                    out.push(Routed::Connected {
+                        call: call_of(interaction),
+                        agent,
+                    });
+                }
+                Action::Overflowed {
+                    interaction,
+                    to: OverflowTarget::Flow(_),
+                    ..
+                } => out.push(Routed::Left {
+                    call: call_of(interaction),
+                }),
+                Action::WrapUpStarted { agent, .. } => {
+                    let agent = self.agent(agent)?;
+                    self.wrapping[agent] = true;
+                }
+                Action::WrapUpEnded { agent, .. } => {
+                    let agent = self.agent(agent)?;
+                    self.wrapping[agent] = false;
+                }
+                // Offers are answered at once, so none times out and no
+                // agent goes away; the rest needs nothing from us.
+                Action::OfferWithdrawn { .. }
+                | Action::Requeued { .. }
+                | Action::Escalated { .. }
+                | Action::Overflowed { .. }
+                | Action::Abandoned { .. }
+                | Action::Ended { .. }
+                | Action::AgentAway { .. }
+                | Action::ServabilityChanged { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Router for EngineRouter {
+    fn agents(&self) -> usize {
+        self.agents.len()
+    }
+
+    fn arrive(
+        &mut self,
+        now: Millis,
+        call: CallId,
+        queue: usize,
+        out: &mut Vec<Routed>,
+    ) -> Result<(), SimError> {
+        let (queue, channel) = self.queues[queue];
+        let arrival = Arrival::new(interaction_id(call), queue, channel);
+        match self.engine.arrive(now, arrival) {
+            Ok(actions) => self.apply(now, actions, out),
+            // No agent could ever serve it and the queue has no overflow.
+            Err(EngineError::Unservable(_)) => {
+                let buffered = self.engine.take_actions();
+                self.apply(now, buffered, out)?;
+                out.push(Routed::Left { call });
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn abandon(
+        &mut self,
+        now: Millis,
+        call: CallId,
+        out: &mut Vec<Routed>,
+    ) -> Result<(), SimError> {
+        let actions = self.engine.hang_up(now, interaction_id(call))?;
+        self.apply(now, actions, out)
+    }
+
+    fn end(&mut self, now: Millis, call: CallId, out: &mut Vec<Routed>) -> Result<(), SimError> {
+        let actions = self.engine.hang_up(now, interaction_id(call))?;
+        self.apply(now, actions, out)
+    }
+
+    fn ready(&mut self, now: Millis, agent: usize, out: &mut Vec<Routed>) -> Result<(), SimError> {
+        if !self.wrapping[agent] {
+            return Ok(());
+        }
+        let actions = self.engine.end_wrap_up(now, self.agents[agent])?;
+        self.apply(now, actions, out)
+    }
+
+    fn next_deadline(&self) -> Option<Millis> {
+        self.engine.next_deadline()
+    }
+
+    fn tick(&mut self, now: Millis, out: &mut Vec<Routed>) -> Result<(), SimError> {
+        let actions = self.engine.tick(now);
+        self.apply(now, actions, out)
+    }
+}
