@@ -35,12 +35,18 @@ impl Engine {
     /// Forgets a skill no agent, queue or waiting interaction uses.
     pub fn remove_skill(&mut self, id: SkillId) -> Result<(), ConfigError> {
         let s = *self.skills.get(&id).ok_or(ConfigError::UnknownSkill(id))?;
-        let used = self.agents.iter().any(|(_, a)| a.skills.iter().any(|r| r.0 == s))
+        let used = self
+            .agents
+            .iter()
+            .any(|(_, a)| a.skills.iter().any(|r| r.0 == s))
             || self
                 .groups
                 .iter()
                 .any(|(_, g)| g.reqs.iter().any(|r| r.0 == s))
-            || self.ixs.iter().any(|(_, x)| x.extra.iter().any(|r| r.0 == s));
+            || self
+                .ixs
+                .iter()
+                .any(|(_, x)| x.extra.iter().any(|r| r.0 == s));
         if used {
             return Err(ConfigError::SkillInUse(id));
         }
@@ -145,7 +151,10 @@ impl Engine {
                     .ok_or(ConfigError::UnknownQueue(t))?;
                 let tq = self.queues.get(slot);
                 if path.len() == 2 && chmask & !tq.chmask != 0 {
-                    return Err(ConfigError::OverflowChannels { from: cfg.id, to: t });
+                    return Err(ConfigError::OverflowChannels {
+                        from: cfg.id,
+                        to: t,
+                    });
                 }
                 next = match &tq.cfg.overflow {
                     Some(OverflowTarget::Queue(n)) => Some(*n),
@@ -167,9 +176,10 @@ impl Engine {
         }
         // Interactions of a channel the queue would no longer take.
         if let Some(&slot) = self.queue_slots.get(&cfg.id) {
-            let stray = self.ixs.iter().any(|(_, x)| {
-                x.queue == slot && x.queue_id == cfg.id && chmask & (1 << x.c) == 0
-            });
+            let stray = self
+                .ixs
+                .iter()
+                .any(|(_, x)| x.queue == slot && x.queue_id == cfg.id && chmask & (1 << x.c) == 0);
             if stray {
                 return Err(ConfigError::Invalid {
                     field: "channels",
@@ -204,7 +214,11 @@ impl Engine {
 
     /// Adds or replaces a queue. Waiting interactions keep their places and
     /// move to the new steps; current offers stand.
-    pub fn upsert_queue(&mut self, now: Millis, q: QueueConfig) -> Result<Vec<Action>, ConfigError> {
+    pub fn upsert_queue(
+        &mut self,
+        now: Millis,
+        q: QueueConfig,
+    ) -> Result<Vec<Action>, ConfigError> {
         self.run_due(now);
         let r = self.validate_queue(&q).map(|r| self.apply_queue(q, r));
         self.finish(r)
@@ -258,9 +272,9 @@ impl Engine {
         for a in self.agents.slots() {
             let mut joined = false;
             for &g in &new_groups {
-                if let Some(score) = meets(&self.agents.get(a).skills, &self.groups.get(g).reqs) {
+                if let Some(score) = self.eligible(self.agents.get(a), self.groups.get(g)) {
                     if !joined {
-                        self.touch(a);
+                        self.touch_hard(a);
                         joined = true;
                     }
                     self.join(a, g, score);
@@ -279,6 +293,20 @@ impl Engine {
         }
         // Offered interactions keep ringing; their step is re-read on requeue.
         self.clamp_offered_steps(slot);
+        // No longer ring-all: only the first agent keeps ringing.
+        if strategy != Strategy::RingAll {
+            for i in self.ixs.slots() {
+                let ix = self.ixs.get(i);
+                if ix.queue != slot {
+                    continue;
+                }
+                if let IxState::Offered { agents, .. } = &ix.state {
+                    for a in agents.clone().into_iter().skip(1) {
+                        self.withdraw(a, i, WithdrawReason::ConfigChanged);
+                    }
+                }
+            }
+        }
         self.recheck_servability();
     }
 
@@ -302,7 +330,13 @@ impl Engine {
                 grp.servers[c] += 1;
             }
         }
-        ag.members.push(Member { group: g, score });
+        let qprio = self.queues.get(grp.queue).cfg.priority;
+        ag.members.push(Member {
+            group: g,
+            score,
+            chmask: grp.chmask,
+            qprio,
+        });
     }
 
     /// Removes a queue's groups (its members are touched first so their
@@ -311,8 +345,14 @@ impl Engine {
         let groups = std::mem::take(&mut self.queues.get_mut(slot).groups);
         let gset: BTreeSet<u32> = groups.iter().copied().collect();
         for a in self.agents.slots() {
-            if self.agents.get(a).members.iter().any(|m| gset.contains(&m.group)) {
-                self.touch(a);
+            if self
+                .agents
+                .get(a)
+                .members
+                .iter()
+                .any(|m| gset.contains(&m.group))
+            {
+                self.touch_hard(a);
                 self.agents
                     .get_mut(a)
                     .members
@@ -346,7 +386,10 @@ impl Engine {
             .ok_or(ConfigError::UnknownQueue(id))?;
         for (_, q) in self.queues.iter() {
             if q.cfg.id != id && q.cfg.overflow == Some(OverflowTarget::Queue(id)) {
-                return Err(ConfigError::QueueInUse { queue: id, by: q.cfg.id });
+                return Err(ConfigError::QueueInUse {
+                    queue: id,
+                    by: q.cfg.id,
+                });
             }
         }
         let q = self.queues.get(slot);
@@ -401,9 +444,15 @@ impl Engine {
     /// Adds an agent (offline) or replaces an agent's skills, capacity and
     /// rules. Lowering a capacity below the offers in hand withdraws the
     /// newest offers.
-    pub fn upsert_agent(&mut self, now: Millis, a: AgentConfig) -> Result<Vec<Action>, ConfigError> {
+    pub fn upsert_agent(
+        &mut self,
+        now: Millis,
+        a: AgentConfig,
+    ) -> Result<Vec<Action>, ConfigError> {
         self.run_due(now);
-        let r = self.resolve_agent(&a).map(|skills| self.apply_agent(a, skills));
+        let r = self
+            .resolve_agent(&a)
+            .map(|skills| self.apply_agent(a, skills));
         self.finish(r)
     }
 
@@ -412,7 +461,7 @@ impl Engine {
         let cap = cfg.capacity.as_array();
         let a = match self.agent_slots.get(&cfg.id).copied() {
             Some(a) => {
-                self.touch(a);
+                self.touch_hard(a);
                 self.leave_all(a);
                 let ag = self.agents.get_mut(a);
                 ag.cfg = cfg;
@@ -453,7 +502,7 @@ impl Engine {
         let joins: Vec<(u32, u32)> = self
             .groups
             .iter()
-            .filter_map(|(g, grp)| meets(&self.agents.get(a).skills, &grp.reqs).map(|s| (g, s)))
+            .filter_map(|(g, grp)| self.eligible(self.agents.get(a), grp).map(|s| (g, s)))
             .collect();
         for (g, s) in joins {
             self.join(a, g, s);

@@ -316,7 +316,11 @@ impl Engine {
 
     /// A waiting caller chose to be called back: the interaction keeps its
     /// place, no longer has a maximum wait, and its offers say `callback`.
-    pub fn to_callback(&mut self, now: Millis, i: InteractionId) -> Result<Vec<Action>, EngineError> {
+    pub fn to_callback(
+        &mut self,
+        now: Millis,
+        i: InteractionId,
+    ) -> Result<Vec<Action>, EngineError> {
         self.run_due(now);
         let r = self.ix_slot(i).and_then(|x| {
             if self.ixs.get(x).state != IxState::Waiting {

@@ -72,7 +72,10 @@ impl Engine {
             match &ix.state {
                 IxState::Waiting => {
                     *waiting_per_queue.entry(ix.queue).or_default() += 1;
-                    let Some(q) = self.queues.try_get(ix.queue).filter(|q| q.cfg.id == ix.queue_id)
+                    let Some(q) = self
+                        .queues
+                        .try_get(ix.queue)
+                        .filter(|q| q.cfg.id == ix.queue_id)
                     else {
                         let _ = writeln!(e, "{} waits in a queue that is gone", ix.id);
                         continue;
@@ -91,10 +94,18 @@ impl Engine {
                     }
                     let step = q.step_at(self.now.saturating_sub(ix.queued_at));
                     if step != ix.step {
-                        let _ = writeln!(e, "{} is at step {} but has waited into {step}", ix.id, ix.step);
+                        let _ = writeln!(
+                            e,
+                            "{} is at step {} but has waited into {step}",
+                            ix.id, ix.step
+                        );
                     }
                     if q.chmask & (1 << ix.c) == 0 {
-                        let _ = writeln!(e, "{} waits in a queue that does not take its channel", ix.id);
+                        let _ = writeln!(
+                            e,
+                            "{} waits in a queue that does not take its channel",
+                            ix.id
+                        );
                     }
                 }
                 IxState::Offered { agents, expires_at } => {
@@ -111,7 +122,8 @@ impl Engine {
                         .is_some_and(|q| q.cfg.strategy == Strategy::RingAll)
                         && ix.c == 0;
                     if agents.len() > 1 && !ring {
-                        let _ = writeln!(e, "{} is offered to {} agents at once", ix.id, agents.len());
+                        let _ =
+                            writeln!(e, "{} is offered to {} agents at once", ix.id, agents.len());
                     }
                     let distinct: BTreeSet<_> = agents.iter().collect();
                     if distinct.len() != agents.len() {
@@ -121,7 +133,11 @@ impl Engine {
                         match self.agents.try_get(a) {
                             Some(ag) if ag.offers.contains(&x) => {}
                             _ => {
-                                let _ = writeln!(e, "{} is offered to an agent who does not hold it", ix.id);
+                                let _ = writeln!(
+                                    e,
+                                    "{} is offered to an agent who does not hold it",
+                                    ix.id
+                                );
                             }
                         }
                     }
@@ -136,7 +152,11 @@ impl Engine {
                     match self.agents.try_get(*agent) {
                         Some(ag) if ag.connected.contains(&x) => {}
                         _ => {
-                            let _ = writeln!(e, "{} is connected to an agent who does not hold it", ix.id);
+                            let _ = writeln!(
+                                e,
+                                "{} is connected to an agent who does not hold it",
+                                ix.id
+                            );
                         }
                     }
                     if ix.timer.is_some() {
@@ -168,12 +188,21 @@ impl Engine {
                     Some(ix) => {
                         load[ix.c] += 1;
                         offered[ix.c] += 1;
-                        if !matches!(&ix.state, IxState::Offered { agents, .. } if agents.contains(&a)) {
-                            let _ = writeln!(e, "agent {} holds an offer of {} that is not offered to them", ag.id, ix.id);
+                        if !matches!(&ix.state, IxState::Offered { agents, .. } if agents.contains(&a))
+                        {
+                            let _ = writeln!(
+                                e,
+                                "agent {} holds an offer of {} that is not offered to them",
+                                ag.id, ix.id
+                            );
                         }
                     }
                     None => {
-                        let _ = writeln!(e, "agent {} holds an offer of a forgotten interaction", ag.id);
+                        let _ = writeln!(
+                            e,
+                            "agent {} holds an offer of a forgotten interaction",
+                            ag.id
+                        );
                     }
                 }
             }
@@ -182,7 +211,11 @@ impl Engine {
                     Some(ix) => {
                         load[ix.c] += 1;
                         if ix.state != (IxState::Connected { agent: a }) {
-                            let _ = writeln!(e, "agent {} holds {} which is not connected to them", ag.id, ix.id);
+                            let _ = writeln!(
+                                e,
+                                "agent {} holds {} which is not connected to them",
+                                ag.id, ix.id
+                            );
                         }
                     }
                     None => {
@@ -194,12 +227,20 @@ impl Engine {
                 load[w.c] += 1;
             }
             if load != ag.load {
-                let _ = writeln!(e, "agent {} counts load {:?}, holds {load:?}", ag.id, ag.load);
+                let _ = writeln!(
+                    e,
+                    "agent {} counts load {:?}, holds {load:?}",
+                    ag.id, ag.load
+                );
             }
             for c in 0..4 {
                 // Over capacity only after a lowered capacity, never by an offer.
                 if load[c] > ag.cap[c] as u16 && offered[c] > 0 {
-                    let _ = writeln!(e, "agent {} is over capacity on {:?} with offers", ag.id, CHANNELS[c]);
+                    let _ = writeln!(
+                        e,
+                        "agent {} is over capacity on {:?} with offers",
+                        ag.id, CHANNELS[c]
+                    );
                 }
             }
             if ag.presence != Presence::Available && !ag.offers.is_empty() {
@@ -213,16 +254,33 @@ impl Engine {
             let want: BTreeSet<(u32, u32)> = self
                 .groups
                 .iter()
-                .filter_map(|(g, grp)| meets(&ag.skills, &grp.reqs).map(|s| (g, s)))
+                .filter_map(|(g, grp)| self.eligible(ag, grp).map(|s| (g, s)))
                 .collect();
-            let have: BTreeSet<(u32, u32)> = ag.members.iter().map(|m| (m.group, m.score)).collect();
+            let have: BTreeSet<(u32, u32)> =
+                ag.members.iter().map(|m| (m.group, m.score)).collect();
             if want != have || have.len() != ag.members.len() {
-                let _ = writeln!(e, "agent {} has memberships {have:?}, should have {want:?}", ag.id);
+                let _ = writeln!(
+                    e,
+                    "agent {} has memberships {have:?}, should have {want:?}",
+                    ag.id
+                );
+            }
+            for m in &ag.members {
+                if let Some(g) = self.groups.try_get(m.group) {
+                    let qprio = self.queues.try_get(g.queue).map(|q| q.cfg.priority);
+                    if m.chmask != g.chmask || Some(m.qprio) != qprio {
+                        let _ = writeln!(e, "agent {} has a stale membership copy", ag.id);
+                    }
+                }
             }
             // Indexed exactly where they can take an offer, under the right key.
             let mask = ag.offerable_mask();
             if ag.indexed != mask {
-                let _ = writeln!(e, "agent {} is indexed for {:#b}, offerable for {mask:#b}", ag.id, ag.indexed);
+                let _ = writeln!(
+                    e,
+                    "agent {} is indexed for {:#b}, offerable for {mask:#b}",
+                    ag.id, ag.indexed
+                );
             }
             if ag.indexed != 0 && ag.ix_key != (ag.idle_since, ag.total_load()) {
                 let _ = writeln!(e, "agent {} is indexed under a stale key", ag.id);
@@ -233,13 +291,21 @@ impl Engine {
                 for c in 0..4 {
                     let should = mask & g.chmask & (1 << c) != 0;
                     if g.free[c].contains(&key) != should {
-                        let _ = writeln!(e, "agent {} index entry wrong in a group on {:?}", ag.id, CHANNELS[c]);
+                        let _ = writeln!(
+                            e,
+                            "agent {} index entry wrong in a group on {:?}",
+                            ag.id, CHANNELS[c]
+                        );
                     }
                 }
             }
             let want_timer = ag.wraps.iter().filter_map(|w| w.until).min();
             if ag.timer != want_timer {
-                let _ = writeln!(e, "agent {} wrap-up timer {:?}, should be {want_timer:?}", ag.id, ag.timer);
+                let _ = writeln!(
+                    e,
+                    "agent {} wrap-up timer {:?}, should be {want_timer:?}",
+                    ag.id, ag.timer
+                );
             }
             if ag.dirty {
                 let _ = writeln!(e, "agent {} left dirty", ag.id);
@@ -270,15 +336,27 @@ impl Engine {
                 }
             }
             if servers != grp.servers {
-                let _ = writeln!(e, "group {g} counts servers {:?}, has {servers:?}", grp.servers);
+                let _ = writeln!(
+                    e,
+                    "group {g} counts servers {:?}, has {servers:?}",
+                    grp.servers
+                );
             }
             for c in 0..4 {
                 if grp.free[c].len() > members {
                     let _ = writeln!(e, "group {g} indexes more agents than it has");
                 }
                 for k in &grp.free[c] {
-                    if self.agents.try_get(k.2).is_none_or(|ag| ag.indexed & (1 << c) == 0) {
-                        let _ = writeln!(e, "group {g} indexes an agent that is not free on {:?}", CHANNELS[c]);
+                    if self
+                        .agents
+                        .try_get(k.2)
+                        .is_none_or(|ag| ag.indexed & (1 << c) == 0)
+                    {
+                        let _ = writeln!(
+                            e,
+                            "group {g} indexes an agent that is not free on {:?}",
+                            CHANNELS[c]
+                        );
                     }
                 }
             }
@@ -304,7 +382,11 @@ impl Engine {
                     && meets(&ag.skills, &ix.extra).is_some()
                     && !ix.declined_by(a, ag)
                 {
-                    let _ = writeln!(e, "{} (slot {x}) waits while agent {} is free for it", ix.id, ag.id);
+                    let _ = writeln!(
+                        e,
+                        "{} (slot {x}) waits while agent {} is free for it",
+                        ix.id, ag.id
+                    );
                 }
             }
         }
@@ -316,14 +398,21 @@ impl Engine {
                 let _ = writeln!(e, "timer due at {at} not run by {}", self.now);
             }
             let owned = match kind {
-                TIMER_AGENT => self.agents.try_get(slot).is_some_and(|a| a.timer == Some(at)),
+                TIMER_AGENT => self
+                    .agents
+                    .try_get(slot)
+                    .is_some_and(|a| a.timer == Some(at)),
                 _ => self.ixs.try_get(slot).is_some_and(|x| x.timer == Some(at)),
             };
             if !owned {
                 let _ = writeln!(e, "timer ({at}, {kind}, {slot}) has no owner");
             }
         }
-        let owners = self.agents.iter().filter(|(_, a)| a.timer.is_some()).count()
+        let owners = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.timer.is_some())
+            .count()
             + self.ixs.iter().filter(|(_, x)| x.timer.is_some()).count();
         if owners != self.timers.len() {
             let _ = writeln!(e, "{owners} timer owners, {} timers", self.timers.len());
@@ -343,7 +432,11 @@ impl Engine {
             };
             let want = [next_step, max_wait].into_iter().flatten().min();
             if ix.timer != want {
-                let _ = writeln!(e, "{} has timer {:?}, should have {want:?}", ix.id, ix.timer);
+                let _ = writeln!(
+                    e,
+                    "{} has timer {:?}, should have {want:?}",
+                    ix.id, ix.timer
+                );
             }
         }
     }

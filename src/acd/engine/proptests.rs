@@ -75,7 +75,13 @@ fn queue_gen() -> impl Gen<Value = QueueGen> {
         (1_000u32..20_000, 1u8..4),
     )
         .prop_map(
-            |((strategy, priority, channels), reqs, (steps, max_wait), (max_length, overflow), (offer_timeout, ring_all_max))| {
+            |(
+                (strategy, priority, channels),
+                reqs,
+                (steps, max_wait),
+                (max_length, overflow),
+                (offer_timeout, ring_all_max),
+            )| {
                 QueueGen {
                     strategy,
                     priority,
@@ -100,13 +106,15 @@ fn agent_gen() -> impl Gen<Value = AgentGen> {
         1u32..3,
         0u8..4,
     )
-        .prop_map(|(skills, (v, c, s, e), blocks, max_no_answers, wrap)| AgentGen {
-            skills,
-            cap: [v, c, s, e],
-            blocks,
-            max_no_answers,
-            wrap,
-        })
+        .prop_map(
+            |(skills, (v, c, s, e), blocks, max_no_answers, wrap)| AgentGen {
+                skills,
+                cap: [v, c, s, e],
+                blocks,
+                max_no_answers,
+                wrap,
+            },
+        )
 }
 
 fn op() -> impl Gen<Value = Op> {
@@ -141,7 +149,10 @@ fn queue_config(n: u8, g: &QueueGen) -> QueueConfig {
     ][g.strategy as usize % 5];
     let mut q = QueueConfig::new(qid(n as u128), strategy);
     q.priority = g.priority;
-    q.channels = (0..4).filter(|c| g.channels & (1 << c) != 0).map(channel).collect();
+    q.channels = (0..4)
+        .filter(|c| g.channels & (1 << c) != 0)
+        .map(channel)
+        .collect();
     let mut reqs: Vec<SkillReq> = Vec::new();
     for &(s, l) in &g.reqs {
         if !reqs.iter().any(|r| r.skill == sid(s as u128)) {
@@ -247,59 +258,134 @@ impl Model {
                 } => {
                     let s = self.seen.get(interaction).cloned();
                     let Some(Seen::Waiting(q)) = s else {
-                        return Err(TestCaseError::fail(format!("offer of {interaction} in {s:?}")));
+                        return Err(TestCaseError::fail(format!(
+                            "offer of {interaction} in {s:?}"
+                        )));
                     };
                     prop_assert_eq!(decision.interaction, *interaction);
                     prop_assert_eq!(decision.queue, q);
                     prop_assert_eq!(&decision.winners, agents);
                     prop_assert!(*expires_at > decision.at);
-                    let ring = decision.strategy == Strategy::RingAll && decision.channel == Channel::Voice;
+                    let ring = decision.strategy == Strategy::RingAll
+                        && decision.channel == Channel::Voice;
                     prop_assert!(agents.len() == 1 || ring, "several agents without ring-all");
                     prop_assert!(!agents.is_empty());
                     let cands: BTreeSet<_> = decision.candidates.iter().map(|c| c.agent).collect();
-                    prop_assert!(agents.iter().all(|a| cands.contains(a)), "winner not among candidates");
+                    prop_assert!(
+                        agents.iter().all(|a| cands.contains(a)),
+                        "winner not among candidates"
+                    );
                     if decision.trigger == Trigger::InteractionWaiting
-                        && matches!(decision.strategy, Strategy::LongestIdle | Strategy::LeastOccupied | Strategy::BestProficiency)
+                        && matches!(
+                            decision.strategy,
+                            Strategy::LongestIdle
+                                | Strategy::LeastOccupied
+                                | Strategy::BestProficiency
+                        )
                     {
                         prop_assert_eq!(decision.candidates[0].agent, agents[0]);
                         let scores: Vec<_> = decision.candidates.iter().map(|c| c.score).collect();
-                        prop_assert!(scores.windows(2).all(|w| w[0] >= w[1]), "candidates out of order: {:?}", scores);
+                        prop_assert!(
+                            scores.windows(2).all(|w| w[0] >= w[1]),
+                            "candidates out of order: {:?}",
+                            scores
+                        );
                     }
                     self.offers += 1;
-                    self.seen.insert(*interaction, Seen::Offered(q, agents.iter().copied().collect()));
+                    self.seen.insert(
+                        *interaction,
+                        Seen::Offered(q, agents.iter().copied().collect()),
+                    );
                 }
-                Action::OfferWithdrawn { interaction, agent, .. } => match self.seen.get_mut(interaction) {
-                    Some(Seen::Offered(_, agents)) => prop_assert!(agents.remove(agent), "withdrawn from an agent not ringing"),
-                    s => return Err(TestCaseError::fail(format!("withdrawal of {interaction} in {s:?}"))),
+                Action::OfferWithdrawn {
+                    interaction, agent, ..
+                } => match self.seen.get_mut(interaction) {
+                    Some(Seen::Offered(_, agents)) => {
+                        prop_assert!(agents.remove(agent), "withdrawn from an agent not ringing")
+                    }
+                    s => {
+                        return Err(TestCaseError::fail(format!(
+                            "withdrawal of {interaction} in {s:?}"
+                        )));
+                    }
                 },
-                Action::Requeued { interaction, queue, .. } => {
+                Action::Requeued {
+                    interaction, queue, ..
+                } => {
                     let s = self.seen.get(interaction).cloned();
-                    prop_assert!(matches!(&s, Some(Seen::Offered(q, _)) if q == queue), "requeue of {} in {:?}", interaction, s);
+                    prop_assert!(
+                        matches!(&s, Some(Seen::Offered(q, _)) if q == queue),
+                        "requeue of {} in {:?}",
+                        interaction,
+                        s
+                    );
                     self.seen.insert(*interaction, Seen::Waiting(*queue));
                 }
-                Action::Connected { interaction, agent, queue, .. } => {
+                Action::Connected {
+                    interaction,
+                    agent,
+                    queue,
+                    ..
+                } => {
                     let s = self.seen.get(interaction).cloned();
-                    prop_assert!(matches!(&s, Some(Seen::Offered(q, a)) if q == queue && a.contains(agent)), "connect of {} in {:?}", interaction, s);
-                    self.seen.insert(*interaction, Seen::Connected(*queue, *agent));
+                    prop_assert!(
+                        matches!(&s, Some(Seen::Offered(q, a)) if q == queue && a.contains(agent)),
+                        "connect of {} in {:?}",
+                        interaction,
+                        s
+                    );
+                    self.seen
+                        .insert(*interaction, Seen::Connected(*queue, *agent));
                 }
-                Action::Ended { interaction, agent, .. } => {
+                Action::Ended {
+                    interaction, agent, ..
+                } => {
                     let s = self.seen.remove(interaction);
-                    prop_assert!(matches!(&s, Some(Seen::Connected(_, a)) if a == agent), "end of {} in {:?}", interaction, s);
+                    prop_assert!(
+                        matches!(&s, Some(Seen::Connected(_, a)) if a == agent),
+                        "end of {} in {:?}",
+                        interaction,
+                        s
+                    );
                 }
-                Action::Abandoned { interaction, queue, .. } => {
+                Action::Abandoned {
+                    interaction, queue, ..
+                } => {
                     let s = self.seen.remove(interaction);
-                    prop_assert!(matches!(&s, Some(Seen::Waiting(q) | Seen::Offered(q, _)) if q == queue), "abandon of {} in {:?}", interaction, s);
+                    prop_assert!(
+                        matches!(&s, Some(Seen::Waiting(q) | Seen::Offered(q, _)) if q == queue),
+                        "abandon of {} in {:?}",
+                        interaction,
+                        s
+                    );
                 }
-                Action::Overflowed { interaction, from, to, .. } => {
+                Action::Overflowed {
+                    interaction,
+                    from,
+                    to,
+                    ..
+                } => {
                     let s = self.seen.remove(interaction);
-                    prop_assert!(matches!(&s, Some(Seen::Waiting(q)) if q == from), "overflow of {} in {:?}", interaction, s);
+                    prop_assert!(
+                        matches!(&s, Some(Seen::Waiting(q)) if q == from),
+                        "overflow of {} in {:?}",
+                        interaction,
+                        s
+                    );
                     if let OverflowTarget::Queue(t) = to {
                         self.seen.insert(*interaction, Seen::Waiting(*t));
                     }
                 }
-                Action::Escalated { interaction, queue, .. } => {
+                Action::Escalated {
+                    interaction, queue, ..
+                } => {
                     let s = self.seen.get(interaction);
-                    prop_assert!(matches!(s, Some(Seen::Waiting(q)) if q == queue), "escalation of {} in {:?}", interaction, s);
+                    prop_assert!(
+                        matches!(s, Some(Seen::Waiting(q)) if q == queue),
+                        "escalation of {} in {:?}",
+                        interaction,
+                        s
+                    );
                 }
                 Action::AgentAway { .. }
                 | Action::WrapUpStarted { .. }
@@ -322,25 +408,51 @@ impl Model {
             match (s, &st) {
                 (Seen::Waiting(q), Some(InteractionState::Waiting { queue, .. })) if q == queue => {
                     let p = e.position(*i).expect("waiting has a place");
-                    lines.entry((*q, ch(p.channel))).or_default().push((p.place, *i));
+                    lines
+                        .entry((*q, ch(p.channel)))
+                        .or_default()
+                        .push((p.place, *i));
                 }
-                (Seen::Offered(q, a), Some(InteractionState::Offered { queue, agents, .. })) if q == queue => {
+                (Seen::Offered(q, a), Some(InteractionState::Offered { queue, agents, .. }))
+                    if q == queue =>
+                {
                     let engine: BTreeSet<_> = agents.iter().copied().collect();
                     prop_assert_eq!(a, &engine);
                 }
-                (Seen::Connected(q, a), Some(InteractionState::Connected { queue, agent })) if q == queue && a == agent => {}
-                _ => return Err(TestCaseError::fail(format!("{i}: model {s:?}, engine {st:?} (queue {})", Model::queue_of(s)))),
+                (Seen::Connected(q, a), Some(InteractionState::Connected { queue, agent }))
+                    if q == queue && a == agent => {}
+                _ => {
+                    return Err(TestCaseError::fail(format!(
+                        "{i}: model {s:?}, engine {st:?} (queue {})",
+                        Model::queue_of(s)
+                    )));
+                }
             }
         }
         for ((q, c), mut line) in lines {
             line.sort();
             let places: Vec<usize> = line.iter().map(|l| l.0).collect();
-            prop_assert_eq!(places, (1..=line.len()).collect::<Vec<_>>(), "places in {} {:?}", q, c);
-            let keys: Vec<_> = line.iter().map(|(_, i)| {
-                let (p, t, n) = self.place[i];
-                (-(p as i64), t, n)
-            }).collect();
-            prop_assert!(keys.windows(2).all(|w| w[0] < w[1]), "{} {:?} out of place order: {:?}", q, c, keys);
+            prop_assert_eq!(
+                places,
+                (1..=line.len()).collect::<Vec<_>>(),
+                "places in {} {:?}",
+                q,
+                c
+            );
+            let keys: Vec<_> = line
+                .iter()
+                .map(|(_, i)| {
+                    let (p, t, n) = self.place[i];
+                    (-(p as i64), t, n)
+                })
+                .collect();
+            prop_assert!(
+                keys.windows(2).all(|w| w[0] < w[1]),
+                "{} {:?} out of place order: {:?}",
+                q,
+                c,
+                keys
+            );
         }
         Ok(())
     }
@@ -387,26 +499,44 @@ fn run(setup: Vec<(QueueGen, AgentGen)>, ops: Vec<Op>) -> Result<usize, TestCase
         if let Ok(acts) = e.upsert_queue(0, queue_config(n as u8 % QUEUES, qg)) {
             m.apply(&acts)?;
         }
-        let acts = e.upsert_agent(0, agent_config(n as u8 % AGENTS, ag)).unwrap();
+        let acts = e
+            .upsert_agent(0, agent_config(n as u8 % AGENTS, ag))
+            .unwrap();
         m.apply(&acts)?;
-        let acts = e.set_presence(0, aid((n as u8 % AGENTS) as u128), Presence::Available).unwrap();
+        let acts = e
+            .set_presence(0, aid((n as u8 % AGENTS) as u128), Presence::Available)
+            .unwrap();
         m.apply(&acts)?;
     }
     for op in ops {
         let now = m.now;
         let r: Result<Vec<Action>, String> = match &op {
-            Op::Arrive { queue, channel: c, priority, extra, callback, back } => {
+            Op::Arrive {
+                queue,
+                channel: c,
+                priority,
+                extra,
+                callback,
+                back,
+            } => {
                 let id = iid(m.next);
                 m.next += 1;
                 let mut a = Arrival::new(id, qid(*queue as u128), channel(*c));
                 a.priority = *priority as i32;
                 a.callback = *callback;
                 a.enqueued_at = Some(now.saturating_sub(*back as u64 * 1_000));
-                a.extra_skills = extra.iter().map(|&(s, l)| SkillReq { skill: sid(s as u128), min_level: l }).collect();
+                a.extra_skills = extra
+                    .iter()
+                    .map(|&(s, l)| SkillReq {
+                        skill: sid(s as u128),
+                        min_level: l,
+                    })
+                    .collect();
                 let r = e.arrive(now, a.clone()).map_err(|x| x.to_string());
                 if r.is_ok() {
                     m.seen.insert(id, Seen::Waiting(a.queue));
-                    m.place.insert(id, (a.priority, a.enqueued_at.unwrap(), m.next));
+                    m.place
+                        .insert(id, (a.priority, a.enqueued_at.unwrap(), m.next));
                 }
                 r
             }
@@ -430,14 +560,19 @@ fn run(setup: Vec<(QueueGen, AgentGen)>, ops: Vec<Op>) -> Result<usize, TestCase
                 Some(id) => e.hang_up(now, id).map_err(|x| x.to_string()),
                 None => continue,
             },
-            Op::EndWrapUp(a) => e.end_wrap_up(now, aid(*a as u128)).map_err(|x| x.to_string()),
+            Op::EndWrapUp(a) => e
+                .end_wrap_up(now, aid(*a as u128))
+                .map_err(|x| x.to_string()),
             Op::Presence(a, p) => {
                 let p = match p {
                     0 => Presence::Offline,
                     1 | 2 => Presence::Available,
-                    _ => Presence::Away { reason: "break".into() },
+                    _ => Presence::Away {
+                        reason: "break".into(),
+                    },
                 };
-                e.set_presence(now, aid(*a as u128), p).map_err(|x| x.to_string())
+                e.set_presence(now, aid(*a as u128), p)
+                    .map_err(|x| x.to_string())
             }
             Op::Advance(ms) => {
                 m.now += *ms as u64;
@@ -445,8 +580,12 @@ fn run(setup: Vec<(QueueGen, AgentGen)>, ops: Vec<Op>) -> Result<usize, TestCase
                 prop_assert!(e.next_deadline().is_none_or(|d| d > m.now));
                 Ok(acts)
             }
-            Op::UpsertAgent(a, g) => e.upsert_agent(now, agent_config(*a, g)).map_err(|x| x.to_string()),
-            Op::RemoveAgent(a) => e.remove_agent(now, aid(*a as u128)).map_err(|x| x.to_string()),
+            Op::UpsertAgent(a, g) => e
+                .upsert_agent(now, agent_config(*a, g))
+                .map_err(|x| x.to_string()),
+            Op::RemoveAgent(a) => e
+                .remove_agent(now, aid(*a as u128))
+                .map_err(|x| x.to_string()),
             Op::UpsertQueue(q, g) => {
                 let cfg = queue_config(*q, g);
                 let ring = cfg.strategy == Strategy::RingAll;
@@ -456,7 +595,9 @@ fn run(setup: Vec<(QueueGen, AgentGen)>, ops: Vec<Op>) -> Result<usize, TestCase
                 }
                 r
             }
-            Op::RemoveQueue(q) => e.remove_queue(now, qid(*q as u128)).map_err(|x| x.to_string()),
+            Op::RemoveQueue(q) => e
+                .remove_queue(now, qid(*q as u128))
+                .map_err(|x| x.to_string()),
             Op::ToCallback(i) => match pick_any(&m, *i) {
                 Some(id) => e.to_callback(now, id).map_err(|x| x.to_string()),
                 None => continue,
@@ -504,7 +645,10 @@ fn busy_world_keeps_the_invariants_and_makes_offers() {
     });
     let offers = std::cell::Cell::new(0usize);
     let runtime_op = op().prop_filter("runtime events only", |o| {
-        !matches!(o, Op::UpsertAgent(..) | Op::RemoveAgent(_) | Op::UpsertQueue(..) | Op::RemoveQueue(_))
+        !matches!(
+            o,
+            Op::UpsertAgent(..) | Op::RemoveAgent(_) | Op::UpsertQueue(..) | Op::RemoveQueue(_)
+        )
     });
     runner
         .run(&proptest::collection::vec(runtime_op, 50..150), |ops| {
@@ -537,5 +681,9 @@ fn busy_world_keeps_the_invariants_and_makes_offers() {
             Ok(())
         })
         .unwrap();
-    assert!(offers.get() > 100, "the busy world made only {} offers", offers.get());
+    assert!(
+        offers.get() > 100,
+        "the busy world made only {} offers",
+        offers.get()
+    );
 }

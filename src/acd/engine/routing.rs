@@ -7,16 +7,32 @@ use super::*;
 impl Engine {
     // ----- indexes -------------------------------------------------------
 
-    /// Takes the agent out of its groups' free indexes and queues it for
-    /// re-matching. Call before changing anything its keys or eligibility
-    /// depend on (presence, load, idle time, memberships, capacity).
+    /// Queues the agent for re-matching and re-indexing. Call when anything
+    /// its offerability or keys depend on changes (presence, load, idle
+    /// time). Its index entries stay until then (decisions skip dirty
+    /// agents), so an agent whose keys did not change costs no index work.
     pub(super) fn touch(&mut self, a: u32) {
-        self.unindex(a);
         let ag = self.agents.get_mut(a);
         if !ag.dirty {
             ag.dirty = true;
             self.dirty_agents.push(a);
         }
+    }
+
+    /// Like `touch`, and takes the agent out of the indexes now: call before
+    /// its memberships change.
+    pub(super) fn touch_hard(&mut self, a: u32) {
+        self.unindex(a);
+        self.touch(a);
+    }
+
+    /// The agent's level sum if it is eligible for the group: the skills,
+    /// and capacity on one of the group's channels.
+    pub(super) fn eligible(&self, ag: &Agent, g: &Group) -> Option<u32> {
+        if ag.capmask() & g.chmask == 0 {
+            return None;
+        }
+        meets(&ag.skills, &g.reqs)
     }
 
     pub(super) fn unindex(&mut self, a: u32) {
@@ -35,23 +51,39 @@ impl Engine {
         ag.indexed = 0;
     }
 
-    fn index(&mut self, a: u32) {
+    /// Brings the agent's index entries up to date, touching only the
+    /// entries whose channel or key changed.
+    fn reindex(&mut self, a: u32) {
         let ag = self.agents.get_mut(a);
-        debug_assert_eq!(ag.indexed, 0);
+        let (old_mask, old) = (ag.indexed, ag.ix_key);
         let mask = ag.offerable_mask();
-        if mask == 0 {
+        let new = (ag.idle_since, ag.total_load());
+        if old_mask == mask && (mask == 0 || old == new) {
             return;
         }
-        let (idle, load) = (ag.idle_since, ag.total_load());
-        ag.indexed = mask;
-        ag.ix_key = (idle, load);
         for m in &ag.members {
+            let both = old_mask & mask & m.chmask;
+            let either = (old_mask | mask) & m.chmask;
+            if either == 0 {
+                continue;
+            }
             let g = self.groups.get_mut(m.group);
-            let key = free_key(g.strategy, idle, load, m.score, ag.seq, a);
-            for c in bits(mask & g.chmask) {
-                g.free[c].insert(key);
+            let ok = free_key(g.strategy, old.0, old.1, m.score, ag.seq, a);
+            let nk = free_key(g.strategy, new.0, new.1, m.score, ag.seq, a);
+            for c in bits(either) {
+                if both & (1 << c) != 0 && ok == nk {
+                    continue;
+                }
+                if old_mask & (1 << c) != 0 {
+                    g.free[c].remove(&ok);
+                }
+                if mask & (1 << c) != 0 {
+                    g.free[c].insert(nk);
+                }
             }
         }
+        ag.indexed = mask;
+        ag.ix_key = new;
     }
 
     // ----- settling ------------------------------------------------------
@@ -77,7 +109,6 @@ impl Engine {
         if !ag.dirty {
             return;
         }
-        self.unindex(a);
         loop {
             let mask = self.agents.get(a).offerable_mask();
             if mask == 0 {
@@ -89,7 +120,7 @@ impl Engine {
             let decision = self.agent_decision(a, i, score);
             self.offer(i, vec![a], decision);
         }
-        self.index(a);
+        self.reindex(a);
         self.agents.get_mut(a).dirty = false;
     }
 
@@ -100,9 +131,12 @@ impl Engine {
         // (-(queue priority), wait key), interaction, score
         let mut best: Option<((i64, WaitKey), u32, u32)> = None;
         for m in &ag.members {
+            if mask & m.chmask == 0 {
+                continue;
+            }
             let g = self.groups.get(m.group);
-            let qprio = -(self.queues.get(g.queue).cfg.priority as i64);
-            for c in bits(mask & g.chmask) {
+            let qprio = -(m.qprio as i64);
+            for c in bits(mask & m.chmask) {
                 for key in &g.waiting[c] {
                     let rank = (qprio, *key);
                     if best.as_ref().is_some_and(|b| rank >= b.0) {
@@ -148,7 +182,9 @@ impl Engine {
         for (pos, key) in iter.enumerate() {
             let a = key.2;
             let ag = self.agents.get(a);
-            if ix.declined_by(a, ag) || meets(&ag.skills, &ix.extra).is_none() {
+            // A dirty agent's entry may be stale; it searches the waiting
+            // lists itself when it is processed.
+            if ag.dirty || ix.declined_by(a, ag) || meets(&ag.skills, &ix.extra).is_none() {
                 continue;
             }
             if winners.len() < want {
@@ -423,7 +459,9 @@ impl Engine {
     pub(super) fn servable(&self, i: u32) -> bool {
         let ix = self.ixs.get(i);
         let q = self.queues.get(ix.queue);
-        let last = self.groups.get(*q.groups.last().expect("a group per queue"));
+        let last = self
+            .groups
+            .get(*q.groups.last().expect("a group per queue"));
         if last.servers[ix.c] == 0 {
             return false;
         }

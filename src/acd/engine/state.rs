@@ -16,7 +16,7 @@ use super::types::*;
 use crate::ids::{AgentId, InteractionId, QueueId};
 use crate::interactions::domain::Channel;
 
-/// FxHash-style hasher for the engine's id maps. Ids are UUIDv7 made by the
+/// A fast hasher for the engine's id maps. Ids are UUIDv7 made by the
 /// server (not chosen by callers), and SipHash costs more than a decision's
 /// other lookups.
 #[derive(Default, Clone, Copy)]
@@ -27,14 +27,22 @@ impl Hasher for IdHasher {
         for chunk in bytes.chunks(8) {
             let mut b = [0u8; 8];
             b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         }
     }
     fn write_usize(&mut self, n: usize) {
         self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
+    /// murmur3's finaliser: the multiply-rotate above only carries entropy
+    /// upwards, and the table indexes by the low bits.
     fn finish(&self) -> u64 {
-        self.0
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 
@@ -146,6 +154,10 @@ pub(super) fn free_key(
 pub(super) struct Member {
     pub group: u32,
     pub score: u32,
+    /// The group's channels and queue priority, copied so a freed agent can
+    /// skip groups without reading them.
+    pub chmask: u8,
+    pub qprio: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +196,12 @@ pub(super) struct Agent {
 }
 
 impl Agent {
+    /// Channels with capacity.
+    pub fn capmask(&self) -> u8 {
+        (0..4)
+            .filter(|&c| self.cap[c] > 0)
+            .fold(0, |m, c| m | 1 << c)
+    }
     pub fn total_load(&self) -> u32 {
         self.load.iter().map(|&l| l as u32).sum()
     }
@@ -249,15 +267,23 @@ pub(super) struct Queue {
 
 impl Queue {
     pub fn step_at(&self, waited: Millis) -> usize {
-        self.step_after.iter().rposition(|&a| a <= waited).unwrap_or(0)
+        self.step_after
+            .iter()
+            .rposition(|&a| a <= waited)
+            .unwrap_or(0)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum IxState {
     Waiting,
-    Offered { agents: Vec<u32>, expires_at: Millis },
-    Connected { agent: u32 },
+    Offered {
+        agents: Vec<u32>,
+        expires_at: Millis,
+    },
+    Connected {
+        agent: u32,
+    },
 }
 
 #[derive(Debug)]

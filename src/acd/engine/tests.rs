@@ -279,7 +279,8 @@ fn freed_agent_takes_queue_priority_then_interaction_priority_then_oldest() {
 #[test]
 fn reject_keeps_the_place_and_the_agent_is_not_offered_it_again() {
     let mut e = engine();
-    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[])).unwrap();
+    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[]))
+        .unwrap();
     e.upsert_agent(0, agent(1, &[])).unwrap();
     e.upsert_agent(0, agent(2, &[])).unwrap();
     for i in 1..=3 {
@@ -318,10 +319,7 @@ fn rejecting_agent_stays_available_and_a_lone_rejected_interaction_waits() {
     arrive(&mut e, 1, 1, 1, Channel::Voice);
     e.reject(2, aid(1), iid(1)).unwrap();
     ok(&e);
-    assert_eq!(
-        e.agent_snapshot(aid(1)).unwrap().status,
-        AgentStatus::Idle
-    );
+    assert_eq!(e.agent_snapshot(aid(1)).unwrap().status, AgentStatus::Idle);
     assert!(matches!(
         e.interaction_state(iid(1)),
         Some(InteractionState::Waiting { .. })
@@ -421,7 +419,8 @@ fn max_no_answers_allows_some_misses_before_away() {
 #[test]
 fn capacity_per_channel_and_voice_blocking_chats() {
     let mut e = engine();
-    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[])).unwrap();
+    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[]))
+        .unwrap();
     let mut a = agent(1, &[]);
     a.capacity = Capacity {
         voice: 1,
@@ -432,7 +431,10 @@ fn capacity_per_channel_and_voice_blocking_chats() {
     add_agent(&mut e, 0, a);
     assert_eq!(offers(&arrive(&mut e, 1, 1, 1, Channel::Chat)).len(), 1);
     assert_eq!(offers(&arrive(&mut e, 2, 2, 1, Channel::Chat)).len(), 1);
-    assert!(offers(&arrive(&mut e, 3, 3, 1, Channel::Chat)).is_empty(), "third chat waits");
+    assert!(
+        offers(&arrive(&mut e, 3, 3, 1, Channel::Chat)).is_empty(),
+        "third chat waits"
+    );
     // A call still comes (chats do not block calls)...
     assert_eq!(offers(&arrive(&mut e, 4, 4, 1, Channel::Voice)).len(), 1);
     let snap = e.agent_snapshot(aid(1)).unwrap();
@@ -450,7 +452,8 @@ fn capacity_per_channel_and_voice_blocking_chats() {
 
     // Without blocking, the chat would have come during the call.
     let mut e = engine();
-    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[])).unwrap();
+    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[]))
+        .unwrap();
     let mut a = agent(1, &[]);
     a.capacity = Capacity {
         voice: 1,
@@ -597,7 +600,8 @@ fn max_length_overflows_arrivals() {
 #[test]
 fn unservable_queue_is_flagged_and_its_arrivals_overflow() {
     let mut e = engine();
-    e.upsert_queue(0, queue(9, Strategy::LongestIdle, &[])).unwrap();
+    e.upsert_queue(0, queue(9, Strategy::LongestIdle, &[]))
+        .unwrap();
     e.upsert_agent(0, agent(1, &[(0, 2)])).unwrap();
     let mut q = queue(1, Strategy::LongestIdle, &[(0, 3)]);
     q.channels = vec![Channel::Voice, Channel::Chat];
@@ -650,7 +654,8 @@ fn unservable_queue_is_flagged_and_its_arrivals_overflow() {
 #[test]
 fn a_queue_losing_its_last_server_sends_waiting_interactions_to_overflow() {
     let mut e = engine();
-    e.upsert_queue(0, queue(2, Strategy::LongestIdle, &[])).unwrap();
+    e.upsert_queue(0, queue(2, Strategy::LongestIdle, &[]))
+        .unwrap();
     let mut q = queue(1, Strategy::LongestIdle, &[(0, 1)]);
     q.overflow = Some(OverflowTarget::Queue(qid(2)));
     e.upsert_queue(0, q).unwrap();
@@ -731,7 +736,8 @@ fn bad_configuration_is_refused_with_typed_errors() {
 #[test]
 fn overflow_cycles_are_refused() {
     let mut e = engine();
-    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[])).unwrap();
+    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[]))
+        .unwrap();
     let mut b = queue(2, Strategy::LongestIdle, &[]);
     b.overflow = Some(OverflowTarget::Queue(qid(1)));
     e.upsert_queue(0, b).unwrap();
@@ -743,7 +749,12 @@ fn overflow_cycles_are_refused() {
     a.overflow = Some(OverflowTarget::Queue(qid(3)));
     assert_eq!(
         e.upsert_queue(0, a),
-        Err(ConfigError::OverflowCycle(vec![qid(1), qid(3), qid(2), qid(1)]))
+        Err(ConfigError::OverflowCycle(vec![
+            qid(1),
+            qid(3),
+            qid(2),
+            qid(1)
+        ]))
     );
     let mut selfloop = queue(4, Strategy::LongestIdle, &[]);
     selfloop.overflow = Some(OverflowTarget::Queue(qid(4)));
@@ -828,7 +839,8 @@ fn unknown_agents_and_interactions_are_typed_errors() {
 #[test]
 fn wrap_up_ends_by_timeout_or_by_the_agent() {
     let mut e = engine();
-    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[])).unwrap();
+    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[]))
+        .unwrap();
     let mut a = agent(1, &[]);
     a.wrap_up_ms = Some(5_000);
     add_agent(&mut e, 0, a);
@@ -850,7 +862,10 @@ fn wrap_up_ends_by_timeout_or_by_the_agent() {
             }
         ]
     );
-    assert_eq!(e.agent_snapshot(aid(1)).unwrap().status, AgentStatus::WrapUp);
+    assert_eq!(
+        e.agent_snapshot(aid(1)).unwrap().status,
+        AgentStatus::WrapUp
+    );
     // A call arriving during wrap-up waits, then comes when it ends.
     arrive(&mut e, 2_000, 2, 1, Channel::Voice);
     assert_eq!(e.next_deadline(), Some(6_020));
@@ -913,7 +928,8 @@ fn callbacks_keep_the_callers_place_and_have_no_maximum_wait() {
 #[test]
 fn position_and_estimated_wait() {
     let mut e = engine();
-    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[])).unwrap();
+    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[]))
+        .unwrap();
     add_agent(&mut e, 0, agent(1, &[]));
     // Two answers 60 s apart give the queue its pace.
     for (i, t) in [(1u128, 0u64), (2, 60_000)] {
@@ -1010,7 +1026,8 @@ fn extra_skills_narrow_the_agents() {
 #[test]
 fn removing_a_queue_sends_its_interactions_to_the_overflow() {
     let mut e = engine();
-    e.upsert_queue(0, queue(2, Strategy::LongestIdle, &[])).unwrap();
+    e.upsert_queue(0, queue(2, Strategy::LongestIdle, &[]))
+        .unwrap();
     let mut q = queue(1, Strategy::LongestIdle, &[]);
     q.overflow = Some(OverflowTarget::Queue(qid(2)));
     e.upsert_queue(0, q).unwrap();
@@ -1043,7 +1060,8 @@ fn removing_a_queue_sends_its_interactions_to_the_overflow() {
 #[test]
 fn agents_with_work_cannot_be_removed_and_lowered_capacity_withdraws_offers() {
     let mut e = engine();
-    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[])).unwrap();
+    e.upsert_queue(0, queue(1, Strategy::LongestIdle, &[]))
+        .unwrap();
     let mut a = agent(1, &[]);
     a.capacity = Capacity {
         chat: 3,
@@ -1054,7 +1072,10 @@ fn agents_with_work_cannot_be_removed_and_lowered_capacity_withdraws_offers() {
         arrive(&mut e, i as Millis, i, 1, Channel::Chat);
     }
     e.accept(5, aid(1), iid(1)).unwrap();
-    assert_eq!(e.remove_agent(6, aid(1)), Err(ConfigError::AgentBusy(aid(1))));
+    assert_eq!(
+        e.remove_agent(6, aid(1)),
+        Err(ConfigError::AgentBusy(aid(1)))
+    );
     a.capacity.chat = 1;
     let acts = e.upsert_agent(7, a).unwrap();
     ok(&e);
@@ -1106,6 +1127,33 @@ fn the_clock_never_goes_back_and_due_timers_run_before_events() {
     e.set_presence(5, aid(1), Presence::Available).unwrap();
     assert_eq!(e.now(), 20_000);
     let s = e.interaction_state(iid(1));
-    assert!(matches!(s, Some(InteractionState::Offered { expires_at: 35_000, .. })), "{s:?}");
+    assert!(
+        matches!(
+            s,
+            Some(InteractionState::Offered {
+                expires_at: 35_000,
+                ..
+            })
+        ),
+        "{s:?}"
+    );
     ok(&e);
+}
+
+#[test]
+fn id_hashes_spread_sequential_ids_over_the_low_bits() {
+    use std::hash::BuildHasher;
+    let b = std::hash::BuildHasherDefault::<super::state::IdHasher>::default();
+    // Ids that differ only in their last bytes (and in their first bytes, as
+    // UUIDv7 timestamps do) must land in many buckets of a small table.
+    for base in [0u128, 0x0190_0000_0000_7000_8000_0000_0000_0000] {
+        let buckets: std::collections::BTreeSet<u64> = (0..1024u128)
+            .map(|n| b.hash_one(InteractionId(Uuid::from_u128(base + n))) & 1023)
+            .collect();
+        assert!(
+            buckets.len() > 500,
+            "only {} of 1024 buckets used",
+            buckets.len()
+        );
+    }
 }

@@ -243,7 +243,9 @@ pub enum Presence {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum AgentStatus {
     Offline,
-    Away { reason: String },
+    Away {
+        reason: String,
+    },
     /// Available with nothing in hand.
     Idle,
     /// Has offered or connected interactions (and may still have free slots).
