@@ -83,13 +83,8 @@ impl MigrationTrait for Migration {
             m.drop_table(Table::drop().table(t).if_exists().to_owned())
                 .await?;
         }
-        m.alter_table(
-            Table::alter()
-                .table("agents")
-                .drop_column("routing")
-                .take(),
-        )
-        .await?;
+        m.alter_table(Table::alter().table("agents").drop_column("routing").take())
+            .await?;
         Ok(())
     }
 }
