@@ -234,10 +234,12 @@ impl Measure {
         Some((u128::from(at - self.from) * self.intervals as u128 / span) as usize)
     }
 
-    /// Where interval `i` starts.
+    /// Where interval `i` starts: the first instant `interval_of` puts in
+    /// it (rounded up, to agree with the rounding down there).
     fn interval_start(&self, i: usize) -> Millis {
         let span = u128::from(self.until - self.from);
-        self.from + (span * i as u128 / self.intervals as u128) as Millis
+        let n = self.intervals as u128;
+        self.from + (span * i as u128).div_ceil(n) as Millis
     }
 }
 
@@ -989,5 +991,399 @@ impl Router for EngineRouter {
     fn tick(&mut self, now: Millis, out: &mut Vec<Routed>) -> Result<(), SimError> {
         let actions = self.engine.tick(now);
         self.apply(now, actions, out)
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acd::erlang::{ErlangA, ErlangC};
+
+    const AHT_SECS: f64 = 180.0;
+    const SL_SECS: f64 = 20.0;
+    const BATCHES: usize = 40;
+
+    // ----- variance reduction ------------------------------------------------
+
+    /// Zero-mean control variates for batch means (Henderson and Glynn's
+    /// approximating martingales). With N = waiting + talking, for any f,
+    /// f(N_t) - f(N_0) - ∫(𝒜f) dt is a martingale, where
+    /// 𝒜f = λ·(f(N+1) - f(N)) + (μ·talking + θ·waiting)·(f(N-1) - f(N)):
+    /// calls arrive at rate λ, each call talking ends at rate μ and each
+    /// waiting caller hangs up at rate θ, whatever the router does (these are
+    /// properties of the generated calls). So the time average of 𝒜f over a
+    /// batch has mean (f(N_end) - f(N_start))/T, zero in steady state.
+    /// Regressing a batch statistic on these averages removes the part of
+    /// its noise they explain, the slow swings of the queue that dominate
+    /// the error of plain batch means, and leaves the estimate unbiased
+    /// (up to O(1/batches) from estimating the coefficients).
+    /// The f used: n, (n-c)+, ((n-c)+)², n².
+    ///
+    /// With patience, one more: abandonments are counted per call, and their
+    /// count has Poisson-like noise of its own that no function of N sees;
+    /// but the number of abandonments minus θ∫(waiting)dt is a martingale
+    /// too (θ·waiting is the rate of abandonment), so the batch's
+    /// abandonments less θ∫(waiting)dt over it is another zero-mean control
+    /// (up to calls that cross a batch boundary, which cancel on average).
+    struct Controls {
+        lambda: f64,
+        mu: f64,
+        theta: f64,
+        c: f64,
+        measure: Measure,
+        /// Per batch: ∫𝒜f dt for each f, then ∫(waiting) dt.
+        sums: Vec<[f64; 5]>,
+    }
+
+    impl Controls {
+        fn new(s: &Steady, measure: &Measure) -> Self {
+            Self {
+                lambda: s.lambda(),
+                mu: 1.0 / AHT_SECS,
+                theta: s.patience_secs.map_or(0.0, |p| 1.0 / p),
+                c: f64::from(s.agents),
+                measure: measure.clone(),
+                sums: vec![[0.0; 5]; measure.intervals],
+            }
+        }
+
+        fn f(&self, k: usize, n: f64) -> f64 {
+            let over = (n - self.c).max(0.0);
+            [n, over, over * over, n * n][k]
+        }
+
+        fn batch_secs(&self, i: usize) -> f64 {
+            let m = &self.measure;
+            let end = if i + 1 < m.intervals {
+                m.interval_start(i + 1)
+            } else {
+                m.until
+            };
+            (end - m.interval_start(i)) as f64 / 1000.0
+        }
+
+        /// Per control, its value for each batch (time averages).
+        fn batch_averages(&self, report: &Report) -> Vec<Vec<f64>> {
+            let batches = 0..self.measure.intervals;
+            let mut controls: Vec<Vec<f64>> = (0..4)
+                .map(|k| {
+                    batches
+                        .clone()
+                        .map(|i| self.sums[i][k] / self.batch_secs(i))
+                        .collect()
+                })
+                .collect();
+            if self.theta > 0.0 {
+                let abandons = batches.map(|i| {
+                    let expected = self.theta * self.sums[i][4];
+                    (report.intervals[i].abandoned as f64 - expected) / self.batch_secs(i)
+                });
+                controls.push(abandons.collect());
+            }
+            controls
+        }
+    }
+
+    impl Observer for Controls {
+        fn observe(&mut self, from: Millis, to: Millis, state: State) {
+            let m = &self.measure;
+            let (mut at, end) = (from.max(m.from), to.min(m.until));
+            if at >= end {
+                return;
+            }
+            let n = (state.waiting + state.talking) as f64;
+            let down = self.mu * state.talking as f64 + self.theta * state.waiting as f64;
+            let g: [f64; 5] = std::array::from_fn(|k| {
+                if k == 4 {
+                    return state.waiting as f64;
+                }
+                let here = self.f(k, n);
+                let below = if n > 0.0 {
+                    self.f(k, n - 1.0) - here
+                } else {
+                    0.0
+                };
+                self.lambda * (self.f(k, n + 1.0) - here) + down * below
+            });
+            while at < end {
+                let i = m.interval_of(at).expect("inside the window");
+                let next = if i + 1 < m.intervals {
+                    m.interval_start(i + 1)
+                } else {
+                    m.until
+                };
+                let stop = end.min(next);
+                let dt = (stop - at) as f64 / 1000.0;
+                for (sum, g) in self.sums[i].iter_mut().zip(g) {
+                    *sum += g * dt;
+                }
+                at = stop;
+            }
+        }
+    }
+
+    /// The mean of `y` over batches corrected by zero-mean `controls`
+    /// (least squares of y on [1, controls]; the intercept), and its
+    /// standard error. Controls the others already explain are dropped
+    /// (with one agent, n² is a combination of the other three).
+    fn controlled_mean(y: &[f64], controls: &[Vec<f64>]) -> (f64, f64) {
+        let n = y.len();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        // Modified Gram-Schmidt: X = Q R, columns kept only if independent.
+        let mut xs: Vec<Vec<f64>> = vec![vec![1.0; n]];
+        for z in controls {
+            let mean = z.iter().sum::<f64>() / n as f64;
+            let sd = (z.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+            if sd > 0.0 {
+                xs.push(z.iter().map(|v| v / sd).collect());
+            }
+        }
+        let mut q: Vec<Vec<f64>> = Vec::new();
+        let mut r: Vec<Vec<f64>> = Vec::new();
+        for x in &xs {
+            let mut v = x.clone();
+            let mut col = Vec::new();
+            for qi in &q {
+                let d = dot(qi, &v);
+                v.iter_mut().zip(qi).for_each(|(v, qi)| *v -= d * qi);
+                col.push(d);
+            }
+            let norm = dot(&v, &v).sqrt();
+            if norm < 1e-6 * dot(x, x).sqrt() {
+                continue;
+            }
+            v.iter_mut().for_each(|v| *v /= norm);
+            col.push(norm);
+            q.push(v);
+            r.push(col);
+        }
+        let p = q.len();
+        // R is upper triangular: r[j][i] is row i, column j.
+        let qty: Vec<f64> = q.iter().map(|qi| dot(qi, y)).collect();
+        let mut beta = vec![0.0; p];
+        for i in (0..p).rev() {
+            let s: f64 = (i + 1..p).map(|j| r[j][i] * beta[j]).sum();
+            beta[i] = (qty[i] - s) / r[i][i];
+        }
+        // The fitted values: the projection of y on the kept columns.
+        let fitted: Vec<f64> = (0..n)
+            .map(|t| q.iter().zip(&qty).map(|(qi, c)| qi[t] * c).sum())
+            .collect();
+        let sse: f64 = y.iter().zip(&fitted).map(|(y, f)| (y - f).powi(2)).sum();
+        let s2 = sse / (n - p) as f64;
+        // Var(β0) = s² Σ_j (R⁻¹)[0][j]²: row 0 of R⁻¹ by forward substitution.
+        let mut row = vec![0.0; p];
+        for j in 0..p {
+            let s: f64 = (0..j).map(|k| row[k] * r[j][k]).sum();
+            row[j] = ((if j == 0 { 1.0 } else { 0.0 }) - s) / r[j][j];
+        }
+        (
+            beta[0],
+            (s2 * row.iter().map(|v| v * v).sum::<f64>()).sqrt(),
+        )
+    }
+
+    // ----- steady-state runs against queueing theory --------------------------
+
+    /// One queue in steady state: Poisson arrivals, exponential handle
+    /// times (mean `AHT_SECS`), optional exponential patience.
+    #[derive(Clone, Copy, Debug)]
+    struct Steady {
+        agents: u32,
+        /// Offered load per agent, A/c.
+        load: f64,
+        patience_secs: Option<f64>,
+        /// Calls to measure (after a warm-up of 200 handle times).
+        calls: f64,
+        seed: u64,
+    }
+
+    impl Steady {
+        fn lambda(&self) -> f64 {
+            self.load * f64::from(self.agents) / AHT_SECS
+        }
+
+        fn arrivals(&self) -> (PoissonArrivals, Measure) {
+            let from = secs_to_millis(200.0 * AHT_SECS);
+            let until = from + secs_to_millis(self.calls / self.lambda());
+            let queue = PoissonQueue {
+                calls_per_hour: self.lambda() * 3600.0,
+                mean_handle_secs: AHT_SECS,
+                mean_patience_secs: self.patience_secs,
+            };
+            let measure =
+                Measure::new(1, from, until, secs_to_millis(SL_SECS)).with_intervals(BATCHES);
+            (PoissonArrivals::new(self.seed, vec![queue], until), measure)
+        }
+
+        /// Runs the calls through the engine (longest idle, every offer
+        /// accepted at once), checks that the reference router does exactly
+        /// the same with them, and returns the report and the controls.
+        fn run(&self) -> (Report, Controls) {
+            let (arrivals, measure) = self.arrivals();
+            let mut controls = Controls::new(self, &measure);
+            let mut engine =
+                EngineRouter::single_queue(self.agents as usize, Strategy::LongestIdle).unwrap();
+            let report = simulate_observed(&mut engine, arrivals, &measure, &mut controls).unwrap();
+            let (arrivals, _) = self.arrivals();
+            let mut reference = ReferenceRouter::single_queue(self.agents as usize);
+            let expected = simulate(&mut reference, arrivals, &measure).unwrap();
+            // Homogeneous agents, FIFO, no agent idle while a call waits:
+            // every call waits exactly as long whoever answers it.
+            assert_eq!(
+                report, expected,
+                "the engine and the reference router part ways"
+            );
+            // The engine's own counters saw every call, warm-up included.
+            let queue = engine.engine().queue_snapshot(engine.queues[0].0).unwrap();
+            assert_eq!(queue.arrived, report.calls);
+            assert_eq!(queue.answered + queue.abandoned, report.calls);
+            assert_eq!(report.stranded, 0);
+            assert!(
+                report.total.offered as f64 > 0.98 * self.calls,
+                "{:?}",
+                report.total
+            );
+            // The controls are zero-mean (this also checks the simulator's
+            // state against its inputs): each within 4 standard errors.
+            for z in controls.batch_averages(&report) {
+                let (mean, se) = controlled_mean(&z, &[]);
+                assert!(mean.abs() <= 4.0 * se, "control mean {mean} ± {se}");
+            }
+            (report, controls)
+        }
+    }
+
+    /// A statistic's name, how to read it, and what theory expects.
+    type Check = (&'static str, fn(&Stats) -> f64, f64);
+
+    /// Compares batch statistics with theory: the controlled estimate must
+    /// have a standard error well under 2% (at most 0.5%, so a 2% miss
+    /// would be a 4-sigma event) and agree within 2%. Returns a table line.
+    fn agrees(s: &Steady, report: &Report, controls: &Controls, checks: &[Check]) -> String {
+        let z = controls.batch_averages(report);
+        let mut line = format!(
+            "c={:<3} load={:.2} calls={:<7}",
+            s.agents, s.load, report.total.offered
+        );
+        for &(name, metric, expected) in checks {
+            let y: Vec<f64> = report.intervals.iter().map(metric).collect();
+            let (estimate, se) = controlled_mean(&y, &z);
+            let (_, raw_se) = controlled_mean(&y, &[]);
+            let error = estimate / expected - 1.0;
+            line += &format!(
+                " | {name} theory {expected:.4} sim {estimate:.4} (raw {:.4}) err {:+.2}% se {:.2}% (raw {:.2}%)",
+                metric(&report.total),
+                100.0 * error,
+                100.0 * se / expected,
+                100.0 * raw_se / expected
+            );
+            assert!(
+                se <= 0.005 * expected,
+                "{name}: standard error {se} is not well under 2% of {expected}\n{line}"
+            );
+            assert!(
+                error.abs() <= 0.02,
+                "{name}: {estimate} is not within 2% of {expected}\n{line}"
+            );
+        }
+        println!("{line}");
+        line
+    }
+
+    fn erlang_c(s: Steady) {
+        let theory = ErlangC::new(s.lambda(), AHT_SECS, s.agents);
+        let (report, controls) = s.run();
+        agrees(
+            &s,
+            &report,
+            &controls,
+            &[
+                ("P(wait)", Stats::p_wait, theory.p_wait()),
+                ("ASA", Stats::asa_secs, theory.asa()),
+                ("SL", Stats::service_level, theory.service_level(SL_SECS)),
+            ],
+        );
+        assert!(
+            (report.occupancy / theory.occupancy() - 1.0).abs() < 0.01,
+            "{}",
+            report.occupancy
+        );
+        assert_eq!(report.total.abandoned, 0);
+    }
+
+    #[test]
+    fn erlang_c_one_agent() {
+        erlang_c(Steady {
+            agents: 1,
+            load: 0.5,
+            patience_secs: None,
+            calls: 1e5,
+            seed: 1,
+        });
+    }
+
+    #[test]
+    fn erlang_c_five_agents() {
+        erlang_c(Steady {
+            agents: 5,
+            load: 0.7,
+            patience_secs: None,
+            calls: 1e5,
+            seed: 2,
+        });
+    }
+
+    #[test]
+    fn erlang_c_twenty_agents() {
+        erlang_c(Steady {
+            agents: 20,
+            load: 0.8,
+            patience_secs: None,
+            calls: 2e5,
+            seed: 3,
+        });
+    }
+
+    #[test]
+    fn erlang_c_fifty_agents() {
+        erlang_c(Steady {
+            agents: 50,
+            load: 0.9,
+            patience_secs: None,
+            calls: 3e5,
+            seed: 4,
+        });
+    }
+
+    #[test]
+    fn erlang_a_with_patience() {
+        // Offered exactly the agents' capacity: without abandonment the
+        // queue would grow for ever.
+        let s = Steady {
+            agents: 20,
+            load: 1.0,
+            patience_secs: Some(120.0),
+            calls: 2e5,
+            seed: 5,
+        };
+        let theory = ErlangA::new(s.lambda(), AHT_SECS, 120.0, s.agents);
+        let m = theory.metrics();
+        let (report, controls) = s.run();
+        agrees(
+            &s,
+            &report,
+            &controls,
+            &[
+                ("P(wait)", Stats::p_wait, m.p_wait),
+                ("P(abandon)", Stats::abandon_rate, m.p_abandon),
+                ("ASA", Stats::asa_secs, m.asa),
+                ("SL", Stats::service_level, theory.service_level(SL_SECS)),
+            ],
+        );
+        assert!(
+            (report.occupancy / m.occupancy - 1.0).abs() < 0.01,
+            "{}",
+            report.occupancy
+        );
     }
 }
