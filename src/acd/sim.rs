@@ -778,9 +778,16 @@ impl Router for ReferenceRouter {
 
 /// Drives the real routing engine ([`Engine`]): every offer is accepted at
 /// once by the first agent it rings, a connected call is hung up at the end
-/// of its handle time, and wrap-up is ended when the simulator says so.
+/// of its handle time, a waiting one when the caller's patience runs out,
+/// and the engine's timers run when they fall due.
 /// The strategy and everything else is the engine's configuration, which
 /// the caller sets up (skills, queues, agents) before handing it over.
+///
+/// Wrap-up: give agents `wrap_up_ms: None` and each call its recorded
+/// [`Call::wrap_up`]; the simulator ends it (`end_wrap_up`) when it is over
+/// and counts it as busy time. An agent configured with a timed wrap-up
+/// (`Some(t)`) is freed by the engine's timer instead, which routing
+/// honours but the occupancy figure does not see.
 #[derive(Debug)]
 pub struct EngineRouter {
     engine: Engine,
@@ -788,7 +795,7 @@ pub struct EngineRouter {
     queues: Vec<(QueueId, Channel)>,
     agents: Vec<AgentId>,
     agent_index: HashMap<AgentId, usize>,
-    /// Agents the engine has in wrap-up.
+    /// Agents in a wrap-up that only `end_wrap_up` ends.
     wrapping: Vec<bool>,
 }
 
@@ -910,7 +917,10 @@ impl EngineRouter {
                 } => out.push(Routed::Left {
                     call: call_of(interaction),
                 }),
-                Action::WrapUpStarted { agent, .. } => {
+                // A wrap-up with an end time ends by the engine's own timer.
+                Action::WrapUpStarted {
+                    agent, until: None, ..
+                } => {
                     let agent = self.agent(agent)?;
                     self.wrapping[agent] = true;
                 }
@@ -924,6 +934,7 @@ impl EngineRouter {
                 | Action::Requeued { .. }
                 | Action::Escalated { .. }
                 | Action::Overflowed { .. }
+                | Action::WrapUpStarted { .. }
                 | Action::Abandoned { .. }
                 | Action::Ended { .. }
                 | Action::AgentAway { .. }
@@ -996,7 +1007,9 @@ impl Router for EngineRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acd::engine::SkillReq;
     use crate::acd::erlang::{ErlangA, ErlangC};
+    use crate::ids::SkillId;
 
     const AHT_SECS: f64 = 180.0;
     const SL_SECS: f64 = 20.0;
@@ -1385,5 +1398,404 @@ mod tests {
             "{}",
             report.occupancy
         );
+    }
+
+    // ----- mechanics ---------------------------------------------------------
+
+    fn call(arrival: Millis, queue: usize, handle: Millis, patience: Option<Millis>) -> Call {
+        Call {
+            arrival,
+            queue,
+            handle,
+            wrap_up: 0,
+            patience,
+        }
+    }
+
+    /// An engine with the given queues (voice) and agents, all available.
+    fn engine_router(
+        queues: Vec<QueueConfig>,
+        agents: Vec<AgentConfig>,
+        skills: &[SkillId],
+    ) -> EngineRouter {
+        let mut engine = Engine::new();
+        for &skill in skills {
+            engine.upsert_skill(skill);
+        }
+        let queue_ids = queues.iter().map(|q| (q.id, Channel::Voice)).collect();
+        for q in queues {
+            engine.upsert_queue(0, q).unwrap();
+        }
+        let agent_ids = agents.iter().map(|a| a.id).collect();
+        for a in agents {
+            engine.upsert_agent(0, a).unwrap();
+        }
+        EngineRouter::new(engine, queue_ids, agent_ids).unwrap()
+    }
+
+    fn agent(wrap_up_ms: Option<Millis>) -> AgentConfig {
+        AgentConfig {
+            wrap_up_ms,
+            ..AgentConfig::new(AgentId::new(), Vec::new())
+        }
+    }
+
+    #[test]
+    fn poisson_arrivals_draw_what_was_asked() {
+        let queues = vec![
+            PoissonQueue {
+                calls_per_hour: 120.0,
+                mean_handle_secs: 180.0,
+                mean_patience_secs: Some(60.0),
+            },
+            PoissonQueue {
+                calls_per_hour: 360.0,
+                mean_handle_secs: 60.0,
+                mean_patience_secs: None,
+            },
+        ];
+        let hours = 200.0;
+        let calls: Vec<Call> =
+            PoissonArrivals::new(9, queues.clone(), secs_to_millis(hours * 3600.0)).collect();
+        assert!(calls.windows(2).all(|w| w[0].arrival <= w[1].arrival));
+        for (q, spec) in queues.iter().enumerate() {
+            let mine: Vec<&Call> = calls.iter().filter(|c| c.queue == q).collect();
+            let n = mine.len() as f64;
+            let expected = spec.calls_per_hour * hours;
+            assert!(
+                (n - expected).abs() < 4.0 * expected.sqrt(),
+                "queue {q}: {n} calls, {expected} expected"
+            );
+            // Exponential: mean m, standard deviation m.
+            let handle = mine.iter().map(|c| c.handle as f64 / 1000.0).sum::<f64>() / n;
+            let mean = spec.mean_handle_secs;
+            assert!(
+                (handle - mean).abs() < 4.0 * mean / n.sqrt(),
+                "queue {q}: mean handle {handle}"
+            );
+            let longer = mine
+                .iter()
+                .filter(|c| c.handle as f64 > mean * 1000.0)
+                .count() as f64
+                / n;
+            let p = (-1.0f64).exp();
+            assert!(
+                (longer - p).abs() < 4.0 * (p * (1.0 - p) / n).sqrt(),
+                "queue {q}: P(handle > mean) {longer}"
+            );
+            match spec.mean_patience_secs {
+                Some(mean) => {
+                    let patience = mine
+                        .iter()
+                        .map(|c| c.patience.unwrap() as f64 / 1000.0)
+                        .sum::<f64>()
+                        / n;
+                    assert!(
+                        (patience - mean).abs() < 4.0 * mean / n.sqrt(),
+                        "queue {q}: mean patience {patience}"
+                    );
+                }
+                None => assert!(mine.iter().all(|c| c.patience.is_none())),
+            }
+        }
+        // The same seed draws the same calls; another seed other calls.
+        let again: Vec<Call> =
+            PoissonArrivals::new(9, queues.clone(), secs_to_millis(3600.0)).collect();
+        assert_eq!(again[..], calls[..again.len()]);
+        let other: Vec<Call> = PoissonArrivals::new(10, queues, secs_to_millis(3600.0)).collect();
+        assert_ne!(other[..10], calls[..10]);
+    }
+
+    #[test]
+    fn same_seed_same_report() {
+        let s = Steady {
+            agents: 5,
+            load: 0.85,
+            patience_secs: Some(300.0),
+            calls: 2e4,
+            seed: 11,
+        };
+        let run = |s: Steady| {
+            let (arrivals, measure) = s.arrivals();
+            let mut router = EngineRouter::single_queue(5, Strategy::LongestIdle).unwrap();
+            simulate(&mut router, arrivals, &measure).unwrap()
+        };
+        let first = run(s);
+        assert!(first.total.abandoned > 0 && first.total.waited > 0);
+        assert_eq!(run(s), first);
+        assert_ne!(run(Steady { seed: 12, ..s }).total, first.total);
+    }
+
+    /// Five calls on two queues and two agents, worked out by hand:
+    /// c0 and c1 are answered at once; c2 waits for c1's agent (4 s);
+    /// c3 gives up after 2 s; c4 waits for c2's agent (5 s).
+    fn recorded_day() -> (Vec<Call>, Measure) {
+        let calls = vec![
+            call(0, 0, 10_000, None),
+            call(1_000, 0, 5_000, None),
+            call(2_000, 0, 3_000, Some(30_000)),
+            call(3_000, 1, 1_000, Some(2_000)),
+            call(4_000, 1, 2_000, None),
+        ];
+        (calls, Measure::new(2, 0, 12_000, 4_000).with_intervals(2))
+    }
+
+    fn check_recorded_day(report: &Report) {
+        let q0 = Stats {
+            offered: 3,
+            answered: 3,
+            waited: 1,
+            answered_within: 3,
+            wait_answered_ms: 4_000,
+            handle_ms: 18_000,
+            ..Stats::default()
+        };
+        let q1 = Stats {
+            offered: 2,
+            answered: 1,
+            abandoned: 1,
+            waited: 2,
+            answered_within: 0,
+            wait_answered_ms: 5_000,
+            wait_abandoned_ms: 2_000,
+            handle_ms: 2_000,
+            ..Stats::default()
+        };
+        assert_eq!(report.queues, vec![q0, q1]);
+        assert_eq!(report.total.offered, 5);
+        assert_eq!(report.total.wait_answered_ms, 9_000);
+        assert_eq!(report.total.service_level(), 0.6);
+        assert_eq!(report.total.asa_secs(), 2.25);
+        assert_eq!(report.total.abandon_rate(), 0.2);
+        assert_eq!(report.intervals, vec![report.total, Stats::default()]);
+        // Agent 0: 0-10 s; agent 1: 1-6, 6-9, 9-11 s. Split at 6 s.
+        assert_eq!(report.interval_busy_ms, vec![11_000, 9_000]);
+        assert!((report.occupancy - 20.0 / 24.0).abs() < 1e-12);
+        assert_eq!((report.calls, report.stranded), (5, 0));
+    }
+
+    #[test]
+    fn recorded_day_replays_exactly() {
+        let (calls, measure) = recorded_day();
+        let mut reference = ReferenceRouter::new(2, vec![vec![0, 1]; 2]);
+        let expected = simulate(&mut reference, calls.iter().copied(), &measure).unwrap();
+        check_recorded_day(&expected);
+        // Through the engine, agents ending their own wrap-up (at once).
+        let queues = vec![
+            QueueConfig::new(QueueId::new(), Strategy::LongestIdle),
+            QueueConfig::new(QueueId::new(), Strategy::LongestIdle),
+        ];
+        let mut engine = engine_router(queues, vec![agent(None), agent(None)], &[]);
+        let report = simulate(&mut engine, calls, &measure).unwrap();
+        check_recorded_day(&report);
+        assert_eq!(report, expected);
+    }
+
+    #[test]
+    fn wrap_up_keeps_the_agent_from_the_next_call() {
+        // c0 talks 1 s then wraps up 2 s; c1 (at 0.5 s) waits until 3 s.
+        let calls = vec![
+            Call {
+                wrap_up: 2_000,
+                ..call(0, 0, 1_000, None)
+            },
+            call(500, 0, 1_000, None),
+        ];
+        let measure = Measure::new(1, 0, 5_000, 20_000);
+        let check = |r: &Report, occupancy: f64| {
+            assert_eq!(r.total.answered, 2);
+            assert_eq!(r.total.wait_answered_ms, 2_500);
+            assert!((r.occupancy - occupancy).abs() < 1e-12, "{}", r.occupancy);
+        };
+        let reference = simulate(
+            &mut ReferenceRouter::single_queue(1),
+            calls.clone(),
+            &measure,
+        )
+        .unwrap();
+        check(&reference, 0.8);
+        // The simulator ends the wrap-up: talk and wrap-up are busy time.
+        let queue = || vec![QueueConfig::new(QueueId::new(), Strategy::LongestIdle)];
+        let mut engine = engine_router(queue(), vec![agent(None)], &[]);
+        let report = simulate(&mut engine, calls, &measure).unwrap();
+        check(&report, 0.8);
+        assert_eq!(report, reference);
+        // The engine's own 2 s wrap-up timer frees the agent (a tick); the
+        // calls carry none, so only talk time is busy time.
+        let calls = vec![call(0, 0, 1_000, None), call(500, 0, 1_000, None)];
+        let mut engine = engine_router(queue(), vec![agent(Some(2_000))], &[]);
+        let report = simulate(&mut engine, calls, &measure).unwrap();
+        check(&report, 0.4);
+        assert_eq!(report.events, 5, "two arrivals, two ends, one tick");
+    }
+
+    #[test]
+    fn calls_no_agent_takes_leave_routing() {
+        // A queue needing a skill no agent has, and no overflow: refused.
+        let skill = SkillId::new();
+        let mut skilled = QueueConfig::new(QueueId::new(), Strategy::LongestIdle);
+        skilled.required = vec![SkillReq {
+            skill,
+            min_level: 1,
+        }];
+        // A queue whose callers go to voicemail after 5 s of waiting.
+        let mut voicemail = QueueConfig::new(QueueId::new(), Strategy::LongestIdle);
+        voicemail.max_wait_ms = Some(5_000);
+        voicemail.overflow = Some(OverflowTarget::Flow("voicemail".into()));
+        let mut engine = engine_router(vec![skilled, voicemail], vec![agent(None)], &[skill]);
+        let calls = vec![
+            call(0, 1, 20_000, None),
+            call(1_000, 1, 1_000, None),
+            call(2_000, 1, 1_000, Some(1_000)),
+            call(3_000, 0, 1_000, None),
+        ];
+        let measure = Measure::new(2, 0, 30_000, 20_000);
+        let report = simulate(&mut engine, calls, &measure).unwrap();
+        let expected = Stats {
+            offered: 3,
+            answered: 1,
+            abandoned: 1,
+            left: 1,
+            waited: 2,
+            answered_within: 1,
+            wait_abandoned_ms: 1_000,
+            wait_left_ms: 5_000,
+            handle_ms: 20_000,
+            ..Stats::default()
+        };
+        assert_eq!(report.queues[1], expected);
+        assert_eq!(report.queues[1].mean_wait_all_secs(), 2.0);
+        assert_eq!(
+            report.queues[0],
+            // Refused on arrival: it left without waiting.
+            Stats {
+                offered: 1,
+                left: 1,
+                ..Stats::default()
+            }
+        );
+        assert_eq!(report.stranded, 0);
+    }
+
+    #[test]
+    fn a_priority_queue_is_answered_first() {
+        // Ten agents for two queues of 4 Erlangs each (occupancy 0.8).
+        let spec = PoissonQueue {
+            calls_per_hour: 80.0,
+            mean_handle_secs: AHT_SECS,
+            mean_patience_secs: None,
+        };
+        let until = secs_to_millis(2e4 / 160.0 * 3600.0);
+        let from = secs_to_millis(100.0 * AHT_SECS);
+        let measure = Measure::new(2, from, until, 20_000);
+        let arrivals = || PoissonArrivals::new(21, vec![spec; 2], until);
+        let mut vip = QueueConfig::new(QueueId::new(), Strategy::LongestIdle);
+        vip.priority = 10;
+        let standard = QueueConfig::new(QueueId::new(), Strategy::LongestIdle);
+        let agents = (0..10).map(|_| agent(None)).collect();
+        let mut engine = engine_router(vec![vip, standard], agents, &[]);
+        let prioritised = simulate(&mut engine, arrivals(), &measure).unwrap();
+        let mut fifo = ReferenceRouter::new(2, vec![vec![0, 1]; 10]);
+        let shared = simulate(&mut fifo, arrivals(), &measure).unwrap();
+        // The same calls either way.
+        assert_eq!(prioritised.total.offered, shared.total.offered);
+        let [vip, standard] = [0, 1].map(|q| prioritised.queues[q].asa_secs());
+        assert!(vip < 0.3 * standard, "vip {vip} s, standard {standard} s");
+        let [first, second] = [0, 1].map(|q| shared.queues[q].asa_secs());
+        assert!(
+            (first / second - 1.0).abs() < 0.25,
+            "{first} s and {second} s"
+        );
+        assert!(prioritised.queues[0].service_level() > shared.queues[0].service_level());
+    }
+
+    #[test]
+    fn strategies_that_choose_among_free_agents_give_the_same_waits() {
+        // Identical agents: whoever answers, each call waits as long (the
+        // same calls, FIFO, nobody idle while a call waits). Ring-all rings
+        // several agents and the first answers.
+        let s = Steady {
+            agents: 5,
+            load: 0.8,
+            patience_secs: None,
+            calls: 5e3,
+            seed: 31,
+        };
+        let run = |strategy| {
+            let (arrivals, measure) = s.arrivals();
+            let mut router = EngineRouter::single_queue(5, strategy).unwrap();
+            simulate(&mut router, arrivals, &measure).unwrap()
+        };
+        let longest_idle = run(Strategy::LongestIdle);
+        assert!(longest_idle.total.waited > 0);
+        for strategy in [
+            Strategy::LeastOccupied,
+            Strategy::RoundRobin,
+            Strategy::BestProficiency,
+            Strategy::RingAll,
+        ] {
+            assert_eq!(run(strategy), longest_idle, "{strategy:?}");
+        }
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let measure = Measure::new(1, 0, 10_000, 1_000);
+        let mut router = ReferenceRouter::single_queue(1);
+        let unsorted = vec![call(5_000, 0, 1, None), call(4_000, 0, 1, None)];
+        assert_eq!(
+            simulate(&mut router, unsorted, &measure),
+            Err(SimError::Unsorted {
+                index: 1,
+                arrival: 4_000
+            })
+        );
+        let mut router = ReferenceRouter::single_queue(1);
+        assert_eq!(
+            simulate(&mut router, vec![call(0, 3, 1, None)], &measure),
+            Err(SimError::UnknownQueue {
+                index: 0,
+                queue: 3,
+                queues: 1
+            })
+        );
+    }
+
+    #[test]
+    fn intervals_tile_the_window() {
+        for (from, len, n) in [(1_000, 999, 7), (0, 10, 10), (5, 1_000_003, 40)] {
+            let m = Measure::new(1, from, from + len, 0).with_intervals(n);
+            assert_eq!(m.interval_start(0), from);
+            for i in 0..n {
+                let start = m.interval_start(i);
+                assert_eq!(m.interval_of(start), Some(i));
+                if i > 0 {
+                    assert_eq!(m.interval_of(start - 1), Some(i - 1));
+                }
+            }
+            assert_eq!(m.interval_of(from + len - 1), Some(n - 1));
+            assert_eq!(m.interval_of(from + len), None);
+            assert_eq!(m.interval_of(from.wrapping_sub(1)), None);
+        }
+    }
+
+    #[test]
+    fn controlled_mean_is_the_regression_intercept() {
+        // No controls: the plain mean and its standard error.
+        let y = [1.0, 2.0, 3.0, 6.0];
+        let (mean, se) = controlled_mean(&y, &[]);
+        assert_eq!(mean, 3.0);
+        assert!((se - (14.0f64 / 3.0 / 4.0).sqrt()).abs() < 1e-12);
+        // y = 3 + 2z exactly: the intercept, with no error left.
+        let z = vec![-1.5, 0.5, 2.0, -0.5];
+        let y: Vec<f64> = z.iter().map(|z| 3.0 + 2.0 * z).collect();
+        let (estimate, se) = controlled_mean(&y, std::slice::from_ref(&z));
+        assert!(
+            (estimate - 3.0).abs() < 1e-12 && se < 1e-12,
+            "{estimate} {se}"
+        );
+        // A control that repeats another is dropped, not singular.
+        let (estimate, _) = controlled_mean(&y, &[z.clone(), z.iter().map(|v| 2.0 * v).collect()]);
+        assert!((estimate - 3.0).abs() < 1e-12);
     }
 }
