@@ -7,7 +7,7 @@
 //!   B(0) = 1, B(k) = A·B(k-1) / (k + A·B(k-1)) and
 //!   C = c·B / (c - A·(1 - B)), which never forms A^c or c! and so stays
 //!   exact to rounding for thousands of agents. Then
-//!   ASA = E[W] = C / (cμ - λ), service level P(W ≤ t) = 1 - C·e^{-(cμ-λ)t},
+//!   ASA = E\[W\] = C / (cμ - λ), service level P(W ≤ t) = 1 - C·e^{-(cμ-λ)t},
 //!   occupancy A / c.
 //! * [`ErlangA`]: the M/M/c+M queue (Palm's model): the same, plus callers
 //!   whose patience is exponential with mean 1/θ; a caller still waiting
@@ -83,7 +83,7 @@ impl ErlangC {
         f64::from(self.agents) * self.service_rate() - self.arrival_rate
     }
 
-    /// Average speed of answer E[W] over all callers, in seconds
+    /// Average speed of answer E\[W\] over all callers, in seconds
     /// (infinite when unstable).
     pub fn asa(&self) -> f64 {
         if !self.is_stable() {
@@ -113,7 +113,7 @@ impl ErlangC {
         (self.offered_load() / f64::from(self.agents)).min(1.0)
     }
 
-    /// Mean number of callers waiting, Lq = λ·E[W].
+    /// Mean number of callers waiting, Lq = λ·E\[W\].
     pub fn mean_queue_length(&self) -> f64 {
         self.arrival_rate * self.asa()
     }

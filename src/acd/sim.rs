@@ -16,7 +16,8 @@
 //!   answered and abandoned, the probability of waiting, ASA, service level
 //!   at each queue's threshold, abandonment and handle time; agent
 //!   occupancy; and the same per interval of time (interval reports, and
-//!   batch means for standard errors).
+//!   batch means for standard errors). An [`Observer`] can watch the state
+//!   (calls waiting, talking, agents in wrap-up) over time.
 //!
 //! Statistics count the calls that *arrive* in the measured window
 //! `[from, until)` (earlier calls warm the system up; later ones are still
@@ -128,7 +129,10 @@ pub struct PoissonQueue {
 }
 
 /// Generates calls for several queues, merged in arrival order, until
-/// `until` (exclusive). Deterministic for a seed.
+/// `until` (exclusive). Deterministic for a seed with a given build: the
+/// generator is `rand`'s `SmallRng`, whose stream may change between `rand`
+/// versions or platforms, so a run to be repeated later should be kept as
+/// its list of calls.
 pub struct PoissonArrivals {
     rng: SmallRng,
     queues: Vec<PoissonQueue>,
