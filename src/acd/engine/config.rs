@@ -128,13 +128,13 @@ impl Engine {
         if (cfg.max_wait_ms.is_some() || cfg.max_length.is_some()) && cfg.overflow.is_none() {
             return Err(ConfigError::MissingOverflow);
         }
-        if let Some(OverflowTarget::Flow(name)) = &cfg.overflow {
-            if name.trim().is_empty() {
-                return Err(ConfigError::Invalid {
-                    field: "overflow",
-                    problem: "flow name is empty",
-                });
-            }
+        if let Some(OverflowTarget::Flow(name)) = &cfg.overflow
+            && name.trim().is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                field: "overflow",
+                problem: "flow name is empty",
+            });
         }
         // The overflow chain from this queue, with this configuration.
         if let Some(OverflowTarget::Queue(t)) = &cfg.overflow {

@@ -244,11 +244,13 @@ impl Engine {
             IxState::Connected { agent: a } => {
                 let ix = self.ixs.get(x);
                 let handled = now.saturating_sub(ix.connected_at);
-                if let Some(q) = self.queues.try_get_mut(ix.queue) {
-                    if q.cfg.id == ix.queue_id {
-                        q.stats.handled += 1;
-                        q.stats.total_handle_ms += handled;
-                    }
+                if let Some(q) = self
+                    .queues
+                    .try_get_mut(ix.queue)
+                    .filter(|q| q.cfg.id == ix.queue_id)
+                {
+                    q.stats.handled += 1;
+                    q.stats.total_handle_ms += handled;
                 }
                 let (id, c) = (ix.id, ix.c);
                 let ag = self.agents.get_mut(a);

@@ -288,13 +288,13 @@ impl Engine {
             for m in &ag.members {
                 let g = self.groups.get(m.group);
                 let key = free_key(g.strategy, ag.ix_key.0, ag.ix_key.1, m.score, ag.seq, a);
-                for c in 0..4 {
+                for (c, channel) in CHANNELS.iter().enumerate() {
                     let should = mask & g.chmask & (1 << c) != 0;
                     if g.free[c].contains(&key) != should {
                         let _ = writeln!(
                             e,
-                            "agent {} index entry wrong in a group on {:?}",
-                            ag.id, CHANNELS[c]
+                            "agent {} index entry wrong in a group on {channel:?}",
+                            ag.id
                         );
                     }
                 }
@@ -328,9 +328,9 @@ impl Engine {
             for (_, ag) in self.agents.iter() {
                 if ag.members.iter().any(|m| m.group == g) {
                     members += 1;
-                    for c in 0..4 {
-                        if ag.cap[c] > 0 {
-                            servers[c] += 1;
+                    for (s, cap) in servers.iter_mut().zip(ag.cap) {
+                        if cap > 0 {
+                            *s += 1;
                         }
                     }
                 }
@@ -342,7 +342,7 @@ impl Engine {
                     grp.servers
                 );
             }
-            for c in 0..4 {
+            for (c, channel) in CHANNELS.iter().enumerate() {
                 if grp.free[c].len() > members {
                     let _ = writeln!(e, "group {g} indexes more agents than it has");
                 }
@@ -354,8 +354,7 @@ impl Engine {
                     {
                         let _ = writeln!(
                             e,
-                            "group {g} indexes an agent that is not free on {:?}",
-                            CHANNELS[c]
+                            "group {g} indexes an agent that is not free on {channel:?}"
                         );
                     }
                 }

@@ -458,7 +458,7 @@ impl Model {
     }
 }
 
-fn pick_offer(e: &Engine, m: &Model, i: u16, a: u8) -> Option<(AgentId, InteractionId)> {
+fn pick_offer(m: &Model, i: u16, a: u8) -> Option<(AgentId, InteractionId)> {
     let offered: Vec<_> = m
         .seen
         .iter()
@@ -467,7 +467,6 @@ fn pick_offer(e: &Engine, m: &Model, i: u16, a: u8) -> Option<(AgentId, Interact
             _ => None,
         })
         .collect();
-    let _ = e;
     if offered.is_empty() {
         return None;
     }
@@ -540,17 +539,17 @@ fn run(setup: Vec<(QueueGen, AgentGen)>, ops: Vec<Op>) -> Result<usize, TestCase
                 }
                 r
             }
-            Op::Accept(i, a) => match pick_offer(&e, &m, *i, *a) {
+            Op::Accept(i, a) => match pick_offer(&m, *i, *a) {
                 Some((agent, id)) => e.accept(now, agent, id).map_err(|x| x.to_string()),
                 None => continue,
             },
-            Op::Reject(i, a) => match pick_offer(&e, &m, *i, *a) {
+            Op::Reject(i, a) => match pick_offer(&m, *i, *a) {
                 Some((agent, id)) => {
                     let r = e.reject(now, agent, id).map_err(|x| x.to_string());
-                    if r.is_ok() {
-                        if let Some(Seen::Offered(_, agents)) = m.seen.get_mut(&id) {
-                            agents.remove(&agent);
-                        }
+                    if r.is_ok()
+                        && let Some(Seen::Offered(_, agents)) = m.seen.get_mut(&id)
+                    {
+                        agents.remove(&agent);
                     }
                     r
                 }

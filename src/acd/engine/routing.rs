@@ -548,7 +548,7 @@ impl Engine {
             .filter(|w| w.until.is_some_and(|u| u <= at))
             .cloned()
             .collect();
-        ag.wraps.retain(|w| !w.until.is_some_and(|u| u <= at));
+        ag.wraps.retain(|w| w.until.is_none_or(|u| u > at));
         self.end_wraps(a, due);
         self.reset_agent_timer(a);
     }
