@@ -89,7 +89,9 @@ impl Application {
             ),
         };
         let sec = &settings.security;
+        let acd = std::sync::Arc::new(crate::acd::service::Acd::new(db.conn.clone(), bus.clone()));
         let state = AppState {
+            acd,
             hasher: Hasher::new(sec.argon2_memory_kib, sec.argon2_iterations),
             throttle: Throttle::new(
                 Duration::from_secs(sec.login_window_secs),
@@ -164,6 +166,7 @@ impl Application {
             worker_stop.clone(),
         ));
         let housekeeping_task = tokio::spawn(housekeeping(state.clone(), worker_stop.clone()));
+        let acd_task = tokio::spawn(state.acd.clone().run(worker_stop.clone()));
 
         tracing::info!(node = %node_id, "switchboard is running");
         let server_task = tokio::spawn(server);
@@ -178,6 +181,7 @@ impl Application {
         }
         let _ = dispatcher_task.await;
         let _ = housekeeping_task.await;
+        let _ = acd_task.await;
         bridge_stop.cancel();
         if let Some(b) = bridge {
             let _ = b.await;

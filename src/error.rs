@@ -355,6 +355,46 @@ impl From<crate::interactions::service::InteractionError> for ApiError {
     }
 }
 
+impl From<crate::acd::service::AcdError> for ApiError {
+    fn from(e: crate::acd::service::AcdError) -> Self {
+        use crate::acd::engine::EngineError as E;
+        use crate::acd::service::AcdError::*;
+        match e {
+            Engine(e) => match e {
+                E::UnknownAgent(_) => ApiError::not_found("agent"),
+                E::UnknownQueue(_) => ApiError::not_found("queue"),
+                E::UnknownInteraction(_) => {
+                    ApiError::new(ErrorCode::Conflict, "the interaction is not being routed")
+                }
+                E::UnknownSkill(_) | E::LevelOutOfRange { .. } => {
+                    ApiError::field("skills", e.to_string())
+                }
+                E::ChannelNotAccepted { .. } => ApiError::field("queue_id", e.to_string()),
+                E::NotOffered { .. } => ApiError::new(
+                    ErrorCode::InvalidTransition,
+                    "the interaction is not offered to this agent (any more)",
+                ),
+                E::DuplicateInteraction(_)
+                | E::NotWaiting(_)
+                | E::NotInWrapUp(_)
+                | E::Unservable(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            },
+            Config(e) => ApiError::field("routing", e.to_string()),
+            Stored { .. } => {
+                tracing::error!(error = %e, "stored routing configuration is not valid");
+                ApiError::new(ErrorCode::Internal, e.to_string())
+            }
+            NotAnAgent => ApiError::new(
+                ErrorCode::Forbidden,
+                "you are not an agent of this workspace",
+            ),
+            NoInteraction => ApiError::not_found("interaction"),
+            Interaction(e) => e.into(),
+            Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::interactions::webhooks::WebhookError> for ApiError {
     fn from(e: crate::interactions::webhooks::WebhookError) -> Self {
         use crate::interactions::webhooks::WebhookError::*;

@@ -25,6 +25,8 @@ pub struct AppState {
     pub bus: Bus,
     pub jobs: JobQueue,
     pub metrics: Metrics,
+    /// Routing: one engine per tenant.
+    pub acd: Arc<crate::acd::service::Acd>,
     /// Cancelled when the service starts shutting down.
     pub shutdown: CancellationToken,
     /// The OpenAPI document, generated from the routes at start-up.

@@ -1,8 +1,11 @@
-//! Automatic contact distribution. For now the routing catalogue: skills,
-//! queues and agents, as the demo data and the spine reference them. The
-//! routing engine itself arrives with its own issue.
+//! Automatic contact distribution: the routing catalogue (skills, queues,
+//! agents), the pure routing engine, the service that runs one engine per
+//! tenant on the interaction spine, its HTTP API, Erlang C and the
+//! simulator.
 
 pub mod catalog;
 pub mod engine;
 pub mod erlang;
+pub mod http;
+pub mod service;
 pub mod sim;

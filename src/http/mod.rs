@@ -74,6 +74,7 @@ fn api_v1(cfg: &mut ServiceConfig) {
     crate::interactions::http::configure(cfg);
     crate::jobs::http::configure(cfg);
     crate::acd::catalog::configure(cfg);
+    crate::acd::http::configure(cfg);
     crate::contacts::http::configure(cfg);
 }
 

@@ -104,6 +104,11 @@ pub enum Transition {
     OfferTimeout {
         agent_id: AgentId,
     },
+    /// The offer was taken back (the agent went away, or the routing
+    /// configuration changed); the interaction waits again.
+    Withdraw {
+        agent_id: AgentId,
+    },
     /// Connect directly, without queueing (e.g. an agent's outbound call).
     Connect {
         agent_id: Option<AgentId>,
@@ -130,6 +135,7 @@ impl Transition {
             Transition::Accept { .. } => "connected",
             Transition::Reject { .. } => "offer_rejected",
             Transition::OfferTimeout { .. } => "offer_timed_out",
+            Transition::Withdraw { .. } => "offer_withdrawn",
             Transition::Connect { .. } => "connected",
             Transition::Transfer { .. } => "transferred",
             Transition::WrapUp => "wrap_up_started",
@@ -202,7 +208,12 @@ impl Lifecycle {
                 self.offered_to(*agent_id)?;
                 next.state = Connected;
             }
-            (Offered, Transition::Reject { agent_id } | Transition::OfferTimeout { agent_id }) => {
+            (
+                Offered,
+                Transition::Reject { agent_id }
+                | Transition::OfferTimeout { agent_id }
+                | Transition::Withdraw { agent_id },
+            ) => {
                 self.offered_to(*agent_id)?;
                 next.agent_id = None;
                 // Offers straight from `created` (no queue) fall back to `created`.
@@ -314,10 +325,23 @@ mod tests {
             Transition::OfferTimeout { agent_id: a },
             Transition::Offer { agent_id: b },
             Transition::Reject { agent_id: b },
+            Transition::Offer { agent_id: a },
+            Transition::Withdraw { agent_id: a },
         ])
         .unwrap();
         assert_eq!(l.state, State::Queued);
         assert_eq!(l.agent_id, None);
+        let e = run(&[
+            Transition::Enqueue { queue_id: q },
+            Transition::Offer { agent_id: a },
+            Transition::Withdraw { agent_id: b },
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e,
+            LifecycleError::WrongAgent,
+            "only the offered agent's offer"
+        );
     }
 
     #[test]

@@ -198,6 +198,8 @@ fn body_for(method: &str, template: &str) -> Option<Value> {
         ("post", "/api/v1/lists/{id}/members") | ("post", "/api/v1/lists/{id}/members/remove") => {
             json!({ "contact_ids": [uuid::Uuid::now_v7()] })
         }
+        ("put", "/api/v1/agents/{id}/presence") => json!({ "presence": "offline" }),
+        ("post", "/api/v1/interactions/{id}/route") => json!({ "queue_id": uuid::Uuid::now_v7() }),
         ("patch", "/api/v1/segments/{id}") => {
             json!({ "name": "pwned", "expression": "tags has \"x\"" })
         }

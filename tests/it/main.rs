@@ -15,5 +15,6 @@ mod imports;
 mod interactions;
 mod isolation;
 mod jobs;
+mod routing;
 mod schema_fuzz;
 mod webhooks;
