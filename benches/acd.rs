@@ -353,6 +353,13 @@ fn one(n: usize) {
     let build_time = t0.elapsed();
     let rss1 = rss_bytes();
     let per_agent = (rss1.saturating_sub(rss0)) as f64 / n as f64;
+    let queues_per_agent = w
+        .agents
+        .iter()
+        .map(|a| e.agent_snapshot(a.id).map_or(0, |s| s.queues.len()))
+        .sum::<usize>() as f64
+        / n as f64;
+    eprintln!("{n} agents: each eligible for {queues_per_agent:.1} queues on average");
     drop(e);
 
     let mut rows = Vec::new();
