@@ -349,7 +349,7 @@ impl Engine {
                 for k in &grp.free[c] {
                     if self
                         .agents
-                        .try_get(k.2)
+                        .try_get(key_slot(*k))
                         .is_none_or(|ag| ag.indexed & (1 << c) == 0)
                     {
                         let _ = writeln!(

@@ -171,7 +171,7 @@ impl Engine {
         let ring = strategy == Strategy::RingAll && ix.c == 0;
         let want = if ring { q.cfg.ring_all_max.max(1) } else { 1 };
         let k = self.candidates_k.max(want);
-        let cursor = (q.rr_cursor + 1, 0, 0);
+        let cursor = rr_key_after(q.rr_cursor);
         let iter: Box<dyn Iterator<Item = &FreeKey>> = if strategy == Strategy::RoundRobin {
             Box::new(set.range(cursor..).chain(set.range(..cursor)))
         } else {
@@ -180,7 +180,7 @@ impl Engine {
         let mut winners: Vec<u32> = Vec::new();
         let mut cands: Vec<Candidate> = Vec::new();
         for (pos, key) in iter.enumerate() {
-            let a = key.2;
+            let a = key_slot(*key);
             let ag = self.agents.get(a);
             // A dirty agent's entry may be stale; it searches the waiting
             // lists itself when it is processed.

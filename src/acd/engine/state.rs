@@ -129,8 +129,21 @@ pub(super) fn meets(skills: &[(u16, Level)], reqs: &[(u16, Level)]) -> Option<u3
     Some(score)
 }
 
-/// Free-agent index key: (primary, secondary, agent slot), smallest first.
-pub(super) type FreeKey = (u64, u64, u32);
+/// Free-agent index key, smallest first, packed in one integer (cheaper to
+/// compare, and more per B-tree node than a tuple): 64 bits of the
+/// strategy's primary key, 32 bits of the agent's creation order (ties),
+/// 32 bits of the agent's slot.
+pub(super) type FreeKey = u128;
+
+pub(super) fn key_slot(k: FreeKey) -> u32 {
+    k as u32
+}
+
+/// The round-robin key of the agent created at `seq`, and the first key
+/// after it.
+pub(super) fn rr_key_after(seq: u64) -> FreeKey {
+    ((seq as u128) + 1) << 64
+}
 /// Waiting-list key: (-priority, enqueued_at, arrival sequence, slot), smallest first.
 pub(super) type WaitKey = (i64, u64, u64, u32);
 
@@ -142,12 +155,21 @@ pub(super) fn free_key(
     seq: u64,
     slot: u32,
 ) -> FreeKey {
-    match s {
-        Strategy::LongestIdle | Strategy::RingAll => (idle_since, seq, slot),
-        Strategy::LeastOccupied => (load as u64, idle_since, slot),
-        Strategy::RoundRobin => (seq, 0, slot),
-        Strategy::BestProficiency => (u64::MAX - score as u64, idle_since, slot),
-    }
+    // Times below 2^48 ms (year 10889) share the word with a 16-bit count.
+    const LOW48: u64 = (1 << 48) - 1;
+    let idle48 = idle_since.min(LOW48);
+    let primary = match s {
+        Strategy::LongestIdle | Strategy::RingAll => idle_since,
+        Strategy::LeastOccupied => ((load.min(0xffff) as u64) << 48) | idle48,
+        Strategy::RoundRobin => seq,
+        Strategy::BestProficiency => ((0xffff - score.min(0xffff) as u64) << 48) | idle48,
+    };
+    let tie = if s == Strategy::RoundRobin {
+        0
+    } else {
+        seq as u32
+    };
+    ((primary as u128) << 64) | ((tie as u128) << 32) | slot as u128
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

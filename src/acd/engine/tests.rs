@@ -1157,3 +1157,43 @@ fn id_hashes_spread_sequential_ids_over_the_low_bits() {
         );
     }
 }
+
+#[test]
+fn packed_free_keys_order_as_the_strategies_say() {
+    use super::state::{free_key, key_slot};
+    // (idle_since, load, score, seq, slot)
+    let k = |s, idle, load, score, seq, slot| free_key(s, idle, load, score, seq, slot);
+    let li = Strategy::LongestIdle;
+    assert!(
+        k(li, 100, 9, 0, 9, 9) < k(li, 200, 0, 0, 1, 1),
+        "longer idle first"
+    );
+    assert!(
+        k(li, 100, 0, 0, 1, 9) < k(li, 100, 0, 0, 2, 1),
+        "ties: older agent first"
+    );
+    let lo = Strategy::LeastOccupied;
+    assert!(
+        k(lo, 1_700_000_000_000, 1, 0, 9, 9) < k(lo, 100, 2, 0, 1, 1),
+        "fewer first"
+    );
+    assert!(
+        k(lo, 100, 1, 0, 9, 9) < k(lo, 200, 1, 0, 1, 1),
+        "ties: longer idle"
+    );
+    let bp = Strategy::BestProficiency;
+    assert!(
+        k(bp, 1_700_000_000_000, 0, 9, 9, 9) < k(bp, 100, 0, 8, 1, 1),
+        "higher score first"
+    );
+    assert!(
+        k(bp, 100, 0, 8, 9, 9) < k(bp, 200, 0, 8, 1, 1),
+        "ties: longer idle"
+    );
+    let rr = Strategy::RoundRobin;
+    assert!(
+        k(rr, 900, 9, 0, 1, 9) < k(rr, 100, 0, 0, 2, 1),
+        "creation order only"
+    );
+    assert_eq!(key_slot(k(li, u64::MAX, 3, 7, u64::MAX, 12345)), 12345);
+}
