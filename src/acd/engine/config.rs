@@ -361,6 +361,9 @@ impl Engine {
         }
         let mut waiting = Vec::new();
         for g in groups {
+            if let Some(w) = self.has_waiting.get_mut(g as usize / 64) {
+                *w &= !(1 << (g % 64));
+            }
             let grp = self.groups.remove(g);
             for w in grp.waiting.iter() {
                 waiting.extend(w.iter().map(|k| k.3));

@@ -323,6 +323,14 @@ impl Engine {
             if q.groups.get(grp.step) != Some(&g) {
                 let _ = writeln!(e, "group {g} is not its queue's step {}", grp.step);
             }
+            let nonempty = grp.waiting.iter().any(|w| !w.is_empty());
+            if nonempty != self.group_has_waiting(g) {
+                let _ = writeln!(
+                    e,
+                    "group {g}: waiting bit {} but lists say {nonempty}",
+                    !nonempty
+                );
+            }
             let mut servers = [0u32; 4];
             let mut members = 0usize;
             for (_, ag) in self.agents.iter() {

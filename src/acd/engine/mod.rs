@@ -73,6 +73,9 @@ pub struct Engine {
     ixs: Slab<Ix>,
     ix_slots: Map<InteractionId, u32>,
     timers: BTreeSet<TimerKey>,
+    /// Bit per group slot: some interaction waits in the group (so a freed
+    /// agent skips empty groups without reading them).
+    has_waiting: Vec<u64>,
     next_seq: u64,
     next_agent_seq: u64,
     next_epoch: u64,
@@ -102,6 +105,7 @@ impl Engine {
             ixs: Slab::default(),
             ix_slots: Map::default(),
             timers: BTreeSet::new(),
+            has_waiting: Vec::new(),
             next_seq: 0,
             // From 1: round-robin's cursor starts at 0, before everyone.
             next_agent_seq: 1,

@@ -131,7 +131,7 @@ impl Engine {
         // (-(queue priority), wait key), interaction, score
         let mut best: Option<((i64, WaitKey), u32, u32)> = None;
         for m in &ag.members {
-            if mask & m.chmask == 0 {
+            if mask & m.chmask == 0 || !self.group_has_waiting(m.group) {
                 continue;
             }
             let g = self.groups.get(m.group);
@@ -293,18 +293,34 @@ impl Engine {
     pub(super) fn insert_waiting(&mut self, i: u32) {
         let ix = self.ixs.get(i);
         let q = self.queues.get_mut(ix.queue);
-        let g = self.groups.get_mut(q.groups[ix.step]);
+        let gslot = q.groups[ix.step];
+        let g = self.groups.get_mut(gslot);
         g.waiting[ix.c].insert(ix.wait_key(i));
         q.waiting += 1;
+        let word = gslot as usize / 64;
+        if self.has_waiting.len() <= word {
+            self.has_waiting.resize(word + 1, 0);
+        }
+        self.has_waiting[word] |= 1 << (gslot % 64);
     }
 
     pub(super) fn remove_waiting(&mut self, i: u32) {
         let ix = self.ixs.get(i);
         let q = self.queues.get_mut(ix.queue);
-        let g = self.groups.get_mut(q.groups[ix.step]);
+        let gslot = q.groups[ix.step];
+        let g = self.groups.get_mut(gslot);
         let removed = g.waiting[ix.c].remove(&ix.wait_key(i));
         debug_assert!(removed);
         q.waiting -= 1;
+        if g.waiting.iter().all(|w| w.is_empty()) {
+            self.has_waiting[gslot as usize / 64] &= !(1 << (gslot % 64));
+        }
+    }
+
+    pub(super) fn group_has_waiting(&self, g: u32) -> bool {
+        self.has_waiting
+            .get(g as usize / 64)
+            .is_some_and(|w| w & (1 << (g % 64)) != 0)
     }
 
     fn offer(&mut self, i: u32, agents: Vec<u32>, decision: Decision) {
