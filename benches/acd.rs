@@ -231,10 +231,10 @@ impl Measure {
             .filter(|a| matches!(a, Action::Offer { .. }))
             .count();
         for a in acts {
-            if let Action::Offer { decision, .. } = a {
-                if decision.trigger == Trigger::AgentAvailable {
-                    self.agent_triggered += 1;
-                }
+            if let Action::Offer { decision, .. } = a
+                && decision.trigger == Trigger::AgentAvailable
+            {
+                self.agent_triggered += 1;
             }
         }
         if offers > 0 {
