@@ -31,10 +31,18 @@
 //! ordered index (`BTreeSet`), so a decision costs O(log n), not a scan. When
 //! an agent gets a free slot, the heads of the waiting lists of the groups it
 //! is eligible for are compared (queue priority, then interaction priority,
-//! then enqueue time). An agent is in its groups' free indexes only while it
-//! can take an offer, and it is matched against the waiting lists before it
-//! is indexed, so a busy contact centre (interactions waiting) touches no
-//! agent index at all.
+//! then enqueue time; a bit per group skips the empty ones). An agent is in
+//! its groups' free indexes only while it can take an offer; a changed agent
+//! is matched against the waiting lists first and re-indexed after, only
+//! where its key or channels changed, so a busy contact centre (interactions
+//! waiting) touches almost no agent index at all.
+//!
+//! Groups: one per escalation step of each queue (its skill requirements);
+//! an agent belongs to the groups whose skills it meets and whose channels
+//! it has capacity for. Keys per strategy (smallest first): longest-idle and
+//! ring-all (idle since, creation order); least-occupied (interactions in
+//! hand, idle since); round-robin (creation order, read from the queue's
+//! cursor on); best-proficiency (minus the level sum, idle since).
 
 mod config;
 mod events;
