@@ -473,6 +473,11 @@ async fn transition(
     )
     .await
     .map_err(interaction_error)?;
+    // The router holds its own picture of queues and offers: after a change
+    // made by hand it rebuilds it from the interactions on its next use, so
+    // it never routes on a stale one. (Offers are the router's: one made by
+    // hand is withdrawn when it rebuilds.)
+    state.acd.reload(auth.tenant_id);
     Ok(web::Json(ChangeView {
         interaction: m.into(),
         event,

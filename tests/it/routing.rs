@@ -196,6 +196,20 @@ both_backends! {
         let _ = a1s;
     }
 
+    async fn a_change_made_by_hand_is_what_the_router_sees_next(app) {
+        let sup = app.login("supervisor").await;
+        let (_, queues) = catalogue(&app, &sup).await;
+        let call = new_call(&app, &sup).await;
+        json_ok(app.post(&format!("/api/v1/interactions/{call}/route"), &sup, &json!({ "queue_id": queues["Billing"] })).await, 200).await;
+        let waiting = |live: &Value| live["queues"].as_array().unwrap().iter().find(|q| q["id"] == queues["Billing"]).unwrap()["waiting"].clone();
+        assert_eq!(waiting(&json_ok(app.get("/api/v1/routing/live", &sup).await, 200).await), 1);
+        // A supervisor closes it by hand (the generic transitions API).
+        json_ok(app.post(&format!("/api/v1/interactions/{call}/transitions"), &sup, &json!({ "type": "abandon" })).await, 200).await;
+        assert_eq!(waiting(&json_ok(app.get("/api/v1/routing/live", &sup).await, 200).await), 0);
+        let why = json_ok(app.get(&format!("/api/v1/interactions/{call}/routing"), &sup).await, 200).await;
+        assert!(why["now"].is_null(), "{why}");
+    }
+
     async fn routing_refuses_bad_input_other_tenants_and_other_agents(app) {
         let sup = app.login("supervisor").await;
         let alex = app.login("agent").await;
