@@ -223,6 +223,8 @@ export default async function contacts(root, ctx) {
 
   async function loadPage(first) {
     const mine = ++seq;
+    // Busy until this page is in: a "select all" made meanwhile would pick the old rows.
+    list.el.setAttribute('aria-busy', 'true');
     try {
       const page = await get('/contacts', { ...query(), limit: PAGE_SIZE, cursor: first ? undefined : cursor });
       if (mine !== seq || !ctx.isCurrent()) return;
@@ -247,8 +249,10 @@ export default async function contacts(root, ctx) {
       }
       updateShown();
       syncSelection();
+      list.el.setAttribute('aria-busy', 'false');
     } catch (err) {
       if (mine !== seq || !ctx.isCurrent()) return;
+      list.el.setAttribute('aria-busy', 'false');
       tableError.textContent = describeError(err);
       if (first) {
         rows.length = 0;
