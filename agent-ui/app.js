@@ -15,7 +15,15 @@ const AUDIENCE = ['marketer', 'supervisor', 'admin'];
 /** The top-level navigation: exactly these items, each for these roles. */
 export const NAV = [
   { id: 'agent', label: 'Agent desk', path: '/agent', icon: 'headset', roles: ['agent', 'supervisor', 'admin'] },
-  { id: 'supervisor', label: 'Supervisor', path: '/supervisor', icon: 'chart', roles: ['supervisor', 'admin'] },
+  {
+    id: 'supervisor', label: 'Supervisor', path: '/supervisor', icon: 'chart', roles: ['supervisor', 'admin'],
+    children: [
+      { path: '/supervisor', label: 'Live view' },
+      { path: '/supervisor/queues', label: 'Queues' },
+      { path: '/supervisor/skills', label: 'Skills' },
+      { path: '/supervisor/agents', label: 'Agents' },
+    ],
+  },
   { id: 'campaigns', label: 'Campaigns', path: '/campaigns', icon: 'megaphone', roles: ['marketer', 'admin'] },
   {
     // Agents open contact cards (search and read, record consent); the
@@ -43,6 +51,9 @@ export const NAV = [
 const ROUTES = {
   '/agent': { nav: 'agent', title: 'Agent desk', load: () => import('/js/pages/agent.js') },
   '/supervisor': { nav: 'supervisor', title: 'Supervisor', load: () => import('/js/pages/supervisor.js') },
+  '/supervisor/queues': { nav: 'supervisor', title: 'Queues', load: () => import('/js/pages/routing-queues.js') },
+  '/supervisor/skills': { nav: 'supervisor', title: 'Skills', load: () => import('/js/pages/routing-skills.js') },
+  '/supervisor/agents': { nav: 'supervisor', title: 'Agents', load: () => import('/js/pages/routing-agents.js') },
   '/campaigns': { nav: 'campaigns', title: 'Campaigns', load: () => import('/js/pages/campaigns.js') },
   '/contacts': { nav: 'contacts', title: 'Contacts', load: () => import('/js/pages/contacts.js') },
   '/contacts/card': { nav: 'contacts', sub: '/contacts', title: 'Contact', load: () => import('/js/pages/contact-card.js') },
