@@ -268,7 +268,9 @@ async function run() {
   await ag.page.locator('.page[data-desk="ready"]').waitFor();
 
   step = 'agent: go available';
-  await desk.getByRole('radio', { name: /Available/ }).check();
+  const available = desk.getByRole('radio', { name: /Available/ });
+  await desk.locator('label.presence-available').click();
+  expect(await available.isChecked(), 'the Available option is not checked after clicking it');
   await ag.page.locator('.page[data-presence="available"][data-status="idle"]').waitFor();
   noProblems();
   pass('agent: goes available on the desk');

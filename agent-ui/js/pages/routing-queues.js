@@ -15,7 +15,7 @@ import {
 const DEFAULTS = {
   name: '', description: '', strategy: 'longest_idle', priority: 0, sl_target_pct: 80, sl_threshold_secs: 20,
   required_skills: [],
-  routing: { channels: ['voice', 'chat', 'sms', 'email'], escalation: [], offer_timeout_secs: 20, max_wait_secs: null, max_length: null, overflow: null, ring_all_max: 3 },
+  routing: { channels: ['voice', 'chat', 'sms', 'email'], escalation: [], offer_timeout_secs: 15, max_wait_secs: null, max_length: null, overflow: null, ring_all_max: 8 },
 };
 
 export default async function queuesPage(root, ctx) {
@@ -166,7 +166,7 @@ export default async function queuesPage(root, ctx) {
           max_wait_secs: numOrNull(maxWait.input),
           max_length: numOrNull(maxLength.input),
           overflow: kind === 'queue' ? { queue: ovQueue.input.value || null } : (kind === 'flow' ? { flow: ovFlow.input.value.trim() } : null),
-          ring_all_max: numOrNull(ringAll.input) ?? 3,
+          ring_all_max: numOrNull(ringAll.input) ?? 8,
         },
       };
     }
