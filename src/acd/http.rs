@@ -17,7 +17,8 @@ use crate::ids::{AgentId, InteractionId, QueueId};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(set_presence)
+    cfg.service(desk)
+        .service(set_presence)
         .service(end_wrap_up)
         .service(route)
         .service(accept)
@@ -383,4 +384,142 @@ async fn live(
         })
         .await?;
     Ok(web::Json(view))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeskItem {
+    pub interaction_id: InteractionId,
+    pub channel: String,
+    pub queue_id: Option<QueueId>,
+    pub queue_name: Option<String>,
+    pub customer_address: Option<String>,
+    pub subject: Option<String>,
+    /// When it last changed state (offered, connected).
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// Offers: when the offer stops ringing. Wrap-ups: when the wrap-up
+    /// ends by itself (absent: when the agent ends it).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeskView {
+    pub agent: super::catalog::AgentView,
+    /// `offline`, `available` or `away`.
+    pub presence: String,
+    pub reason: Option<String>,
+    /// `offline`, `away`, `idle`, `busy` or `wrap_up`.
+    pub status: String,
+    /// Ringing this agent now: accept or reject.
+    pub offers: Vec<DeskItem>,
+    pub connected: Vec<DeskItem>,
+    pub wrap_ups: Vec<DeskItem>,
+    #[schema(value_type = Object)]
+    pub capacity: serde_json::Value,
+    /// Offered + connected + wrap-up, per channel.
+    #[schema(value_type = Object)]
+    pub load: serde_json::Value,
+    pub consecutive_no_answers: u32,
+}
+
+/// The caller's own desk, as an agent: presence, what rings, what is in
+/// hand, what is in wrap-up. 403 if the caller is not an agent.
+#[utoipa::path(tag = "routing", responses((status = 200, body = DeskView), (status = 403, body = crate::error::ErrorBody)))]
+#[get("/agents/me/desk")]
+async fn desk(state: web::Data<AppState>, auth: Auth<Staff>) -> ApiResult<web::Json<DeskView>> {
+    use crate::interactions::entity::interaction;
+    let me = my_agent(&state, &auth).await?;
+    let t = auth.tenant_id;
+    let (snap, offers) = state
+        .acd
+        .read(t, |e| {
+            let snap = e.agent_snapshot(me.id);
+            let offers: Vec<(InteractionId, Option<super::engine::Millis>)> = snap
+                .as_ref()
+                .map(|s| {
+                    s.offers
+                        .iter()
+                        .map(|i| {
+                            let until = match e.interaction_state(*i) {
+                                Some(super::engine::InteractionState::Offered {
+                                    expires_at,
+                                    ..
+                                }) => Some(expires_at),
+                                _ => None,
+                            };
+                            (*i, until)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (snap, offers)
+        })
+        .await?;
+    let snap = snap.ok_or_else(|| ApiError::not_found("agent"))?;
+    let wanted: Vec<InteractionId> = offers
+        .iter()
+        .map(|o| o.0)
+        .chain(snap.connected.iter().copied())
+        .chain(snap.wrap_ups.iter().map(|w| w.0))
+        .collect();
+    let rows: std::collections::HashMap<InteractionId, interaction::Model> = if wanted.is_empty() {
+        Default::default()
+    } else {
+        interaction::Entity::find()
+            .filter(interaction::Column::TenantId.eq(t))
+            .filter(interaction::Column::Id.is_in(wanted))
+            .all(&state.db.conn)
+            .await?
+            .into_iter()
+            .map(|i| (i.id, i))
+            .collect()
+    };
+    let queues: std::collections::HashMap<QueueId, String> = super::catalog::queue::Entity::find()
+        .filter(super::catalog::queue::Column::TenantId.eq(t))
+        .all(&state.db.conn)
+        .await?
+        .into_iter()
+        .map(|q| (q.id, q.name))
+        .collect();
+    let item = |id: InteractionId, until: Option<super::engine::Millis>| {
+        let row = rows.get(&id)?;
+        Some(DeskItem {
+            interaction_id: id,
+            channel: row.channel.clone(),
+            queue_id: row.queue_id,
+            queue_name: row.queue_id.and_then(|q| queues.get(&q).cloned()),
+            customer_address: row.customer_address.clone(),
+            subject: row.subject.clone(),
+            since: row.updated_at,
+            until: until.map(super::service::time_of),
+        })
+    };
+    let (presence, reason) = match &snap.presence {
+        Presence::Offline => ("offline", None),
+        Presence::Available => ("available", None),
+        Presence::Away { reason } => ("away", Some(reason.clone())),
+    };
+    let status = serde_json::to_value(&snap.status).expect("serialises")["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Ok(web::Json(DeskView {
+        offers: offers.iter().filter_map(|(i, u)| item(*i, *u)).collect(),
+        connected: snap
+            .connected
+            .iter()
+            .filter_map(|i| item(*i, None))
+            .collect(),
+        wrap_ups: snap
+            .wrap_ups
+            .iter()
+            .filter_map(|(i, u)| item(*i, *u))
+            .collect(),
+        agent: super::catalog::agent_view(&state.db.conn, me).await?,
+        presence: presence.to_owned(),
+        reason,
+        status,
+        capacity: serde_json::to_value(snap.capacity).expect("serialises"),
+        load: serde_json::to_value(snap.load).expect("serialises"),
+        consecutive_no_answers: snap.consecutive_no_answers,
+    }))
 }

@@ -328,6 +328,10 @@ pub struct Acd {
 }
 
 impl std::fmt::Debug for Acd {
+    /// Held across a configuration save (check on the engine, write, apply),
+    /// so two saves cannot each pass a check the pair would fail (an
+    /// overflow cycle made of two saves).
+    config: Mutex<()>,
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Acd").finish_non_exhaustive()
     }
@@ -349,6 +353,7 @@ impl Acd {
     }
 
     /// The tenant's engine, built on first use.
+            config: Mutex::new(()),
     async fn tenant(&self, t: TenantId) -> Result<Arc<Mutex<Tenant>>, AcdError> {
         if let Some(x) = self.tenants.lock().expect("not poisoned").get(&t) {
             return Ok(x.clone());
@@ -891,6 +896,39 @@ impl Acd {
                 .unwrap_or(Duration::from_secs(1));
             tokio::select! {
                 _ = stop.cancelled() => return,
+    /// Serialises configuration saves on this node (see `config`).
+    pub async fn config_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.config.lock().await
+    }
+
+    /// Applies a configuration change to the tenant's engine (after it was
+    /// stored) and carries out what follows (offers to agents who now
+    /// qualify, overflow of what can no longer be served). Refused: the
+    /// engine is rebuilt from the database, which is the truth.
+    pub async fn apply_config(
+        &self,
+        t: TenantId,
+        actor: Option<String>,
+        f: impl FnOnce(&mut Engine, Millis) -> Result<Vec<Action>, super::engine::ConfigError>,
+    ) {
+        let r = self.with(t, &actor, |e, now| Ok(((), f(e, now)?))).await;
+        if let Err(e) = r {
+            tracing::warn!(tenant_id = %t, error = %e, "a stored configuration change was refused by the router; rebuilding it");
+            self.reload(t);
+        }
+    }
+
+    /// Asks the tenant's engine for a change before it is stored (removals:
+    /// refused if something depends on it); refused, nothing changed.
+    pub async fn try_config(
+        &self,
+        t: TenantId,
+        actor: Option<String>,
+        f: impl FnOnce(&mut Engine, Millis) -> Result<Vec<Action>, super::engine::ConfigError>,
+    ) -> Result<(), AcdError> {
+        self.with(t, &actor, |e, now| Ok(((), f(e, now)?))).await
+    }
+
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }

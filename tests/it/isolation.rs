@@ -199,6 +199,9 @@ fn body_for(method: &str, template: &str) -> Option<Value> {
             json!({ "contact_ids": [uuid::Uuid::now_v7()] })
         }
         ("put", "/api/v1/agents/{id}/presence") => json!({ "presence": "offline" }),
+        ("put", "/api/v1/skills/{id}") => json!({ "name": "pwned" }),
+        ("put", "/api/v1/queues/{id}") => json!({ "name": "pwned", "strategy": "longest_idle" }),
+        ("put", "/api/v1/agents/{id}") => json!({ "capacity": { "voice": 0 } }),
         ("post", "/api/v1/interactions/{id}/route") => json!({ "queue_id": uuid::Uuid::now_v7() }),
         ("patch", "/api/v1/segments/{id}") => {
             json!({ "name": "pwned", "expression": "tags has \"x\"" })

@@ -16,5 +16,6 @@ mod interactions;
 mod isolation;
 mod jobs;
 mod routing;
+mod routing_config;
 mod schema_fuzz;
 mod webhooks;
