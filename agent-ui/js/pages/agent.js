@@ -101,7 +101,12 @@ export default async function agentDesk(root, ctx) {
   const seenOffers = new Set();
 
   async function loadDesk() {
-    if (hasDesk) return get('/agents/me/desk');
+    if (hasDesk) {
+      const d = await get('/agents/me/desk');
+      // Offers carry `since` (offered) and `until` (stops ringing).
+      d.offers = (d.offers || []).map((o) => ({ ...o, offered_at: o.offered_at ?? o.since, expires_at: o.expires_at ?? o.until ?? null }));
+      return d;
+    }
     // Older servers: the interactions in hand from the interactions list.
     const [offered, connected, wrapUp] = await Promise.all(['offered', 'connected', 'wrap_up']
       .map((state) => get('/interactions', { state, limit: 200 }).then((p) => p.items.filter((i) => i.agent_id === mine.id))));
@@ -137,7 +142,7 @@ export default async function agentDesk(root, ctx) {
         render();
       } catch (err) {
         if (!ctx.isCurrent()) return;
-        if (err instanceof ApiError && err.status === 404 && hasDesk) {
+        if (err instanceof ApiError && (err.status === 404 || err.status === 403) && hasDesk) {
           stop();
           notAnAgent();
         }
@@ -208,6 +213,7 @@ export default async function agentDesk(root, ctx) {
     const label = `${CHANNEL_LABEL[o.channel] || humanize(o.channel)} from ${o.queue_name || cat.queueName(o.queue_id)}`;
     const el = h('article', { class: 'desk-item is-ringing', 'data-id': o.interaction_id, 'data-offer': o.interaction_id, 'aria-label': `Offer: ${label}` },
       h('div', { class: 'desk-item-head' }, icon(o.channel === 'voice' ? 'phone' : 'inbox'), h('strong', null, label), clock),
+      who(o),
       o.expires_at ? bar : null,
       h('div', { class: 'btn-row' }, accept, reject));
     el.tick = () => {
@@ -230,11 +236,18 @@ export default async function agentDesk(root, ctx) {
     const label = `${CHANNEL_LABEL[c.channel] || humanize(c.channel)} from ${c.queue_name || cat.queueName(c.queue_id)}`;
     const el = h('article', { class: 'desk-item is-connected', 'data-id': c.interaction_id, 'data-connected': c.interaction_id, 'aria-label': `In progress: ${label}` },
       h('div', { class: 'desk-item-head' }, icon(c.channel === 'voice' ? 'phone' : 'inbox'), h('strong', null, label), clock),
+      who(c),
       h('div', { class: 'btn-row' }, hang,
         h('a', { class: 'btn btn-ghost btn-sm', href: `#/contacts` }, 'Find the contact')));
     el.tick = () => setText(clock, el.item.since ? fmtClock(Date.now() - new Date(el.item.since).getTime()) : '');
     hang.addEventListener('click', () => act(hang, `/interactions/${encodeURIComponent(c.interaction_id)}/hang-up`, 'Ended: you are in wrap-up.', 'hang up'));
     return el;
+  }
+
+  function who(x) {
+    if (!x.customer_address && !x.subject) return null;
+    return h('p', { class: 'desk-who' }, x.customer_address ? h('span', { class: 'mono' }, x.customer_address) : null,
+      x.customer_address && x.subject ? ' · ' : '', x.subject || '');
   }
 
   function wrapItem(w) {
