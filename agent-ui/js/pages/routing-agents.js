@@ -196,6 +196,8 @@ export default async function agentsPage(root, ctx) {
   }
 }
 
+/** The agent's routing settings, with the defaults where unset (null). */
 function routingOf(a) {
-  return { ...ROUTING_DEFAULTS, ...((a && a.routing) || {}) };
+  const set = Object.entries((a && a.routing) || {}).filter(([, v]) => v !== null && v !== undefined);
+  return { ...ROUTING_DEFAULTS, ...Object.fromEntries(set) };
 }

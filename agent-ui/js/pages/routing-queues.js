@@ -38,7 +38,7 @@ export default async function queuesPage(root, ctx) {
       { label: 'Priority', numeric: true, cell: (q) => String(q.priority) },
       { label: 'Service level', cell: (q) => `${q.sl_target_pct}% in ${fmtSecs(q.sl_threshold_secs)}` },
       { label: 'Required skills', cell: (q) => skillChips(q.required_skills, cat, 'min') },
-      { label: 'Channels', cell: (q) => ((q.routing && q.routing.channels) || []).map((c) => CHANNEL_LABEL[c] || c).join(', ') || h('span', { class: 'muted' }, '—') },
+      { label: 'Channels', cell: (q) => ((q.routing && q.routing.channels) || []).map((c) => CHANNEL_LABEL[c] || c).join(', ') || 'All' },
       { label: 'Warnings', cell: (q) => (q.unservable && q.unservable.length ? h('span', { class: 'text-warning', 'data-unservable': q.unservable.join(',') }, `No agent for ${q.unservable.map((c) => CHANNEL_LABEL[c] || c).join(', ')}`) : h('span', { class: 'muted' }, '—')) },
       ...(canEdit ? [{
         label: 'Actions',
@@ -101,7 +101,7 @@ export default async function queuesPage(root, ctx) {
     const chanBox = h('fieldset', { class: 'fieldset', id: chanId, tabindex: '-1', 'data-path': 'routing.channels', 'aria-describedby': `${chanId}-error` },
       h('legend', null, 'Channels'),
       h('div', { class: 'check-row' }, CHANNELS.map((c) => h('label', { class: 'check' },
-        h('input', { type: 'checkbox', name: 'channel', value: c, checked: (q.routing.channels || []).includes(c) }), CHANNEL_LABEL[c]))),
+        h('input', { type: 'checkbox', name: 'channel', value: c, checked: !(q.routing.channels || []).length || q.routing.channels.includes(c) }), CHANNEL_LABEL[c]))),
       h('span', { id: `${chanId}-error`, class: 'field-error' }));
 
     // Escalation
@@ -113,10 +113,10 @@ export default async function queuesPage(root, ctx) {
       h('button', { type: 'button', class: 'btn btn-sm', onclick: () => { addStep(null); focusLast(escList); } }, '+ Add escalation step'));
     for (const st of q.routing.escalation || []) addStep(st);
 
-    const offerTimeout = pathField({ label: 'Offer timeout (seconds)', path: 'routing.offer_timeout_secs', type: 'number', value: q.routing.offer_timeout_secs, hint: 'An offer not answered in time goes to the next agent.', attrs: { min: '1', step: '1', inputmode: 'numeric' } });
+    const offerTimeout = pathField({ label: 'Offer timeout (seconds)', path: 'routing.offer_timeout_secs', type: 'number', value: q.routing.offer_timeout_secs, hint: 'Empty: 15 s. An offer not answered in time goes to the next agent.', attrs: { min: '1', step: '1', inputmode: 'numeric' } });
     const maxWait = pathField({ label: 'Maximum wait (seconds)', path: 'routing.max_wait_secs', type: 'number', value: q.routing.max_wait_secs, hint: 'Empty: no limit. Past it, the interaction overflows.', attrs: { min: '1', step: '1', inputmode: 'numeric' } });
     const maxLength = pathField({ label: 'Maximum length', path: 'routing.max_length', type: 'number', value: q.routing.max_length, hint: 'Empty: no limit. New arrivals beyond it overflow.', attrs: { min: '1', step: '1', inputmode: 'numeric' } });
-    const ringAll = pathField({ label: 'Ring-all agents', path: 'routing.ring_all_max', type: 'number', value: q.routing.ring_all_max, hint: 'How many agents ring at once with “Ring all”.', attrs: { min: '1', step: '1', inputmode: 'numeric' } });
+    const ringAll = pathField({ label: 'Ring-all agents', path: 'routing.ring_all_max', type: 'number', value: q.routing.ring_all_max, hint: 'Empty: 8. How many agents ring at once with “Ring all”.', attrs: { min: '1', step: '1', inputmode: 'numeric' } });
 
     // Overflow
     const ov = q.routing.overflow || null;
