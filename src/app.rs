@@ -89,7 +89,12 @@ impl Application {
             ),
         };
         let sec = &settings.security;
-        let acd = std::sync::Arc::new(crate::acd::service::Acd::new(db.conn.clone(), bus.clone()));
+        let metrics = Metrics::new();
+        let acd = std::sync::Arc::new(crate::acd::service::Acd::with_metrics(
+            db.conn.clone(),
+            bus.clone(),
+            metrics.acd.clone(),
+        ));
         let state = AppState {
             acd,
             hasher: Hasher::new(sec.argon2_memory_kib, sec.argon2_iterations),
@@ -101,7 +106,7 @@ impl Application {
             sealer,
             bus,
             jobs,
-            metrics: Metrics::new(),
+            metrics,
             shutdown: CancellationToken::new(),
             openapi_json,
             api_routes,

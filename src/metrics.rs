@@ -51,6 +51,9 @@ pub struct Metrics {
     pub webhook_attempts: Family<OutcomeLabel, Counter>,
     pub jobs_finished: Family<OutcomeLabel, Counter>,
     pub interactions_created: Counter,
+    /// The routing counters of this node, rendered as `switchboard_acd_*`
+    /// gauges at each scrape (share it with `Acd::with_metrics`).
+    pub acd: Arc<crate::acd::metrics::Store>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -119,6 +122,8 @@ impl Metrics {
             )])
             .set(1);
         r.register("build_info", "Build information", build);
+        let acd = Arc::new(crate::acd::metrics::Store::new());
+        r.register_collector(Box::new(AcdCollector(acd.clone())));
         Self {
             registry: Arc::new(r),
             http_requests,
@@ -128,6 +133,7 @@ impl Metrics {
             webhook_attempts,
             jobs_finished,
             interactions_created,
+            acd,
         }
     }
 
@@ -136,5 +142,161 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    tenant: String,
+    queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLabels {
+    tenant: String,
+    agent: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    tenant: String,
+    status: String,
+}
+
+/// Renders the routing figures (`crate::acd::metrics`) at scrape time:
+/// per queue and per agent, labelled by ids (names would multiply series
+/// when renamed). Figures not defined yet (no answer yet: no ASA) are left
+/// out rather than reported as 0.
+#[derive(Debug)]
+struct AcdCollector(Arc<crate::acd::metrics::Store>);
+
+impl prometheus_client::collector::Collector for AcdCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let now = crate::acd::service::now_ms();
+        let views: Vec<_> = self
+            .0
+            .tenants()
+            .into_iter()
+            .filter_map(|t| self.0.view(t, now).map(|v| (t, v)))
+            .collect();
+        type QueueFigure = fn(&crate::acd::metrics::QueueMetrics) -> Option<f64>;
+        let queue_gauges: [(&str, &str, QueueFigure); 6] = [
+            (
+                "acd_queue_waiting",
+                "Interactions waiting in the queue",
+                |q| Some(q.waiting as f64),
+            ),
+            (
+                "acd_queue_longest_wait_seconds",
+                "How long the longest-waiting interaction has waited",
+                |q| Some(q.longest_wait_secs),
+            ),
+            (
+                "acd_queue_service_level_ratio",
+                "Answered within the threshold over answered plus abandoned, since midnight UTC on this node",
+                |q| q.service_level,
+            ),
+            (
+                "acd_queue_asa_seconds",
+                "Average speed of answer since midnight UTC on this node",
+                |q| q.asa_secs,
+            ),
+            (
+                "acd_queue_abandon_ratio",
+                "Abandoned over answered plus abandoned since midnight UTC on this node",
+                |q| q.abandon_rate,
+            ),
+            (
+                "acd_queue_aht_seconds",
+                "Average handle time (answer to end of wrap-up) since midnight UTC on this node",
+                |q| q.aht_secs,
+            ),
+        ];
+        for (name, help, f) in queue_gauges {
+            let mut m = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (t, v) in &views {
+                for q in &v.queues {
+                    if let Some(x) = f(q) {
+                        let labels = QueueLabels {
+                            tenant: t.to_string(),
+                            queue: q.queue_id.to_string(),
+                        };
+                        ConstGauge::new(x).encode(m.encode_family(&labels)?)?;
+                    }
+                }
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "acd_agent_occupancy_ratio",
+                "Time busy or in wrap-up over time signed in, since midnight UTC on this node",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (t, v) in &views {
+                for a in &v.agents {
+                    if let Some(x) = a.occupancy {
+                        let labels = AgentLabels {
+                            tenant: t.to_string(),
+                            agent: a.agent_id.to_string(),
+                        };
+                        ConstGauge::new(x).encode(m.encode_family(&labels)?)?;
+                    }
+                }
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "acd_agent_handled",
+                "Interactions whose work ended, since midnight UTC on this node",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (t, v) in &views {
+                for a in &v.agents {
+                    let labels = AgentLabels {
+                        tenant: t.to_string(),
+                        agent: a.agent_id.to_string(),
+                    };
+                    prometheus_client::metrics::counter::ConstCounter::new(a.handled)
+                        .encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "acd_agents",
+                "Agents by status",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (t, v) in &views {
+                let mut by: std::collections::BTreeMap<&str, i64> = Default::default();
+                for s in ["idle", "busy", "wrap_up", "away", "offline"] {
+                    by.insert(s, 0);
+                }
+                for a in &v.agents {
+                    *by.entry(a.status.as_str()).or_default() += 1;
+                }
+                for (s, n) in by {
+                    let labels = StatusLabels {
+                        tenant: t.to_string(),
+                        status: s.to_owned(),
+                    };
+                    ConstGauge::new(n).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -25,7 +25,9 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(reject)
         .service(hang_up)
         .service(routing_of)
-        .service(live);
+        .service(live)
+        .service(super::metrics::routing_metrics)
+        .service(super::metrics::routing_stream);
 }
 
 fn actor(p: &Principal) -> Option<String> {

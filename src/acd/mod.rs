@@ -7,5 +7,7 @@ pub mod catalog;
 pub mod engine;
 pub mod erlang;
 pub mod http;
+pub mod metrics;
+pub mod replay;
 pub mod service;
 pub mod sim;

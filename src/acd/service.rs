@@ -322,16 +322,19 @@ struct Tenant {
 pub struct Acd {
     db: DatabaseConnection,
     bus: Bus,
+    /// Real-time counters per tenant: outside the engines, so a rebuild
+    /// keeps them (see `super::metrics`).
+    metrics: Arc<super::metrics::Store>,
     tenants: std::sync::Mutex<HashMap<TenantId, Arc<Mutex<Tenant>>>>,
     /// Woken when a tenant's next deadline may have moved earlier.
     wake: tokio::sync::Notify,
-}
-
-impl std::fmt::Debug for Acd {
     /// Held across a configuration save (check on the engine, write, apply),
     /// so two saves cannot each pass a check the pair would fail (an
     /// overflow cycle made of two saves).
     config: Mutex<()>,
+}
+
+impl std::fmt::Debug for Acd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Acd").finish_non_exhaustive()
     }
@@ -347,13 +350,42 @@ impl Acd {
         Self {
             db,
             bus,
+            metrics: Default::default(),
             tenants: Default::default(),
             wake: tokio::sync::Notify::new(),
+            config: Mutex::new(()),
         }
     }
 
+    /// Counting into `metrics` (shared with the Prometheus registry).
+    pub fn with_metrics(
+        db: DatabaseConnection,
+        bus: Bus,
+        metrics: Arc<super::metrics::Store>,
+    ) -> Self {
+        let mut acd = Self::new(db, bus);
+        acd.metrics = metrics;
+        acd
+    }
+
+    /// The real-time figures of the tenant (its engine built if needed),
+    /// names left empty.
+    pub async fn metrics(&self, t: TenantId) -> Result<super::metrics::RoutingMetrics, AcdError> {
+        let tenant = self.tenant(t).await?;
+        let g = tenant.lock().await;
+        let now = now_ms();
+        self.metrics.record(t, &g.engine, &[], now);
+        drop(g);
+        Ok(self.metrics.view(t, now).expect("recorded just now"))
+    }
+
+    /// Bumped whenever the tenant's figures may have changed (`None`: no
+    /// figures yet).
+    pub fn metrics_version(&self, t: TenantId) -> Option<u64> {
+        self.metrics.version(t)
+    }
+
     /// The tenant's engine, built on first use.
-            config: Mutex::new(()),
     async fn tenant(&self, t: TenantId) -> Result<Arc<Mutex<Tenant>>, AcdError> {
         if let Some(x) = self.tenants.lock().expect("not poisoned").get(&t) {
             return Ok(x.clone());
@@ -539,6 +571,7 @@ impl Acd {
         actions: Vec<Action>,
         actor: &Option<String>,
     ) {
+        self.metrics.record(t, &tenant.engine, &actions, now_ms());
         for a in actions {
             if let Err(e) = self.carry_out_one(t, tenant, &a, actor).await {
                 tracing::warn!(tenant_id = %t, action = ?a, error = %e, "could not record a routing action");
@@ -808,6 +841,7 @@ impl Acd {
             g.engine.take_actions();
             return Err(e.into());
         }
+        self.metrics.arrived(t, queue, now);
         self.carry_out(t, &mut g, actions, &actor).await;
         Ok(g.engine.position(interaction))
     }
@@ -862,6 +896,39 @@ impl Acd {
         Ok(f(&g.engine))
     }
 
+    /// Serialises configuration saves on this node (see `config`).
+    pub async fn config_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.config.lock().await
+    }
+
+    /// Applies a configuration change to the tenant's engine (after it was
+    /// stored) and carries out what follows (offers to agents who now
+    /// qualify, overflow of what can no longer be served). Refused: the
+    /// engine is rebuilt from the database, which is the truth.
+    pub async fn apply_config(
+        &self,
+        t: TenantId,
+        actor: Option<String>,
+        f: impl FnOnce(&mut Engine, Millis) -> Result<Vec<Action>, super::engine::ConfigError>,
+    ) {
+        let r = self.with(t, &actor, |e, now| Ok(((), f(e, now)?))).await;
+        if let Err(e) = r {
+            tracing::warn!(tenant_id = %t, error = %e, "a stored configuration change was refused by the router; rebuilding it");
+            self.reload(t);
+        }
+    }
+
+    /// Asks the tenant's engine for a change before it is stored (removals:
+    /// refused if something depends on it); refused, nothing changed.
+    pub async fn try_config(
+        &self,
+        t: TenantId,
+        actor: Option<String>,
+        f: impl FnOnce(&mut Engine, Millis) -> Result<Vec<Action>, super::engine::ConfigError>,
+    ) -> Result<(), AcdError> {
+        self.with(t, &actor, |e, now| Ok(((), f(e, now)?))).await
+    }
+
     /// Forgets a tenant's engine: the next call rebuilds it from the
     /// database (after a catalogue change).
     pub fn reload(&self, t: TenantId) {
@@ -896,39 +963,6 @@ impl Acd {
                 .unwrap_or(Duration::from_secs(1));
             tokio::select! {
                 _ = stop.cancelled() => return,
-    /// Serialises configuration saves on this node (see `config`).
-    pub async fn config_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.config.lock().await
-    }
-
-    /// Applies a configuration change to the tenant's engine (after it was
-    /// stored) and carries out what follows (offers to agents who now
-    /// qualify, overflow of what can no longer be served). Refused: the
-    /// engine is rebuilt from the database, which is the truth.
-    pub async fn apply_config(
-        &self,
-        t: TenantId,
-        actor: Option<String>,
-        f: impl FnOnce(&mut Engine, Millis) -> Result<Vec<Action>, super::engine::ConfigError>,
-    ) {
-        let r = self.with(t, &actor, |e, now| Ok(((), f(e, now)?))).await;
-        if let Err(e) = r {
-            tracing::warn!(tenant_id = %t, error = %e, "a stored configuration change was refused by the router; rebuilding it");
-            self.reload(t);
-        }
-    }
-
-    /// Asks the tenant's engine for a change before it is stored (removals:
-    /// refused if something depends on it); refused, nothing changed.
-    pub async fn try_config(
-        &self,
-        t: TenantId,
-        actor: Option<String>,
-        f: impl FnOnce(&mut Engine, Millis) -> Result<Vec<Action>, super::engine::ConfigError>,
-    ) -> Result<(), AcdError> {
-        self.with(t, &actor, |e, now| Ok(((), f(e, now)?))).await
-    }
-
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }

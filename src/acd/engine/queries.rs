@@ -163,4 +163,14 @@ impl Engine {
     pub fn interactions(&self) -> Vec<InteractionId> {
         self.ixs.iter().map(|(_, x)| x.id).collect()
     }
+
+    /// Every queue's id, in no particular order.
+    pub fn queue_ids(&self) -> Vec<QueueId> {
+        self.queues.iter().map(|(_, q)| q.cfg.id).collect()
+    }
+
+    /// Every agent's id, in no particular order.
+    pub fn agent_ids(&self) -> Vec<AgentId> {
+        self.agents.iter().map(|(_, a)| a.cfg.id).collect()
+    }
 }

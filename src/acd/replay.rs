@@ -1,0 +1,1 @@
+//! Replay of a recorded period under another routing configuration.

@@ -1,0 +1,1 @@
+//! `switchboard acd replay`: a recorded day re-run under another strategy.
