@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(set_presence)
         .service(end_wrap_up)
         .service(route)
+        .service(request_callback)
         .service(accept)
         .service(reject)
         .service(hang_up)
@@ -220,6 +221,24 @@ async fn route(
     Ok(web::Json(RouteView { position }))
 }
 
+/// The waiting caller asked to be called back (an IVR option, say): the
+/// interaction keeps its place in the queue and no longer overflows for
+/// waiting; the agent it reaches sees `callback` and calls the customer.
+#[utoipa::path(tag = "routing", responses((status = 200, body = RouteView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[post("/interactions/{id}/callback")]
+async fn request_callback(
+    state: web::Data<AppState>,
+    auth: Auth<Supervisors>,
+    id: Path<InteractionId>,
+) -> ApiResult<web::Json<RouteView>> {
+    exists(&state, &auth, *id).await?;
+    let position = state
+        .acd
+        .to_callback(auth.tenant_id, *id, actor(&auth))
+        .await?;
+    Ok(web::Json(RouteView { position }))
+}
+
 /// Answer an offer (the agent it is offered to).
 #[utoipa::path(tag = "routing", responses((status = 204), (status = 409, body = crate::error::ErrorBody)))]
 #[post("/interactions/{id}/accept")]
@@ -401,6 +420,8 @@ pub struct DeskItem {
     /// Offers: when the offer stops ringing. Wrap-ups: when the wrap-up
     /// ends by itself (absent: when the agent ends it).
     pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Offers: the customer asked to be called back (call them).
+    pub callback: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -435,20 +456,18 @@ async fn desk(state: web::Data<AppState>, auth: Auth<Staff>) -> ApiResult<web::J
         .acd
         .read(t, |e| {
             let snap = e.agent_snapshot(me.id);
-            let offers: Vec<(InteractionId, Option<super::engine::Millis>)> = snap
+            let offers: Vec<(InteractionId, Option<super::engine::Millis>, bool)> = snap
                 .as_ref()
                 .map(|s| {
                     s.offers
                         .iter()
-                        .map(|i| {
-                            let until = match e.interaction_state(*i) {
-                                Some(super::engine::InteractionState::Offered {
-                                    expires_at,
-                                    ..
-                                }) => Some(expires_at),
-                                _ => None,
-                            };
-                            (*i, until)
+                        .map(|i| match e.interaction_state(*i) {
+                            Some(super::engine::InteractionState::Offered {
+                                expires_at,
+                                callback,
+                                ..
+                            }) => (*i, Some(expires_at), callback),
+                            _ => (*i, None, false),
                         })
                         .collect()
                 })
@@ -482,7 +501,7 @@ async fn desk(state: web::Data<AppState>, auth: Auth<Staff>) -> ApiResult<web::J
         .into_iter()
         .map(|q| (q.id, q.name))
         .collect();
-    let item = |id: InteractionId, until: Option<super::engine::Millis>| {
+    let item = |id: InteractionId, until: Option<super::engine::Millis>, callback: bool| {
         let row = rows.get(&id)?;
         Some(DeskItem {
             interaction_id: id,
@@ -493,6 +512,7 @@ async fn desk(state: web::Data<AppState>, auth: Auth<Staff>) -> ApiResult<web::J
             subject: row.subject.clone(),
             since: row.updated_at,
             until: until.map(super::service::time_of),
+            callback,
         })
     };
     let (presence, reason) = match &snap.presence {
@@ -505,16 +525,19 @@ async fn desk(state: web::Data<AppState>, auth: Auth<Staff>) -> ApiResult<web::J
         .unwrap_or_default()
         .to_owned();
     Ok(web::Json(DeskView {
-        offers: offers.iter().filter_map(|(i, u)| item(*i, *u)).collect(),
+        offers: offers
+            .iter()
+            .filter_map(|(i, u, c)| item(*i, *u, *c))
+            .collect(),
         connected: snap
             .connected
             .iter()
-            .filter_map(|i| item(*i, None))
+            .filter_map(|i| item(*i, None, false))
             .collect(),
         wrap_ups: snap
             .wrap_ups
             .iter()
-            .filter_map(|(i, u)| item(*i, *u))
+            .filter_map(|(i, u)| item(*i, *u, false))
             .collect(),
         agent: super::catalog::agent_view(&state.db.conn, me).await?,
         presence: presence.to_owned(),

@@ -889,6 +889,41 @@ impl Acd {
             .await
     }
 
+    /// A waiting caller asked to be called back: the interaction keeps its
+    /// place (and no longer times out of the queue); the agent it reaches
+    /// is told to call back. Recorded on the timeline, so a restart keeps it.
+    pub async fn to_callback(
+        &self,
+        t: TenantId,
+        i: InteractionId,
+        actor: Option<String>,
+    ) -> Result<Option<Position>, AcdError> {
+        let tenant = self.tenant(t).await?;
+        let mut g = tenant.lock().await;
+        let now = now_ms();
+        let due = g.engine.tick(now);
+        self.carry_out(t, &mut g, due, &actor).await;
+        let queue = match g.engine.interaction_state(i) {
+            Some(super::engine::InteractionState::Waiting { queue, .. }) => queue,
+            Some(_) => return Err(EngineError::NotWaiting(i).into()),
+            None => return Err(EngineError::UnknownInteraction(i).into()),
+        };
+        let routed = routed_event(&self.db, t, i).await?;
+        let actions = g.engine.to_callback(now, i)?;
+        spine::annotate(
+            &self.db,
+            &self.bus,
+            t,
+            i,
+            "callback_requested".into(),
+            json!({ "queue_id": queue, "priority": routed.priority, "callback": true, "enqueued_at": routed.enqueued_at }),
+            by(&actor),
+        )
+        .await?;
+        self.carry_out(t, &mut g, actions, &actor).await;
+        Ok(g.engine.position(i))
+    }
+
     /// Reads the engine (built if needed).
     pub async fn read<R>(&self, t: TenantId, f: impl FnOnce(&Engine) -> R) -> Result<R, AcdError> {
         let tenant = self.tenant(t).await?;
@@ -1002,7 +1037,7 @@ fn restore_connected(
     restored
 }
 
-/// What the last `routed` event of an interaction says.
+/// What the last `routed` (or `callback_requested`) event of an interaction says.
 struct Routed {
     priority: i32,
     callback: bool,
@@ -1018,7 +1053,7 @@ async fn routed_event(
     let e = event::Entity::find()
         .filter(event::Column::TenantId.eq(t))
         .filter(event::Column::InteractionId.eq(i))
-        .filter(event::Column::Kind.eq("routed"))
+        .filter(event::Column::Kind.is_in(["routed", "callback_requested"]))
         .order_by_desc(event::Column::Seq)
         .one(db)
         .await?;

@@ -263,4 +263,44 @@ both_backends! {
         assert_eq!(app.delete(&format!("/api/v1/agents/{mid}"), &sup).await.status(), 204);
         expect_error(app.get(&format!("/api/v1/agents/{mid}"), &sup).await, 404, "not_found").await;
     }
+
+    async fn a_caller_who_asks_for_a_callback_keeps_their_place_through_a_rebuild(app) {
+        let sup = app.login("supervisor").await;
+        let alex = app.login("agent").await;
+        let queues = json_ok(app.get("/api/v1/queues", &sup).await, 200).await;
+        let sales = queues["items"].as_array().unwrap().iter().find(|q| q["name"] == "Sales").unwrap()["id"].clone();
+        let tenant: switchboard::ids::TenantId = json_ok(app.get("/api/v1/tenant", &sup).await, 200).await["id"].as_str().unwrap().parse().unwrap();
+        let mut calls = Vec::new();
+        for place in 1..=2 {
+            let c = json_ok(app.post("/api/v1/interactions", &sup, &json!({ "channel": "voice", "direction": "inbound" })).await, 201).await["interaction"]["id"].as_str().unwrap().to_owned();
+            let r = json_ok(app.post(&format!("/api/v1/interactions/{c}/route"), &sup, &json!({ "queue_id": sales })).await, 200).await;
+            assert_eq!(r["position"]["place"], place, "{r}");
+            calls.push(c);
+        }
+        // The first caller asks to be called back: same place.
+        let r = json_ok(app.post(&format!("/api/v1/interactions/{}/callback", calls[0]), &sup, &json!({})).await, 200).await;
+        assert_eq!(r["position"]["place"], 1, "{r}");
+        // Agents cannot, and a closed or unrouted interaction is refused.
+        expect_error(app.post(&format!("/api/v1/interactions/{}/callback", calls[1]), &alex, &json!({})).await, 403, "forbidden").await;
+        let idle = json_ok(app.post("/api/v1/interactions", &sup, &json!({ "channel": "voice", "direction": "inbound" })).await, 201).await["interaction"]["id"].as_str().unwrap().to_owned();
+        expect_error(app.post(&format!("/api/v1/interactions/{idle}/callback"), &sup, &json!({})).await, 409, "conflict").await;
+        expect_error(app.post(&format!("/api/v1/interactions/{}/callback", uuid::Uuid::now_v7()), &sup, &json!({})).await, 404, "not_found").await;
+        // A rebuilt router (as after a restart) keeps the place and the callback.
+        app.state.acd.reload(tenant);
+        let why = json_ok(app.get(&format!("/api/v1/interactions/{}/routing", calls[0]), &sup).await, 200).await;
+        assert_eq!((why["position"]["place"].as_u64(), why["now"]["callback"].as_bool()), (Some(1), Some(true)), "{why}");
+        // The agent frees up: the callback is offered first, marked as one.
+        let agents = json_ok(app.get("/api/v1/agents", &sup).await, 200).await;
+        let desk = json_ok(app.get("/api/v1/agents/me/desk", &alex).await, 200).await;
+        let me = desk["agent"]["id"].as_str().unwrap().to_owned();
+        assert!(agents["items"].as_array().unwrap().iter().any(|a| a["id"] == me));
+        json_ok(put(&app, &format!("/api/v1/agents/{me}/presence"), &alex, &json!({ "presence": "available" })).await, 200).await;
+        let desk = json_ok(app.get("/api/v1/agents/me/desk", &alex).await, 200).await;
+        assert_eq!((&desk["offers"][0]["interaction_id"], desk["offers"][0]["callback"].as_bool()), (&json!(calls[0]), Some(true)), "{desk}");
+        let tl = json_ok(app.get(&format!("/api/v1/interactions/{}/events", calls[0]), &sup).await, 200).await;
+        let kinds: Vec<&str> = tl.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["created", "queued", "routed", "callback_requested", "offered"], "{tl}");
+        // The second caller, not a callback, is offered as a plain call.
+        assert_eq!(app.post(&format!("/api/v1/interactions/{}/hang-up", calls[0]), &sup, &json!({})).await.status(), 204);
+    }
 }

@@ -55,6 +55,7 @@ impl Engine {
                 queue: ix.queue_id,
                 agents: agents.iter().map(|&a| self.agents.get(a).id).collect(),
                 expires_at: *expires_at,
+                callback: ix.callback,
             },
             IxState::Connected { agent } => InteractionState::Connected {
                 queue: ix.queue_id,

@@ -468,6 +468,8 @@ pub enum InteractionState {
         queue: QueueId,
         agents: Vec<AgentId>,
         expires_at: Millis,
+        /// The customer asked to be called back.
+        callback: bool,
     },
     Connected {
         queue: QueueId,
