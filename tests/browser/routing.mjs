@@ -176,7 +176,7 @@ async function configure(page) {
   await queuesPage.getByRole('button', { name: 'New queue' }).click();
   const qForm = page.getByRole('form', { name: 'New queue' });
   await qForm.waitFor({ state: 'visible' });
-  await qForm.getByLabel('Name', { exact: true }).fill(QUEUE);
+  await qForm.getByLabel(/^Name/).fill(QUEUE);
   await qForm.getByLabel('Strategy').selectOption('longest_idle');
   for (const ch of ['Chat', 'SMS', 'Email']) await qForm.getByRole('checkbox', { name: ch, exact: true }).uncheck();
   await qForm.getByRole('button', { name: '+ Add required skill' }).click();
