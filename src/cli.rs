@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `seed`, `tenant create`, `config`.
+//! The command line: `serve`, `migrate`, `seed`, `tenant create`, `config`,
+//! `acd replay`, `acd export-day`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,88 @@ pub enum Command {
     Tenant(TenantCommand),
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Routing tools: replay a recorded period under another strategy.
+    #[command(subcommand)]
+    Acd(AcdCommand),
+}
+
+const REPLAY_HELP: &str = "\
+The period comes from the database (--tenant, --from, --to) or from a file
+written earlier with --save or `switchboard acd export-day` (--input).
+Every interaction first routed in the period is replayed with its queue,
+channel, arrival, talk and wrap-up time; callers who hung up before an
+answer keep their patience. Agents and queues are the catalogue's, every
+agent signed in for the whole period. Both runs see exactly the same calls.
+
+Examples:
+  switchboard acd replay --tenant demo --from 2026-03-02 --to 2026-03-02 \\
+      --strategy best_proficiency
+  switchboard acd replay --input day.json --strategy round_robin \\
+      --queue 0190c3f4-... --json";
+
+#[derive(Debug, Subcommand)]
+pub enum AcdCommand {
+    /// Re-run a recorded period under another strategy or configuration
+    /// and compare service level, ASA and abandonment with what the
+    /// recorded configuration gives.
+    #[command(after_help = REPLAY_HELP)]
+    Replay(ReplayArgs),
+    /// Write a recorded period (configuration and calls) to a JSON file,
+    /// to replay later without the database.
+    ExportDay {
+        #[command(flatten)]
+        period: PeriodArgs,
+        /// Where to write the JSON.
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PeriodArgs {
+    /// The tenant: its slug (e.g. `demo`) or id.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Start of the period: a date (midnight UTC) or an RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the period (exclusive): a date (through the end of that day)
+    /// or an RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub period: PeriodArgs,
+    /// Replay a period saved earlier instead of reading the database.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tenant", "from", "to"])]
+    pub input: Option<PathBuf>,
+    /// The alternative's strategy: longest_idle, least_occupied,
+    /// round_robin, best_proficiency or ring_all.
+    #[arg(long, value_parser = parse_strategy)]
+    pub strategy: Option<crate::acd::engine::Strategy>,
+    /// Apply --strategy to this queue only (repeatable; default: all).
+    #[arg(long = "queue", value_name = "QUEUE_ID", requires = "strategy")]
+    pub queues: Vec<crate::ids::QueueId>,
+    /// Queue and agent configurations replacing the recorded ones by id:
+    /// {"queues": [QueueConfig...], "agents": [AgentConfig...]} (the
+    /// shapes of a saved period's `config` fields).
+    #[arg(long = "overrides", value_name = "FILE")]
+    pub overrides: Option<PathBuf>,
+    /// Print machine-readable JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the recorded period to this file.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+}
+
+fn parse_strategy(s: &str) -> Result<crate::acd::engine::Strategy, String> {
+    s.parse().map_err(|_| {
+        format!("unknown strategy {s:?}: longest_idle, least_occupied, round_robin, best_proficiency or ring_all")
+    })
 }
 
 #[derive(Debug, Args)]
@@ -169,7 +252,100 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             region,
         }) => create_tenant(&settings, &slug, &name, &admin_email, &timezone, &region).await,
         Command::Serve(args) => serve(settings, args.demo).await,
+        Command::Acd(AcdCommand::Replay(args)) => replay(&settings, args).await,
+        Command::Acd(AcdCommand::ExportDay { period, output }) => {
+            let day = recorded(&settings, &period).await?;
+            write_day(&output, &day)?;
+            println!(
+                "wrote {} calls, {} queues, {} agents to {}",
+                day.calls.len(),
+                day.queues.len(),
+                day.agents.len(),
+                output.display()
+            );
+            Ok(())
+        }
     }
+}
+
+/// The period from the database, for one tenant (by slug or id).
+async fn recorded(
+    settings: &Settings,
+    p: &PeriodArgs,
+) -> anyhow::Result<crate::acd::replay::RecordedDay> {
+    use crate::acd::replay::{extract, parse_time};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let (Some(tenant), Some(from), Some(to)) = (&p.tenant, &p.from, &p.to) else {
+        anyhow::bail!("say which period: --tenant, --from and --to (or --input FILE)");
+    };
+    let from = parse_time(from, false).map_err(|e| anyhow::anyhow!("--from {e}"))?;
+    let to = parse_time(to, true).map_err(|e| anyhow::anyhow!("--to {e}"))?;
+    if from >= to {
+        anyhow::bail!("--from {from} must be before --to {to}");
+    }
+    let db = crate::db::Database::connect(&settings.database_url(), 2).await?;
+    db.migrate().await?;
+    use crate::iam::entity::tenant as t;
+    let found = match tenant.parse::<uuid::Uuid>() {
+        Ok(id) => {
+            t::Entity::find_by_id(crate::ids::TenantId(id))
+                .one(&db.conn)
+                .await?
+        }
+        Err(_) => {
+            t::Entity::find()
+                .filter(t::Column::Slug.eq(tenant.as_str()))
+                .one(&db.conn)
+                .await?
+        }
+    };
+    let Some(found) = found else {
+        anyhow::bail!("--tenant {tenant:?}: no such tenant (give its slug or id)");
+    };
+    Ok(extract(&db.conn, found.id, from, to).await?)
+}
+
+fn write_day(path: &std::path::Path, day: &crate::acd::replay::RecordedDay) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(day)?;
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
+    use crate::acd::replay::{Overrides, RecordedDay, compare, table};
+    let day: RecordedDay = match &args.input {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("--input {}: {e}", f.display()))?;
+            serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!("--input {}: not a recorded period: {e}", f.display())
+            })?
+        }
+        None => recorded(settings, &args.period).await?,
+    };
+    let overrides: Overrides = match &args.overrides {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("--overrides {}: {e}", f.display()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("--overrides {}: {e}", f.display()))?
+        }
+        None => Overrides::default(),
+    };
+    if args.strategy.is_none() && args.overrides.is_none() {
+        anyhow::bail!("say what to compare with: --strategy NAME and/or --overrides FILE");
+    }
+    day.check()?;
+    let alt = day.alternative(args.strategy, &args.queues, &overrides)?;
+    if let Some(f) = &args.save {
+        write_day(f, &day)?;
+    }
+    let c = compare(&day, &alt)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        print!("{}", table(&c));
+    }
+    Ok(())
 }
 
 async fn create_tenant(
