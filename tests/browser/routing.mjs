@@ -279,7 +279,9 @@ async function run() {
   await waitUntil(sup.page, (id) => document.querySelector(`tr[data-agent="${id}"]`)?.dataset.status === 'idle', agentId, 'Alex to show idle in the live view');
 
   step = 'a call is routed';
-  const call = await api.post('/interactions', { channel: 'voice', direction: 'inbound', customer_address: '+12015550188', subject: 'Routing browser test' });
+  const created = await api.post('/interactions', { channel: 'voice', direction: 'inbound', customer_address: '+12015550188', subject: 'Routing browser test' });
+  const call = created.interaction || created;
+  expect(call && call.id, `POST /interactions answered ${JSON.stringify(created).slice(0, 200)}`);
   const routed = await api.post(`/interactions/${call.id}/route`, { queue_id: queueId });
   summary.route_answer = routed;
 
