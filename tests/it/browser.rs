@@ -33,6 +33,14 @@ async fn contacts_work_in_chromium() {
     run_browser_script("contacts.mjs").await;
 }
 
+/// `routing.mjs`: the supervisor configures a skill, a queue and an agent in
+/// the console's forms; the agent accepts a routed call on the desk; the live
+/// view, the "why" drawer and wrap-up follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_works_in_chromium() {
+    run_browser_script("routing.mjs").await;
+}
+
 /// Runs `tests/browser/<script>` against a fresh server (SQLite, demo
 /// tenant) and checks its JSON summary.
 async fn run_browser_script(script: &str) {
