@@ -284,7 +284,7 @@ export function metricsFromLive(live, cat) {
       sl_threshold_secs: sl.threshold_ms === undefined ? 20 : sl.threshold_ms / 1000,
       abandon_rate: q.arrived ? q.abandoned / q.arrived : null,
       aht_secs: q.average_handle_ms === null || q.average_handle_ms === undefined ? null : q.average_handle_ms / 1000,
-      free_agents: Object.values(free).reduce((a, n) => a + n, 0),
+      free_agents: free,
       unservable: q.unservable || [],
     };
   });

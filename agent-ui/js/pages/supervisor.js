@@ -201,7 +201,7 @@ export default async function supervisor(root, ctx) {
         fig('ASA', fmtSecs(q.asa_secs), 'asa'),
         fig('Abandoned', q.abandon_rate === null || q.abandon_rate === undefined ? '—' : `${fmtPct(q.abandon_rate)} (${q.abandoned})`, 'abandon'),
         fig('AHT', fmtSecs(q.aht_secs), 'aht'),
-        fig('Free agents', String(q.free_agents ?? '—'), 'free'),
+        fig('Free agents', freeAgents(q.free_agents), 'free'),
         fig('Arrived', String(q.arrived ?? 0), 'arrived'),
         fig('Answered', String(q.answered ?? 0), 'answered')));
     if (metrics && q.longest_wait_secs !== null && q.longest_wait_secs !== undefined && q.waiting) {
@@ -366,6 +366,17 @@ export default async function supervisor(root, ctx) {
     if (es) es.close();
     es = null;
   });
+}
+
+/** Free agents: a number, or per channel ({voice: 1, chat: 2}) as "3 (Voice 1, Chat 2)". */
+function freeAgents(free) {
+  if (free === null || free === undefined) return '—';
+  if (typeof free !== 'object') return String(free);
+  const parts = Object.entries(free).filter(([, n]) => n > 0);
+  const total = parts.reduce((a, [, n]) => a + n, 0);
+  if (!parts.length) return '0';
+  return parts.length === 1 ? `${total} (${CHANNEL_LABEL[parts[0][0]] || parts[0][0]})`
+    : h('span', { title: parts.map(([c, n]) => `${CHANNEL_LABEL[c] || c} ${n}`).join(', ') }, String(total));
 }
 
 /** A bar chart (SVG) of how many interactions are in each state. */
