@@ -330,7 +330,7 @@ async function marketer(csvPath, file) {
   await page.locator('select[data-filter="segment_id"]').selectOption(segmentId);
   await page.waitForFunction((n) => document.querySelector('[data-count]')?.dataset.count === String(n), liveCount);
   // The count and the rows load apart: wait for the filtered rows too.
-  await page.locator('[aria-busy="false"]:has(tr[data-contact])').waitFor();
+  await page.locator('.table-wrap[aria-busy="false"]:has(tr[data-contact])').waitFor();
   const shown = await page.locator('tr[data-contact]').count();
   expect(shown === Math.min(50, liveCount), `the filtered table shows ${shown} rows`);
   await page.getByLabel('Select every contact shown').check();
