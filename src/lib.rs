@@ -16,6 +16,7 @@ pub mod iam;
 pub mod ids;
 pub mod interactions;
 pub mod jobs;
+pub mod media;
 pub mod metrics;
 pub mod seed;
 pub mod state;
