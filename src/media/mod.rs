@@ -5,6 +5,7 @@
 //! Everything here is pure (no sockets, no clock, no tasks); only `wav`
 //! touches files. The SIP endpoint and call legs drive these types.
 
+pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 pub mod rtcp;
