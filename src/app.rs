@@ -40,6 +40,7 @@ pub struct Application {
     /// Stops the cross-node bus bridge, last of all.
     bridge_stop: CancellationToken,
     bridge: Option<tokio::task::JoinHandle<()>>,
+    sip: Option<crate::sip::SipServer>,
 }
 
 impl Application {
@@ -58,7 +59,13 @@ impl Application {
         if settings.database.migrate_on_start {
             db.migrate().await?;
         }
-        let sealer = Sealer::new(&master_key(&settings, &db)?);
+        let key = master_key(&settings, &db)?;
+        let sealer = Sealer::new(&key);
+        let sip = if settings.sip.enabled {
+            Some(crate::sip::SipServer::bind(&settings.sip, db.conn.clone(), &key).await?)
+        } else {
+            None
+        };
         let jobs = JobQueue::open(&settings, &db).await?;
         let listener = TcpListener::bind(settings.http.bind)
             .with_context(|| format!("cannot listen on {} (http.bind)", settings.http.bind))?;
@@ -96,6 +103,7 @@ impl Application {
             metrics.acd.clone(),
         ));
         let state = AppState {
+            sip: sip.as_ref().map(|s| s.addrs()),
             acd,
             hasher: Hasher::new(sec.argon2_memory_kib, sec.argon2_iterations),
             throttle: Throttle::new(
@@ -122,6 +130,7 @@ impl Application {
             node_id,
             bridge_stop,
             bridge,
+            sip,
         })
     }
 
@@ -146,11 +155,14 @@ impl Application {
             node_id,
             bridge_stop,
             bridge,
+            sip,
             ..
         } = self;
         let settings = state.settings.clone();
 
         let (server, handle) = start_http(listener, state.clone())?;
+        let sip_stop = CancellationToken::new();
+        let sip_task = sip.map(|s| tokio::spawn(s.run(sip_stop.clone())));
 
         let dispatcher = Dispatcher {
             db: state.db.conn.clone(),
@@ -180,6 +192,10 @@ impl Application {
         tracing::info!("shutting down: no new requests, finishing work in progress");
         handle.stop(true).await;
         let _ = server_task.await;
+        sip_stop.cancel();
+        if let Some(t) = sip_task {
+            let _ = t.await;
+        }
         worker_stop.cancel();
         if let Ok(Err(e)) = workers_task.await {
             tracing::warn!(error = %e, "job workers stopped with an error");
@@ -232,6 +248,9 @@ async fn housekeeping(state: web::Data<AppState>, stop: CancellationToken) {
             crate::iam::store::purge_expired_sessions(&state.db.conn, chrono::Utc::now()).await
         {
             tracing::warn!(error = %e, "session purge failed");
+        }
+        if let Err(e) = crate::sip::store::purge_expired(&state.db.conn, chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "SIP registration purge failed");
         }
         stale = Duration::from_secs(60);
         tokio::select! {

@@ -47,6 +47,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub bus: BusSettings,
     pub contacts: ContactSettings,
+    pub sip: SipSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -174,6 +175,58 @@ impl Default for ContactSettings {
     fn default() -> Self {
         Self {
             max_upload_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipSettings {
+    /// Run the SIP endpoint (registrar) beside HTTP.
+    pub enabled: bool,
+    /// Address for SIP over UDP and TCP (the same port for both); port 0
+    /// picks a free port.
+    pub bind: SocketAddr,
+    /// The service's SIP domain: a tenant's domain (and digest realm) is
+    /// `<tenant-slug>.<domain>`.
+    pub domain: String,
+    /// Larger messages are dropped (UDP datagrams are read into 8 KiB).
+    pub max_message_bytes: usize,
+    /// Messages with more header fields are refused.
+    pub max_headers: usize,
+    /// Shortest registration accepted (shorter asks get 423), in seconds.
+    pub register_min_expires: u32,
+    /// Longer asks are cut to this, in seconds.
+    pub register_max_expires: u32,
+    /// Used when a REGISTER names no expiry, in seconds.
+    pub register_default_expires: u32,
+    /// How long a digest nonce stays valid, in seconds.
+    pub nonce_ttl_secs: u64,
+    /// Failed authentications from one address within the window that ban it.
+    pub auth_failures: u32,
+    pub auth_failure_window_secs: u64,
+    /// How long a banned address is ignored, in seconds.
+    pub ban_secs: u64,
+    /// Requests accepted per source address per second; more are dropped.
+    pub requests_per_source_per_sec: u32,
+}
+
+impl Default for SipSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: "0.0.0.0:5060".parse().expect("valid default"),
+            domain: "sip.switchboard.local".into(),
+            max_message_bytes: 16 * 1024,
+            max_headers: 64,
+            register_min_expires: 60,
+            register_max_expires: 3600,
+            register_default_expires: 3600,
+            nonce_ttl_secs: 300,
+            auth_failures: 5,
+            auth_failure_window_secs: 60,
+            ban_secs: 600,
+            requests_per_source_per_sec: 50,
         }
     }
 }
@@ -400,6 +453,38 @@ impl Settings {
         }
         if self.webhooks.max_attempts == 0 || self.webhooks.timeout_secs == 0 {
             return bad("webhooks.max_attempts and webhooks.timeout_secs must be positive".into());
+        }
+        let sip = &self.sip;
+        let domain_ok = !sip.domain.is_empty()
+            && sip.domain.len() <= 200
+            && sip
+                .domain
+                .split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        if !domain_ok {
+            return bad(format!(
+                "sip.domain {:?} must be a DNS name (letters, digits, '-' and '.')",
+                sip.domain
+            ));
+        }
+        if !(1024..=65535).contains(&sip.max_message_bytes) {
+            return bad("sip.max_message_bytes must be between 1024 and 65535".into());
+        }
+        if !(8..=1000).contains(&sip.max_headers) {
+            return bad("sip.max_headers must be between 8 and 1000".into());
+        }
+        if sip.register_min_expires == 0
+            || sip.register_min_expires > sip.register_default_expires
+            || sip.register_default_expires > sip.register_max_expires
+        {
+            return bad("sip.register_min_expires <= register_default_expires <= register_max_expires must hold, and the minimum must be positive".into());
+        }
+        if sip.nonce_ttl_secs == 0
+            || sip.auth_failures == 0
+            || sip.auth_failure_window_secs == 0
+            || sip.requests_per_source_per_sec == 0
+        {
+            return bad("sip.nonce_ttl_secs, auth_failures, auth_failure_window_secs and requests_per_source_per_sec must be positive".into());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return bad(format!(

@@ -19,5 +19,6 @@ pub mod jobs;
 pub mod media;
 pub mod metrics;
 pub mod seed;
+pub mod sip;
 pub mod state;
 pub mod telemetry;

@@ -33,6 +33,8 @@ pub struct AppState {
     pub openapi_json: String,
     /// The API's routes, for 405 answers.
     pub api_routes: crate::http::RouteTable,
+    /// Where the SIP endpoint listens, when it runs.
+    pub sip: Option<crate::sip::SipAddrs>,
 }
 
 impl AppState {

@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_foundation;
 mod m20261125_000002_contacts;
 mod m20261129_000003_acd;
+mod m20261130_000004_sip;
 mod util;
 
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_foundation::Migration),
             Box::new(m20261125_000002_contacts::Migration),
             Box::new(m20261129_000003_acd::Migration),
+            Box::new(m20261130_000004_sip::Migration),
         ]
     }
 }

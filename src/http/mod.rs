@@ -76,6 +76,7 @@ fn api_v1(cfg: &mut ServiceConfig) {
     crate::acd::catalog::configure(cfg);
     crate::acd::http::configure(cfg);
     crate::contacts::http::configure(cfg);
+    crate::sip::configure(cfg);
 }
 
 /// The OpenAPI document of the routes above, generated from the code.

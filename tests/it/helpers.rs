@@ -162,6 +162,10 @@ pub fn test_settings(dir: &std::path::Path, db_url: Option<&str>) -> Settings {
     s.webhooks.timeout_secs = 5;
     s.jobs.poll_interval_ms = 100;
     s.jobs.shutdown_grace_secs = 5;
+    // SIP is off unless a test turns it on (then on a free port).
+    s.sip.enabled = false;
+    s.sip.bind = "127.0.0.1:0".parse().unwrap();
+    s.sip.domain = "sip.test".into();
     s.log.level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
     s
 }

@@ -51,6 +51,7 @@ impl Node {
             .env("SWITCHBOARD__DATA__DIR", &self.dir)
             .env("SWITCHBOARD__DATABASE__URL", &self.db_url)
             .env("SWITCHBOARD__HTTP__BIND", "127.0.0.1:0")
+            .env("SWITCHBOARD__SIP__BIND", "127.0.0.1:0")
             .env("SWITCHBOARD__SECURITY__ARGON2_MEMORY_KIB", "8192")
             .env("SWITCHBOARD__SECURITY__ARGON2_ITERATIONS", "1")
             .env("SWITCHBOARD__SECURITY__MASTER_KEY", "22".repeat(32))

@@ -1,0 +1,286 @@
+//! `/sip/accounts*`: the tenant's SIP accounts (admins only). Passwords are
+//! never stored: only the digest HA1s for MD5 and SHA-256 of
+//! `username:<tenant SIP domain>:password`.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use chrono::{DateTime, Utc};
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveModelTrait, QueryOrder, QuerySelect, Set};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::digest::{Algorithm, ha1};
+use super::store::{self, account, registration};
+use crate::error::{ApiError, ApiResult, Validator};
+use crate::http::extract::{Page, PageParams};
+use crate::iam::{AdminOnly, Auth};
+use crate::ids::{AgentId, TenantId};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(list_accounts)
+        .service(create_account)
+        .service(get_account)
+        .service(delete_account);
+}
+
+/// The SIP domain (and digest realm) of a tenant: `<slug>.<sip.domain>`.
+pub fn tenant_domain(slug: &str, sip_domain: &str) -> String {
+    format!(
+        "{}.{}",
+        slug.to_ascii_lowercase(),
+        sip_domain.to_ascii_lowercase()
+    )
+}
+
+async fn domain_of(state: &AppState, t: TenantId) -> ApiResult<String> {
+    let tenant = crate::iam::entity::tenant::Entity::find_by_id(t)
+        .one(&state.db.conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    Ok(tenant_domain(&tenant.slug, &state.settings.sip.domain))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRequest {
+    /// The user part phones register with: letters, digits, `.`, `_`, `-`, `+`; 1-64.
+    pub username: String,
+    /// 12-256 characters; only its digests are kept.
+    pub password: String,
+    /// The agent who uses this phone, if any.
+    pub agent_id: Option<AgentId>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationView {
+    pub contact: String,
+    /// `ip:port` the REGISTER came from.
+    pub source: String,
+    /// `udp` or `tcp`.
+    pub transport: String,
+    pub user_agent: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<registration::Model> for RegistrationView {
+    fn from(r: registration::Model) -> Self {
+        Self {
+            contact: r.contact,
+            source: r.source,
+            transport: r.transport,
+            user_agent: r.user_agent,
+            expires_at: r.expires_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: uuid::Uuid,
+    pub username: String,
+    /// The domain phones register to (also the digest realm).
+    pub domain: String,
+    pub agent_id: Option<AgentId>,
+    pub created_at: DateTime<Utc>,
+    /// Current registrations (only on `GET /sip/accounts/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registrations: Option<Vec<RegistrationView>>,
+}
+
+impl From<account::Model> for AccountView {
+    fn from(a: account::Model) -> Self {
+        Self {
+            id: a.id,
+            username: a.username,
+            domain: a.realm,
+            agent_id: a.agent_id,
+            created_at: a.created_at,
+            registrations: None,
+        }
+    }
+}
+
+fn valid_username(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 64
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
+}
+
+/// The tenant's SIP accounts.
+#[utoipa::path(tag = "sip", params(PageParams), responses((status = 200, body = Page<AccountView>)))]
+#[get("/sip/accounts")]
+async fn list_accounts(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    page: crate::http::extract::Query<PageParams>,
+) -> ApiResult<web::Json<Page<AccountView>>> {
+    let limit = page.limit()?;
+    let mut q = account::Entity::find().filter(account::Column::TenantId.eq(auth.tenant_id));
+    if let Some(c) = page.cursor::<uuid::Uuid>()? {
+        q = q.filter(account::Column::Id.gt(c));
+    }
+    let rows = q
+        .order_by_asc(account::Column::Id)
+        .limit(limit + 1)
+        .all(&state.db.conn)
+        .await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit,
+        |a| a.id,
+        AccountView::from,
+    )))
+}
+
+async fn find(state: &AppState, t: TenantId, id: uuid::Uuid) -> ApiResult<account::Model> {
+    account::Entity::find_by_id(id)
+        .filter(account::Column::TenantId.eq(t))
+        .one(&state.db.conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("SIP account"))
+}
+
+/// One SIP account with its current registrations.
+#[utoipa::path(tag = "sip", responses((status = 200, body = AccountView), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/sip/accounts/{id}")]
+async fn get_account(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    id: crate::http::extract::Path<uuid::Uuid>,
+) -> ApiResult<web::Json<AccountView>> {
+    let a = find(&state, auth.tenant_id, *id).await?;
+    let regs = store::live_registrations(&state.db.conn, auth.tenant_id, a.id, Utc::now()).await?;
+    let mut v = AccountView::from(a);
+    v.registrations = Some(regs.into_iter().map(Into::into).collect());
+    Ok(web::Json(v))
+}
+
+/// Add a SIP account for a desk phone or softphone.
+#[utoipa::path(tag = "sip", request_body = AccountRequest, responses((status = 201, body = AccountView), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+#[post("/sip/accounts")]
+async fn create_account(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    meta: crate::iam::auth::RequestMeta,
+    body: crate::http::extract::Json<AccountRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.0;
+    let t = auth.tenant_id;
+    let mut v = Validator::new();
+    if !valid_username(&b.username) {
+        v.add(
+            "username",
+            "must be 1-64 characters: letters, digits, '.', '_', '-', '+'",
+        );
+    }
+    v.check("password", crate::iam::domain::Password::parse(&b.password));
+    if let Some(agent) = b.agent_id {
+        let found = crate::acd::catalog::agent::Entity::find_by_id(agent)
+            .filter(crate::acd::catalog::agent::Column::TenantId.eq(t))
+            .one(&state.db.conn)
+            .await?;
+        if found.is_none() {
+            v.add("agent_id", "no such agent");
+        }
+    }
+    v.finish()?;
+    if store::find_account_by_username(&state.db.conn, t, &b.username)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!(
+            "a SIP account {:?} already exists",
+            b.username
+        )));
+    }
+    let realm = domain_of(&state, t).await?;
+    let m = account::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        tenant_id: Set(t),
+        username: Set(b.username.clone()),
+        agent_id: Set(b.agent_id),
+        realm: Set(realm.clone()),
+        ha1_md5: Set(ha1(Algorithm::Md5, &b.username, &realm, &b.password)),
+        ha1_sha256: Set(ha1(Algorithm::Sha256, &b.username, &realm, &b.password)),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&state.db.conn)
+    .await
+    .map_err(|e| match e.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+            ApiError::conflict(format!("a SIP account {:?} already exists", b.username))
+        }
+        _ => e.into(),
+    })?;
+    audit(
+        &state,
+        &auth,
+        &meta,
+        "sip_account.created",
+        m.id,
+        serde_json::json!({ "username": m.username }),
+    )
+    .await?;
+    let mut view = AccountView::from(m);
+    view.registrations = Some(Vec::new());
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// Delete a SIP account and its registrations.
+#[utoipa::path(tag = "sip", responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+#[delete("/sip/accounts/{id}")]
+async fn delete_account(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    meta: crate::iam::auth::RequestMeta,
+    id: crate::http::extract::Path<uuid::Uuid>,
+) -> ApiResult<HttpResponse> {
+    let t = auth.tenant_id;
+    let a = find(&state, t, *id).await?;
+    store::remove_all(&state.db.conn, t, a.id).await?;
+    account::Entity::delete_by_id(a.id)
+        .filter(account::Column::TenantId.eq(t))
+        .exec(&state.db.conn)
+        .await?;
+    audit(
+        &state,
+        &auth,
+        &meta,
+        "sip_account.deleted",
+        a.id,
+        serde_json::json!({ "username": a.username }),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn audit(
+    state: &AppState,
+    p: &crate::iam::auth::Principal,
+    meta: &crate::iam::auth::RequestMeta,
+    action: &str,
+    target: uuid::Uuid,
+    details: serde_json::Value,
+) -> ApiResult<()> {
+    crate::iam::store::audit(
+        &state.db.conn,
+        crate::iam::store::AuditEntry {
+            tenant_id: p.tenant_id,
+            actor_type: p.actor.kind(),
+            actor_id: Some(p.actor.id()),
+            action,
+            target_type: Some("sip_account"),
+            target_id: Some(target),
+            ip: meta.ip.clone(),
+            request_id: meta.request_id.clone(),
+            details,
+        },
+    )
+    .await?;
+    Ok(())
+}
