@@ -6,7 +6,9 @@
 //! touches files. The SIP endpoint and call legs drive these types.
 
 pub mod dtmf;
+pub mod energy;
 pub mod g711;
 pub mod jitter;
 pub mod rtcp;
 pub mod rtp;
+pub mod wav;
