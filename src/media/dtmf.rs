@@ -396,6 +396,12 @@ fn strongest(p: &[f64]) -> (usize, f64) {
     )
 }
 
+/// Row and column frequencies of a key given as a character (for tests
+/// and tone generators); `(0.0, 0.0)` for anything that is not a key.
+pub fn tone_frequencies(key: char) -> (f64, f64) {
+    Digit::from_char(key).map_or((0.0, 0.0), Digit::frequencies)
+}
+
 /// Runs the detector over a whole buffer.
 pub fn detect(samples: &[i16]) -> Vec<Digit> {
     DtmfDetector::default()

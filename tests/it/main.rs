@@ -15,6 +15,7 @@ mod imports;
 mod interactions;
 mod isolation;
 mod jobs;
+mod media;
 mod replay;
 mod routing;
 mod routing_config;
