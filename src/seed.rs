@@ -69,6 +69,9 @@ pub struct SeedQueue {
     pub sl_threshold_secs: i32,
     #[serde(default)]
     pub skills: BTreeMap<String, i32>,
+    /// Channels the queue takes (empty: all).
+    #[serde(default)]
+    pub channels: Vec<crate::interactions::domain::Channel>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,7 +234,7 @@ pub async fn load(
             priority: Set(q.priority),
             sl_target_pct: Set(q.sl_target_pct),
             sl_threshold_secs: Set(q.sl_threshold_secs),
-            config: Set(serde_json::json!({})),
+            config: Set(serde_json::json!({ "channels": q.channels })),
             created_at: Set(Utc::now()),
         }
         .insert(db)

@@ -82,6 +82,11 @@ both_backends! {
     async fn a_queue_is_checked_flagged_when_unservable_and_routes_once_an_agent_qualifies(app) {
         let sup = app.login("supervisor").await;
         let skills = skill_ids(&app, &sup).await;
+        // The demo's queues take voice and chat, which its agents serve.
+        let demo = json_ok(app.get("/api/v1/queues", &sup).await, 200).await;
+        for q in demo["items"].as_array().unwrap() {
+            assert_eq!((&q["routing"]["channels"], &q["unservable"]), (&json!(["voice", "chat"]), &json!([])), "{q}");
+        }
         let fr = json_ok(app.post("/api/v1/skills", &sup, &json!({ "name": "french" })).await, 201).await["id"].clone();
         let body = json!({
             "name": "Français", "strategy": "best_proficiency", "priority": 3,
@@ -182,13 +187,16 @@ both_backends! {
             let got = fields(put(&app, &format!("/api/v1/queues/{sid}"), &sup, &body).await).await;
             assert_eq!(got, want, "for {body}");
         }
+        // An overflow target must take every channel the queue takes.
+        let e = fields(put(&app, &format!("/api/v1/queues/{sid}"), &sup, &base(json!({ "routing": { "overflow": { "queue": support["id"] } } }))).await).await;
+        assert_eq!(e, ["routing.overflow"]);
         // Unknown fields and wrong types are refused too.
         expect_error(put(&app, &format!("/api/v1/queues/{sid}"), &sup, &base(json!({ "colour": "red" }))).await, 422, "validation_failed").await;
         expect_error(put(&app, &format!("/api/v1/queues/{sid}"), &sup, &base(json!({ "routing": { "max_length": -1 } }))).await, 422, "validation_failed").await;
         // A cycle made of two queues: Sales -> Support is fine, then Support -> Sales is refused.
         let sup_id = support["id"].as_str().unwrap();
-        json_ok(put(&app, &format!("/api/v1/queues/{sid}"), &sup, &base(json!({ "routing": { "overflow": { "queue": sup_id }, "max_wait_secs": 120 } }))).await, 200).await;
-        let back = json!({ "name": "Support", "strategy": "best_proficiency", "required_skills": support["required_skills"], "routing": { "overflow": { "queue": sid } } });
+        json_ok(put(&app, &format!("/api/v1/queues/{sid}"), &sup, &base(json!({ "routing": { "channels": ["voice", "chat"], "overflow": { "queue": sup_id }, "max_wait_secs": 120 } }))).await, 200).await;
+        let back = json!({ "name": "Support", "strategy": "best_proficiency", "required_skills": support["required_skills"], "routing": { "channels": ["voice", "chat"], "overflow": { "queue": sid } } });
         let e = expect_error(put(&app, &format!("/api/v1/queues/{sup_id}"), &sup, &back).await, 422, "validation_failed").await;
         let msg = e["error"]["details"]["fields"][0]["message"].as_str().unwrap();
         assert!(msg.contains("cycle") && msg.contains("Sales") && msg.contains("Support"), "{msg}");
@@ -216,9 +224,9 @@ both_backends! {
         let q = json_ok(app.post("/api/v1/queues", &sup, &json!({
             "name": "French support", "strategy": "longest_idle",
             "required_skills": [{ "skill_id": fr, "level": 1 }],
-            "routing": { "overflow": { "queue": support } }
+            "routing": { "channels": ["voice", "chat"], "overflow": { "queue": support } }
         })).await, 201).await;
-        assert_eq!(q["unservable"], json!(["voice", "chat", "sms", "email"]));
+        assert_eq!(q["unservable"], json!(["voice", "chat"]));
         let call = json_ok(app.post("/api/v1/interactions", &sup, &json!({ "channel": "voice", "direction": "inbound" })).await, 201).await["interaction"]["id"].as_str().unwrap().to_owned();
         json_ok(app.post(&format!("/api/v1/interactions/{call}/route"), &sup, &json!({ "queue_id": q["id"] })).await, 200).await;
         let i = json_ok(app.get(&format!("/api/v1/interactions/{call}"), &sup).await, 200).await;

@@ -322,5 +322,5 @@ function unservableWarning(q) {
     icon('warning'),
     h('div', null,
       h('strong', null, `Saved, but no agent can serve ${chans} here`),
-      h('p', null, 'No agent has all the required skills at those levels with capacity on that channel. Interactions will wait until an agent is given the skills (Agents page) or the requirements are lowered.')));
+      h('p', null, 'No agent has all the required skills at those levels with capacity on that channel. Interactions on those channels go to the queue’s overflow, or are refused when it has none, until an agent is given the skills (Agents page), the requirements are lowered or the queue stops taking those channels.')));
 }

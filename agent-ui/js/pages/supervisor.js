@@ -212,7 +212,7 @@ export default async function supervisor(root, ctx) {
       el.append(h('div', { class: 'unservable', role: 'note', 'data-unservable': q.unservable.join(',') },
         icon('warning'),
         h('span', null, h('strong', null, 'Unservable: '),
-          `no agent has the skills for ${q.unservable.map((c) => CHANNEL_LABEL[c] || c).join(', ')}. Interactions there wait until someone is given the skills.`)));
+          `no agent has the skills for ${q.unservable.map((c) => CHANNEL_LABEL[c] || c).join(', ')}. Interactions there go to the overflow (refused without one) until someone is given the skills.`)));
     }
     return el;
   }
