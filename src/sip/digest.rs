@@ -1,7 +1,7 @@
 //! Digest authentication (RFC 3261 section 22, RFC 8760): HA1s, challenge
 //! nonces, parsing `Authorization: Digest ...` and checking a response.
 //!
-//! Nonces are `<unix seconds, hex>.<HMAC-SHA256(key, ts "." realm), hex>`:
+//! Nonces are `<unix seconds, hex>-<random>.<HMAC-SHA256(key, "<ts>-<random>." realm)>`:
 //! any node that holds the key (derived from the master key) validates them,
 //! and they expire after `sip.nonce_ttl_secs`. MD5 is written out here (RFC
 //! 1321): ring, the project's crypto, has no MD5, and MD5 is only used for
@@ -215,7 +215,11 @@ impl NonceKey {
     }
 
     pub fn issue(&self, realm: &str, now_secs: u64) -> String {
-        let ts = format!("{now_secs:x}");
+        // A random part keeps nonces issued in the same second apart.
+        let ts = format!(
+            "{now_secs:x}-{}",
+            hex::encode(crate::crypto::random_bytes(6))
+        );
         let mac = crate::crypto::hmac_sha256_hex(&self.key, format!("{ts}.{realm}").as_bytes());
         format!("{ts}.{}", &mac[..32])
     }
@@ -224,10 +228,13 @@ impl NonceKey {
         let Some((ts, mac)) = nonce.split_once('.') else {
             return NonceState::Invalid;
         };
-        if ts.len() > 16 {
+        let Some((secs, rand)) = ts.split_once('-') else {
+            return NonceState::Invalid;
+        };
+        if secs.len() > 16 || rand.len() != 12 {
             return NonceState::Invalid;
         }
-        let Ok(t) = u64::from_str_radix(ts, 16) else {
+        let Ok(t) = u64::from_str_radix(secs, 16) else {
             return NonceState::Invalid;
         };
         let want = crate::crypto::hmac_sha256_hex(&self.key, format!("{ts}.{realm}").as_bytes());
@@ -371,7 +378,8 @@ mod tests {
             other.check(&n, "demo.sip.test", 1_000_100),
             NonceState::Invalid
         );
-        for junk in ["", ".", "zz.zz", "ffffffffffffffffff.00"] {
+        assert_ne!(n, k.issue("demo.sip.test", 1_000_000), "nonces differ");
+        for junk in ["", ".", "zz.zz", "ffffffffffffffffff.00", "1-2.3"] {
             assert_eq!(
                 k.check(junk, "demo.sip.test", 1_000_100),
                 NonceState::Invalid

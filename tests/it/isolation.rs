@@ -151,6 +151,14 @@ async fn create_other_objects(app: &TestApp) -> OtherObjects {
         )
         .await;
     by_kind.insert("contacts/imports", id_of(&json_ok(r, 202).await));
+    let r = app
+        .post(
+            "/api/v1/sip/accounts",
+            &admin,
+            &json!({ "username": "other-phone", "password": "other-sip-password" }),
+        )
+        .await;
+    by_kind.insert("sip/accounts", id_of(&json_ok(r, 201).await));
 
     for (kind, path) in [
         ("skills", "/api/v1/skills"),

@@ -21,4 +21,5 @@ mod routing;
 mod routing_config;
 mod routing_metrics;
 mod schema_fuzz;
+mod sip;
 mod webhooks;
