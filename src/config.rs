@@ -209,6 +209,10 @@ pub struct SipSettings {
     pub ban_secs: u64,
     /// Requests accepted per source address per second; more are dropped.
     pub requests_per_source_per_sec: u32,
+    /// Digest algorithms offered, in order of preference (`SHA-256`,
+    /// `MD5`); only these are accepted. Devices that answer only the first
+    /// challenge and know only MD5 (SIPp, older phones) need `MD5` first.
+    pub digest_algorithms: Vec<String>,
 }
 
 impl Default for SipSettings {
@@ -227,6 +231,7 @@ impl Default for SipSettings {
             auth_failure_window_secs: 60,
             ban_secs: 600,
             requests_per_source_per_sec: 50,
+            digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
         }
     }
 }
@@ -486,6 +491,21 @@ impl Settings {
         {
             return bad("sip.nonce_ttl_secs, auth_failures, auth_failure_window_secs and requests_per_source_per_sec must be positive".into());
         }
+        let algs = &sip.digest_algorithms;
+        let known = algs
+            .iter()
+            .all(|a| crate::sip::digest::Algorithm::parse(a).is_some());
+        let mut seen = algs
+            .iter()
+            .map(|a| a.to_ascii_uppercase())
+            .collect::<Vec<_>>();
+        seen.sort();
+        seen.dedup();
+        if algs.is_empty() || !known || seen.len() != algs.len() {
+            return bad(format!(
+                "sip.digest_algorithms {algs:?} must list SHA-256 and/or MD5, each once"
+            ));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return bad(format!(
                 "log.level {:?} is not a valid filter: {e}",
@@ -659,6 +679,26 @@ mod tests {
         std::fs::write(&f, "[htp]\nbind = \"127.0.0.1:9000\"\n").unwrap();
         let e = Settings::load_from(Some(&f), env(&[])).unwrap_err();
         assert!(e.to_string().contains("htp"), "{e}");
+    }
+
+    #[test]
+    fn digest_algorithms_are_known_and_listed_once() {
+        let mut s = Settings::default();
+        assert!(s.validate().is_ok());
+        for bad in [
+            vec![],
+            vec!["SHA-512".to_string()],
+            vec!["MD5".into(), "md5".into()],
+        ] {
+            s.sip.digest_algorithms = bad.clone();
+            let e = s.validate().unwrap_err();
+            assert!(
+                e.to_string().contains("sip.digest_algorithms"),
+                "{bad:?}: {e}"
+            );
+        }
+        s.sip.digest_algorithms = vec!["MD5".into()];
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The tenant is the one whose SIP domain (`<slug>.<sip.domain>`) is the
 //! host of the To URI (the address of record); its user part must be the
-//! account's username. Challenges offer SHA-256 first, then MD5, both with
+//! account's username. Challenges offer `sip.digest_algorithms` in order (default SHA-256, then MD5), each with
 //! qop=auth.
 
 use std::net::SocketAddr;
@@ -105,11 +105,20 @@ fn now_secs() -> u64 {
     Utc::now().timestamp().max(0) as u64
 }
 
+/// The digest algorithms offered and accepted, in order of preference.
+fn offered(sip: &Sip) -> Vec<Algorithm> {
+    sip.settings
+        .digest_algorithms
+        .iter()
+        .filter_map(|a| Algorithm::parse(a))
+        .collect()
+}
+
 fn challenge(sip: &Sip, realm: &str, stale: bool) -> Reply {
     let nonce = sip.nonces.issue(realm, now_secs());
     let stale = if stale { ", stale=true" } else { "" };
     let mut r = Reply::new(StatusCode::Unauthorized);
-    for alg in [Algorithm::Sha256, Algorithm::Md5] {
+    for alg in offered(sip) {
         r = r.header(
             "WWW-Authenticate",
             format!(
@@ -201,6 +210,10 @@ async fn register_inner(
             fail(sip, from, "nonce not ours", &creds.username, &realm);
             return Ok(challenge(sip, &realm, false));
         }
+    }
+    if !offered(sip).contains(&creds.algorithm) {
+        fail(sip, from, "algorithm not offered", &creds.username, &realm);
+        return Ok(challenge(sip, &realm, false));
     }
     let account = store::find_account_by_username(&sip.db, tenant.id, &creds.username).await?;
     let ok = account.as_ref().is_some_and(|a| {

@@ -82,6 +82,19 @@ fn bad_configuration_fails_at_start_and_says_what_to_fix() {
             "SWITCHBOARD__LOG__FORMAT",
         ),
         (&[("SWITCHBOARD__JOBS__STORAGE", "redis")], "redis.url"),
+        (&[("SWITCHBOARD__SIP__BINDD", "127.0.0.1:0")], "bindd"),
+        (
+            &[("SWITCHBOARD__SIP__MAX_MESSAGE_BYTES", "10")],
+            "sip.max_message_bytes",
+        ),
+        (
+            &[("SWITCHBOARD__SIP__DOMAIN", "not a domain")],
+            "sip.domain",
+        ),
+        (
+            &[("SWITCHBOARD__SIP__REGISTER_MIN_EXPIRES", "0")],
+            "sip.register_min_expires",
+        ),
     ];
     for (env, needle) in cases {
         let o = switchboard(dir.path(), &["serve"], env);
