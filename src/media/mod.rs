@@ -2,13 +2,18 @@
 //! RFC 4733 and in-band DTMF, WAV prompts and recordings, speech/silence
 //! detection.
 //!
-//! Everything here is pure (no sockets, no clock, no tasks); only `wav`
-//! touches files. The SIP endpoint and call legs drive these types.
+//! The primitives are pure (no sockets, no clock, no tasks; only `wav`
+//! touches files). `session` puts them on real sockets and a clock: one
+//! call leg's RTP/RTCP, playback, recording and events; `bridge` joins two
+//! legs; `prompt` loads and caches prompts. The SIP call legs drive these.
 
+pub mod bridge;
 pub mod dtmf;
 pub mod energy;
 pub mod g711;
 pub mod jitter;
+pub mod prompt;
 pub mod rtcp;
 pub mod rtp;
+pub mod session;
 pub mod wav;

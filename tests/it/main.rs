@@ -16,6 +16,7 @@ mod interactions;
 mod isolation;
 mod jobs;
 mod media;
+mod media_session;
 mod replay;
 mod routing;
 mod routing_config;

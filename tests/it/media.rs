@@ -13,7 +13,7 @@ use switchboard::media::wav::{self, Layout, Recorder};
 
 const PCAPS: &str = "/usr/share/sip-tester";
 
-fn need(tool: &str) {
+pub(crate) fn need(tool: &str) {
     let ok = Command::new(tool).arg("--version").output().is_ok();
     assert!(
         ok,
@@ -22,14 +22,14 @@ fn need(tool: &str) {
 }
 
 /// One UDP payload from a capture, with its capture time in microseconds.
-struct Datagram {
-    micros: u64,
-    payload: Vec<u8>,
+pub(crate) struct Datagram {
+    pub(crate) micros: u64,
+    pub(crate) payload: Vec<u8>,
 }
 
 /// A minimal libpcap reader: classic format, either byte order, Ethernet
 /// link type, IPv4, UDP. Anything else is skipped.
-fn read_pcap(path: &Path) -> Vec<Datagram> {
+pub(crate) fn read_pcap(path: &Path) -> Vec<Datagram> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(bytes.len() >= 24, "short pcap");
     let swapped = match &bytes[0..4] {
@@ -190,7 +190,7 @@ fn sipp_g711a_pcap_decodes_to_seven_seconds_of_sound() {
     assert!(speech >= 1000, "only {speech} ms of sound in {segments:?}");
 }
 
-fn snr_db(reference: &[i16], test: &[i16]) -> f64 {
+pub(crate) fn snr_db(reference: &[i16], test: &[i16]) -> f64 {
     let signal: f64 = reference.iter().map(|&x| (x as f64).powi(2)).sum();
     let noise: f64 = reference
         .iter()
@@ -222,7 +222,7 @@ fn mulaw_alaw_transcoding_keeps_the_pcap_signal() {
     assert!(snr > 30.0, "A->mu->A SNR {snr:.1} dB");
 }
 
-fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
