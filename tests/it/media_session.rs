@@ -600,3 +600,52 @@ async fn close_stops_every_task_and_frees_the_ports() {
             .is_err()
     );
 }
+
+/// Sends PCM as 20 ms RTP packets of `law`, paced at `speed` times real time.
+async fn send_pcm(from: &UdpSocket, to: SocketAddr, law: Law, pcm: &[i16], speed: f64) {
+    let mut datagrams = Vec::new();
+    for (i, chunk) in pcm.chunks(160).enumerate() {
+        let mut codes = Vec::new();
+        law.encode(chunk, &mut codes);
+        let p = RtpPacket::new(law.payload_type(), i as u16, i as u32 * 160, 99, &codes);
+        datagrams.push(Datagram {
+            micros: i as u64 * 20_000,
+            payload: p.to_bytes().unwrap(),
+        });
+    }
+    replay(from, to, &datagrams, speed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inband_tones_are_digits_until_telephone_events_arrive() {
+    use switchboard::media::dtmf::{Digit, tone};
+    let mut pcm = vec![0i16; 1600];
+    for key in "159#".chars() {
+        pcm.extend(tone(Digit::from_char(key).unwrap(), 800, 0.3));
+        pcm.extend(std::iter::repeat_n(0, 800));
+    }
+    let sender = socket().await;
+    let session = RtpSession::start(config(Law::Ulaw)).await.unwrap();
+    let mut events = session.take_events().unwrap();
+    send_pcm(&sender, session.local_addr(), Law::Ulaw, &pcm, 2.0).await;
+    let got = events_until(&mut events, Duration::from_millis(300), |_| false).await;
+    let got = digits(&got);
+    assert_eq!(
+        got,
+        "159#"
+            .chars()
+            .map(|c| (c, DtmfSource::Inband))
+            .collect::<Vec<_>>()
+    );
+
+    // Once telephone-events are seen, tones are no longer taken as digits
+    // (a phone sending both must not press every key twice).
+    let (dtmf, keys) = dtmf_stream();
+    replay(&sender, session.local_addr(), &dtmf, 4.0).await;
+    send_pcm(&sender, session.local_addr(), Law::Ulaw, &pcm, 2.0).await;
+    let got = events_until(&mut events, Duration::from_millis(300), |_| false).await;
+    let got = digits(&got);
+    assert!(got.iter().all(|d| d.1 == DtmfSource::Rfc4733), "{got:?}");
+    assert_eq!(got.iter().map(|d| d.0).collect::<String>(), keys);
+    session.close().await;
+}
