@@ -170,6 +170,8 @@ struct Counters {
     bytes_in: AtomicU64,
     packets_out: AtomicU64,
     bytes_out: AtomicU64,
+    /// Payload octets sent (what an SR counts).
+    payload_out: AtomicU64,
     ignored: AtomicU64,
     rtcp_in: AtomicU64,
     rtcp_out: AtomicU64,
@@ -620,7 +622,7 @@ impl Inner {
         }
     }
 
-    fn send_datagram(&self, bytes: &[u8]) {
+    fn send_datagram(&self, bytes: &[u8], payload_len: usize) {
         let Some(to) = *lock(&self.remote) else {
             return;
         };
@@ -632,6 +634,7 @@ impl Inner {
         if sent {
             bump(&self.counters.packets_out, 1);
             bump(&self.counters.bytes_out, bytes.len() as u64);
+            bump(&self.counters.payload_out, payload_len as u64);
         }
     }
 
@@ -657,7 +660,7 @@ impl Inner {
             tx.ts = tx.ts.wrapping_add(FRAME.max(pcm.len()) as u32);
             bytes
         };
-        self.send_datagram(&bytes);
+        self.send_datagram(&bytes, payload.len());
         self.record_tx(pcm);
     }
 
@@ -676,7 +679,7 @@ impl Inner {
             tx.ts = now_ts.wrapping_add(FRAME as u32);
             bytes
         };
-        self.send_datagram(&bytes);
+        self.send_datagram(&bytes, payload.len());
     }
 
     /// Sends a relayed packet from a bridged leg, mapped into this leg's
@@ -723,7 +726,7 @@ impl Inner {
             }
             bytes
         };
-        self.send_datagram(&bytes);
+        self.send_datagram(&bytes, payload.len());
         if Some(payload_type) != self.config.telephone_event {
             let mut pcm = Vec::with_capacity(payload.len());
             self.config.codec.decode(payload, &mut pcm);
@@ -993,7 +996,7 @@ fn send_report(inner: &Inner) {
             ntp_timestamp: ntp_now(),
             rtp_timestamp: rtp_ts,
             packet_count: c.packets_out.load(Ordering::Relaxed) as u32,
-            octet_count: c.bytes_out.load(Ordering::Relaxed) as u32,
+            octet_count: c.payload_out.load(Ordering::Relaxed) as u32,
             reports,
         })
     } else {

@@ -550,6 +550,12 @@ async fn rtcp_reports_go_to_the_peer() {
         matches!(&packets[0], RtcpPacket::SenderReport(sr) if sr.ssrc == session.ssrc() && sr.packet_count > 0),
         "{packets:?}"
     );
+    if let RtcpPacket::SenderReport(sr) = &packets[0] {
+        // Payload octets only, as RFC 3550 counts them.
+        // (A packet sent while the report is built may count in one and not yet the other.)
+        let octets = sr.packet_count * 160;
+        assert!((octets..=octets + 160).contains(&sr.octet_count), "{sr:?}");
+    }
     assert!(matches!(
         &packets[1],
         RtcpPacket::Other {
