@@ -53,7 +53,65 @@ impl TransportEventInspector for Inspector {
         'a: 'b,
         Self: 'b,
     {
-        Box::pin(async move { self.inspect(event) })
+        Box::pin(async move {
+            let event = self.inspect(event)?;
+            // What the RFC says a server must refuse is answered here,
+            // statelessly, and goes no further.
+            if let TransportEvent::Incoming(SipMessage::Request(req), conn, from) = &event
+                && let Some(refusal) = super::sanity::check(req)
+            {
+                tracing::info!(source = %from, status = %refusal.status, reason = %refusal.reason, "SIP request refused");
+                let resp = refuse(req, &refusal);
+                if let Err(e) = conn.send(SipMessage::Response(resp), Some(from)).await {
+                    tracing::debug!(error = %e, "SIP refusal not sent");
+                }
+                return None;
+            }
+            Some(event)
+        })
+    }
+}
+
+/// A stateless answer to a request that failed the checks of
+/// `super::sanity`: its Via, From, Call-ID and CSeq, its To with a tag, and
+/// the reason in a Warning.
+fn refuse(req: &rsipstack::sip::Request, r: &super::sanity::Refusal) -> rsipstack::sip::Response {
+    let mut headers: Vec<Header> = Vec::new();
+    for h in req.headers.iter() {
+        match h {
+            Header::Via(_) | Header::CallId(_) | Header::From(_) | Header::CSeq(_) => {
+                headers.push(h.clone())
+            }
+            Header::To(_) => {
+                let v = h.value();
+                let v = if v.contains(";tag=") {
+                    v.to_owned()
+                } else {
+                    format!("{v};tag={}", &crate::crypto::random_token(8)[..8])
+                };
+                headers.push(Header::Other("To".into(), v));
+            }
+            _ => {}
+        }
+    }
+    headers.extend(r.headers.iter().cloned());
+    let reason: String = r
+        .reason
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"')
+        .take(120)
+        .collect();
+    headers.push(Header::Other(
+        "Warning".into(),
+        format!("399 switchboard \"{reason}\""),
+    ));
+    headers.push(Header::ContentLength(0u32.into()));
+    rsipstack::sip::Response {
+        status_code: r.status.clone(),
+        wire_reason: None,
+        version: rsipstack::sip::Version::V2,
+        headers: rsipstack::sip::Headers(headers),
+        body: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod guard;
 pub mod http;
 pub mod registrar;
+pub mod sanity;
 pub mod store;
 
 pub use endpoint::{SipAddrs, SipServer};

@@ -23,4 +23,5 @@ mod routing_config;
 mod routing_metrics;
 mod schema_fuzz;
 mod sip;
+mod sip_torture;
 mod webhooks;
