@@ -102,6 +102,13 @@ impl Application {
             bus.clone(),
             metrics.acd.clone(),
         ));
+        if let Some(s) = &sip {
+            s.attach_calls(crate::sip::call::CallContext {
+                bus: bus.clone(),
+                acd: acd.clone(),
+                recordings: settings.data.dir.join("recordings"),
+            });
+        }
         let state = AppState {
             sip: sip.as_ref().map(|s| s.addrs()),
             acd,

@@ -213,6 +213,20 @@ pub struct SipSettings {
     /// `MD5`); only these are accepted. Devices that answer only the first
     /// challenge and know only MD5 (SIPp, older phones) need `MD5` first.
     pub digest_algorithms: Vec<String>,
+    /// Address media (RTP) sockets bind to.
+    pub rtp_bind: std::net::IpAddr,
+    /// Address put in SDP answers (default: `rtp_bind`, or the SIP bind
+    /// address when that is a wildcard).
+    pub rtp_advertise: Option<std::net::IpAddr>,
+    /// Ports RTP (even) and RTCP (next) are taken from.
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// A call with no RTP for this long is hung up (BYE), in seconds.
+    pub rtp_timeout_secs: u64,
+    /// Ring this long (180 Ringing) before answering, in milliseconds.
+    pub answer_after_ms: u64,
+    /// Record calls to `<data.dir>/recordings/<tenant>/<interaction>.wav`.
+    pub record_calls: bool,
 }
 
 impl Default for SipSettings {
@@ -232,6 +246,13 @@ impl Default for SipSettings {
             ban_secs: 600,
             requests_per_source_per_sec: 50,
             digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
+            rtp_bind: std::net::IpAddr::from([0, 0, 0, 0]),
+            rtp_advertise: None,
+            rtp_port_min: 20000,
+            rtp_port_max: 29999,
+            rtp_timeout_secs: 60,
+            answer_after_ms: 0,
+            record_calls: true,
         }
     }
 }
@@ -490,6 +511,13 @@ impl Settings {
             || sip.requests_per_source_per_sec == 0
         {
             return bad("sip.nonce_ttl_secs, auth_failures, auth_failure_window_secs and requests_per_source_per_sec must be positive".into());
+        }
+        if sip.rtp_port_min < 1024
+            || sip.rtp_port_max < sip.rtp_port_min.saturating_add(3)
+            || sip.rtp_timeout_secs == 0
+            || sip.answer_after_ms > 60_000
+        {
+            return bad("sip.rtp_port_min must be at least 1024 with room for two port pairs up to sip.rtp_port_max, sip.rtp_timeout_secs positive, and sip.answer_after_ms at most 60000".into());
         }
         let algs = &sip.digest_algorithms;
         let known = algs

@@ -127,10 +127,8 @@ impl Inspector {
             tracing::debug!(source = %from, "SIP message dropped (banned or over the rate)");
             return None;
         }
-        // Responses: we send no requests yet, so none is expected.
-        if matches!(msg, SipMessage::Response(_)) {
-            return None;
-        }
+        // Responses go on to the transaction layer, which drops those that
+        // answer no request of ours (we send BYE).
         let headers = headers_of(&msg);
         if headers.iter().count() > self.max_headers {
             tracing::info!(source = %from, "SIP message dropped: too many header fields");
@@ -207,7 +205,14 @@ impl SipServer {
             .with_user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")))
             .with_transport_layer(layer)
             .with_cancel_token(cancel.clone())
-            .with_allows(vec![Method::Register, Method::Options])
+            .with_allows(vec![
+                Method::Register,
+                Method::Options,
+                Method::Invite,
+                Method::Ack,
+                Method::Bye,
+                Method::Cancel,
+            ])
             .with_transport_inspector(Box::new(Inspector {
                 guard: guard.clone(),
                 max_bytes: settings.max_message_bytes,
@@ -220,6 +225,7 @@ impl SipServer {
             nonces: super::digest::NonceKey::new(master_key, settings.nonce_ttl_secs),
             counts: registrar::NonceCounts::default(),
             guard,
+            calls: super::call::Calls::new(endpoint.inner.clone(), addrs.udp, cancel.child_token()),
         });
         tracing::info!(udp = %addrs.udp, tcp = %addrs.tcp, "SIP endpoint bound");
         Ok(Self {
@@ -234,6 +240,11 @@ impl SipServer {
         self.addrs
     }
 
+    /// Lets calls reach the spine and routing (INVITEs get 503 until then).
+    pub fn attach_calls(&self, ctx: super::call::CallContext) {
+        self.sip.calls.attach(ctx);
+    }
+
     /// Serves until `stop` is cancelled, then closes the sockets.
     pub async fn run(self, stop: CancellationToken) {
         let SipServer {
@@ -242,6 +253,7 @@ impl SipServer {
             cancel,
             ..
         } = self;
+        let calls_stop = sip.calls.stop_token();
         let mut incoming = match endpoint.incoming_transactions() {
             Ok(i) => i,
             Err(e) => {
@@ -264,12 +276,16 @@ impl SipServer {
             _ = serve => { tracing::warn!("SIP endpoint stopped by itself"); }
             _ = accept => {}
         }
-        cancel.cancel();
+        // Calls hang up (BYE) while the transport still runs.
+        calls_stop.cancel();
         tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+        cancel.cancel();
         tracing::info!("SIP endpoint stopped");
     }
 }
+
+const ALLOW: &str = "REGISTER, OPTIONS, INVITE, ACK, BYE, CANCEL";
 
 async fn handle(sip: Arc<Sip>, mut tx: rsipstack::transaction::Transaction) {
     let (from, transport) = match tx.connection.as_ref() {
@@ -284,10 +300,12 @@ async fn handle(sip: Arc<Sip>, mut tx: rsipstack::transaction::Transaction) {
     };
     let reply = match tx.original.method {
         Method::Register => registrar::register(&sip, &tx.original, from, transport).await,
+        Method::Invite => return super::call::invite(sip, tx, from, transport).await,
+        Method::Bye => return super::call::bye(&sip, tx).await,
         Method::Options => registrar::Reply {
             status: StatusCode::OK,
             headers: vec![
-                Header::Other("Allow".into(), "REGISTER, OPTIONS".into()),
+                Header::Other("Allow".into(), ALLOW.into()),
                 Header::Other("Accept".into(), "application/sdp".into()),
             ],
         },
@@ -295,7 +313,7 @@ async fn handle(sip: Arc<Sip>, mut tx: rsipstack::transaction::Transaction) {
         Method::Ack | Method::Cancel => return,
         _ => registrar::Reply {
             status: StatusCode::NotImplemented,
-            headers: vec![Header::Other("Allow".into(), "REGISTER, OPTIONS".into())],
+            headers: vec![Header::Other("Allow".into(), ALLOW.into())],
         },
     };
     if let Err(e) = tx.reply_with(reply.status, reply.headers, None).await {

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::digest::{Algorithm, ha1};
+use super::numbers::number;
 use super::store::{self, account, registration};
 use crate::error::{ApiError, ApiResult, Validator};
 use crate::http::extract::{Page, PageParams};
@@ -22,7 +23,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list_accounts)
         .service(create_account)
         .service(get_account)
-        .service(delete_account);
+        .service(delete_account)
+        .service(list_numbers)
+        .service(create_number)
+        .service(get_number)
+        .service(delete_number);
 }
 
 /// The SIP domain (and digest realm) of a tenant: `<slug>.<sip.domain>`.
@@ -257,6 +262,225 @@ async fn delete_account(
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NumberRequest {
+    /// The number in any common format; numbers without a country code are
+    /// read in the tenant's default region. Stored as E.164.
+    pub number: String,
+    /// The queue calls to this number wait in.
+    pub queue_id: Option<crate::ids::QueueId>,
+    /// A flow to run (flows come later); either this or `queue_id`.
+    pub flow: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NumberView {
+    pub id: uuid::Uuid,
+    /// E.164.
+    pub number: String,
+    pub queue_id: Option<crate::ids::QueueId>,
+    pub flow: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<number::Model> for NumberView {
+    fn from(n: number::Model) -> Self {
+        Self {
+            id: n.id,
+            number: n.number,
+            queue_id: n.queue_id,
+            flow: n.flow,
+            created_at: n.created_at,
+        }
+    }
+}
+
+/// The tenant's inbound numbers.
+#[utoipa::path(tag = "sip", params(PageParams), responses((status = 200, body = Page<NumberView>)))]
+#[get("/sip/numbers")]
+async fn list_numbers(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    page: crate::http::extract::Query<PageParams>,
+) -> ApiResult<web::Json<Page<NumberView>>> {
+    let limit = page.limit()?;
+    let mut q = number::Entity::find().filter(number::Column::TenantId.eq(auth.tenant_id));
+    if let Some(c) = page.cursor::<uuid::Uuid>()? {
+        q = q.filter(number::Column::Id.gt(c));
+    }
+    let rows = q
+        .order_by_asc(number::Column::Id)
+        .limit(limit + 1)
+        .all(&state.db.conn)
+        .await?;
+    Ok(web::Json(Page::from_rows(
+        rows,
+        limit,
+        |n| n.id,
+        NumberView::from,
+    )))
+}
+
+async fn find_number(state: &AppState, t: TenantId, id: uuid::Uuid) -> ApiResult<number::Model> {
+    number::Entity::find_by_id(id)
+        .filter(number::Column::TenantId.eq(t))
+        .one(&state.db.conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("SIP number"))
+}
+
+/// One inbound number.
+#[utoipa::path(tag = "sip", responses((status = 200, body = NumberView), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/sip/numbers/{id}")]
+async fn get_number(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    id: crate::http::extract::Path<uuid::Uuid>,
+) -> ApiResult<web::Json<NumberView>> {
+    Ok(web::Json(
+        find_number(&state, auth.tenant_id, *id).await?.into(),
+    ))
+}
+
+/// Add an inbound number (unique across the service) with its entry point.
+#[utoipa::path(tag = "sip", request_body = NumberRequest, responses((status = 201, body = NumberView), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+#[post("/sip/numbers")]
+async fn create_number(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    meta: crate::iam::auth::RequestMeta,
+    body: crate::http::extract::Json<NumberRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.0;
+    let t = auth.tenant_id;
+    let tenant = crate::iam::entity::tenant::Entity::find_by_id(t)
+        .one(&state.db.conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let mut v = Validator::new();
+    let e164 = v
+        .check(
+            "number",
+            crate::contacts::domain::parse_phone(&b.number, &tenant.default_region),
+        )
+        .map(|p| p.e164);
+    match (&b.queue_id, &b.flow) {
+        (Some(_), Some(_)) => v.add("flow", "give a queue_id or a flow, not both"),
+        (None, None) => v.add("queue_id", "an entry point is required: queue_id (or flow)"),
+        _ => {}
+    }
+    if let Some(f) = &b.flow {
+        let ok = !f.is_empty()
+            && f.len() <= 100
+            && f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !ok {
+            v.add(
+                "flow",
+                "must be 1-100 characters: letters, digits, '.', '_', '-'",
+            );
+        }
+    }
+    if let Some(q) = b.queue_id {
+        let found = crate::acd::catalog::queue::Entity::find_by_id(q)
+            .filter(crate::acd::catalog::queue::Column::TenantId.eq(t))
+            .one(&state.db.conn)
+            .await?;
+        if found.is_none() {
+            v.add("queue_id", "no such queue");
+        }
+    }
+    v.finish()?;
+    let Some(e164) = e164 else {
+        return Err(ApiError::not_found("number"));
+    };
+    let taken = || ApiError::conflict(format!("the number {e164} is already in use"));
+    if super::numbers::find_by_number(&state.db.conn, &e164)
+        .await?
+        .is_some()
+    {
+        return Err(taken());
+    }
+    let m = number::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        tenant_id: Set(t),
+        number: Set(e164.clone()),
+        queue_id: Set(b.queue_id),
+        flow: Set(b.flow.clone()),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&state.db.conn)
+    .await
+    .map_err(|e| match e.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => taken(),
+        _ => e.into(),
+    })?;
+    audit_as(
+        &state,
+        &auth,
+        &meta,
+        ("sip_number.created", "sip_number"),
+        m.id,
+        serde_json::json!({ "number": m.number }),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(NumberView::from(m)))
+}
+
+/// Remove an inbound number: calls to it are refused from then on.
+#[utoipa::path(tag = "sip", responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+#[delete("/sip/numbers/{id}")]
+async fn delete_number(
+    state: web::Data<AppState>,
+    auth: Auth<AdminOnly>,
+    meta: crate::iam::auth::RequestMeta,
+    id: crate::http::extract::Path<uuid::Uuid>,
+) -> ApiResult<HttpResponse> {
+    let t = auth.tenant_id;
+    let n = find_number(&state, t, *id).await?;
+    number::Entity::delete_by_id(n.id)
+        .filter(number::Column::TenantId.eq(t))
+        .exec(&state.db.conn)
+        .await?;
+    audit_as(
+        &state,
+        &auth,
+        &meta,
+        ("sip_number.deleted", "sip_number"),
+        n.id,
+        serde_json::json!({ "number": n.number }),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn audit_as(
+    state: &AppState,
+    p: &crate::iam::auth::Principal,
+    meta: &crate::iam::auth::RequestMeta,
+    (action, target_type): (&str, &'static str),
+    target: uuid::Uuid,
+    details: serde_json::Value,
+) -> ApiResult<()> {
+    crate::iam::store::audit(
+        &state.db.conn,
+        crate::iam::store::AuditEntry {
+            tenant_id: p.tenant_id,
+            actor_type: p.actor.kind(),
+            actor_id: Some(p.actor.id()),
+            action,
+            target_type: Some(target_type),
+            target_id: Some(target),
+            ip: meta.ip.clone(),
+            request_id: meta.request_id.clone(),
+            details,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn audit(

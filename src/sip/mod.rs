@@ -3,12 +3,15 @@
 //! and header-count limits) and the registrar behind. Calls, the B2BUA and
 //! trunks come later.
 
+pub mod call;
 pub mod digest;
 pub mod endpoint;
 pub mod guard;
 pub mod http;
+pub mod numbers;
 pub mod registrar;
 pub mod sanity;
+pub mod sdp;
 pub mod store;
 
 pub use endpoint::{SipAddrs, SipServer};
@@ -26,4 +29,6 @@ pub struct Sip {
     pub nonces: digest::NonceKey,
     pub counts: registrar::NonceCounts,
     pub guard: Arc<guard::Guard>,
+    /// Calls in progress (INVITE, CANCEL, ACK, BYE).
+    pub calls: call::Calls,
 }

@@ -24,13 +24,13 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn new(status: StatusCode) -> Self {
+    pub(crate) fn new(status: StatusCode) -> Self {
         Self {
             status,
             headers: Vec::new(),
         }
     }
-    fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push(Header::Other(name.into(), value.into()));
         self
     }
@@ -131,7 +131,7 @@ fn challenge(sip: &Sip, realm: &str, stale: bool) -> Reply {
 }
 
 /// Counts a failure against the source; bans it (warn log) at the limit.
-fn fail(sip: &Sip, from: SocketAddr, why: &str, user: &str, realm: &str) {
+pub(crate) fn fail(sip: &Sip, from: SocketAddr, why: &str, user: &str, realm: &str) {
     tracing::info!(source = %from, user, realm, why, "SIP authentication failed");
     if sip.guard.record_failure(from.ip(), Instant::now()) {
         tracing::warn!(
@@ -140,6 +140,89 @@ fn fail(sip: &Sip, from: SocketAddr, why: &str, user: &str, realm: &str) {
             "SIP source banned after repeated authentication failures"
         );
     }
+}
+
+/// The tenant whose SIP domain is `host` (`<slug>.<sip.domain>`).
+pub(crate) async fn tenant_of_domain(
+    sip: &Sip,
+    host: &str,
+) -> Result<Option<crate::iam::entity::tenant::Model>, DbErr> {
+    let host = host.to_ascii_lowercase();
+    let suffix = format!(".{}", sip.settings.domain.to_ascii_lowercase());
+    let slug = host
+        .strip_suffix(&suffix)
+        .filter(|l| !l.is_empty() && !l.contains('.'));
+    match slug {
+        Some(slug) => {
+            crate::iam::entity::tenant::Entity::find()
+                .filter(crate::iam::entity::tenant::Column::Slug.eq(slug))
+                .one(&sip.db)
+                .await
+        }
+        None => Ok(None),
+    }
+}
+
+/// Digest authentication of a request (REGISTER, INVITE) against the
+/// tenant's accounts in `realm`: the account, or the reply to send (a
+/// challenge, or 403 counted toward a ban).
+pub(crate) async fn authenticate(
+    sip: &Sip,
+    req: &Request,
+    from: SocketAddr,
+    realm: &str,
+    tenant_id: crate::ids::TenantId,
+) -> Result<Result<store::account::Model, Reply>, DbErr> {
+    let s = &sip.settings;
+    let realm = realm.to_owned();
+    // Credentials for our realm.
+    let creds = header_values(req, "Authorization")
+        .into_iter()
+        .filter_map(digest::parse_authorization)
+        .find(|c| c.realm.eq_ignore_ascii_case(&realm));
+    let Some(creds) = creds else {
+        return Ok(Err(challenge(sip, &realm, false)));
+    };
+    let now = now_secs();
+    match sip.nonces.check(&creds.nonce, &realm, now) {
+        NonceState::Valid => {}
+        NonceState::Stale => return Ok(Err(challenge(sip, &realm, true))),
+        NonceState::Invalid => {
+            fail(sip, from, "nonce not ours", &creds.username, &realm);
+            return Ok(Err(challenge(sip, &realm, false)));
+        }
+    }
+    if !offered(sip).contains(&creds.algorithm) {
+        fail(sip, from, "algorithm not offered", &creds.username, &realm);
+        return Ok(Err(challenge(sip, &realm, false)));
+    }
+    let account = store::find_account_by_username(&sip.db, tenant_id, &creds.username).await?;
+    let ok = account.as_ref().is_some_and(|a| {
+        let ha1 = match creds.algorithm {
+            Algorithm::Md5 => &a.ha1_md5,
+            Algorithm::Sha256 => &a.ha1_sha256,
+        };
+        a.realm.eq_ignore_ascii_case(&realm)
+            && digest::expected_response(
+                creds.algorithm,
+                ha1,
+                req.method.to_string().as_str(),
+                &creds,
+            )
+            .is_some_and(|want| crate::crypto::ct_eq(want.as_bytes(), creds.response.as_bytes()))
+    });
+    let Some(account) = account.filter(|_| ok) else {
+        fail(sip, from, "wrong credentials", &creds.username, &realm);
+        return Ok(Err(Reply::new(StatusCode::Forbidden)));
+    };
+    if let Some(nc) = &creds.nc {
+        let n = u32::from_str_radix(nc, 16).unwrap_or(0);
+        if !sip.counts.advance(&creds.nonce, n, now, s.nonce_ttl_secs) {
+            // A replay (or a client reusing a count): ask again.
+            return Ok(Err(challenge(sip, &realm, true)));
+        }
+    }
+    Ok(Ok(account))
 }
 
 pub async fn register(sip: &Sip, req: &Request, from: SocketAddr, transport: &str) -> Reply {
@@ -173,20 +256,7 @@ async fn register_inner(
         .map(|a| a.user.clone())
         .unwrap_or_default();
     let realm = to.uri.host_with_port.host.to_string().to_ascii_lowercase();
-    // Which tenant: the label before `.<sip.domain>`.
-    let suffix = format!(".{}", s.domain.to_ascii_lowercase());
-    let slug = realm
-        .strip_suffix(&suffix)
-        .filter(|l| !l.is_empty() && !l.contains('.'));
-    let tenant = match slug {
-        Some(slug) => {
-            crate::iam::entity::tenant::Entity::find()
-                .filter(crate::iam::entity::tenant::Column::Slug.eq(slug))
-                .one(&sip.db)
-                .await?
-        }
-        None => None,
-    };
+    let tenant = tenant_of_domain(sip, &realm).await?;
     let Some(tenant) = tenant else {
         // Not a domain we serve.
         fail(sip, from, "unknown domain", &aor_user, &realm);
@@ -194,53 +264,10 @@ async fn register_inner(
     };
     debug_assert_eq!(tenant_domain(&tenant.slug, &s.domain), realm);
 
-    // Credentials for our realm.
-    let creds = header_values(req, "Authorization")
-        .into_iter()
-        .filter_map(digest::parse_authorization)
-        .find(|c| c.realm.eq_ignore_ascii_case(&realm));
-    let Some(creds) = creds else {
-        return Ok(challenge(sip, &realm, false));
+    let account = match authenticate(sip, req, from, &realm, tenant.id).await? {
+        Ok(a) => a,
+        Err(reply) => return Ok(reply),
     };
-    let now = now_secs();
-    match sip.nonces.check(&creds.nonce, &realm, now) {
-        NonceState::Valid => {}
-        NonceState::Stale => return Ok(challenge(sip, &realm, true)),
-        NonceState::Invalid => {
-            fail(sip, from, "nonce not ours", &creds.username, &realm);
-            return Ok(challenge(sip, &realm, false));
-        }
-    }
-    if !offered(sip).contains(&creds.algorithm) {
-        fail(sip, from, "algorithm not offered", &creds.username, &realm);
-        return Ok(challenge(sip, &realm, false));
-    }
-    let account = store::find_account_by_username(&sip.db, tenant.id, &creds.username).await?;
-    let ok = account.as_ref().is_some_and(|a| {
-        let ha1 = match creds.algorithm {
-            Algorithm::Md5 => &a.ha1_md5,
-            Algorithm::Sha256 => &a.ha1_sha256,
-        };
-        a.realm.eq_ignore_ascii_case(&realm)
-            && digest::expected_response(
-                creds.algorithm,
-                ha1,
-                req.method.to_string().as_str(),
-                &creds,
-            )
-            .is_some_and(|want| crate::crypto::ct_eq(want.as_bytes(), creds.response.as_bytes()))
-    });
-    let Some(account) = account.filter(|_| ok) else {
-        fail(sip, from, "wrong credentials", &creds.username, &realm);
-        return Ok(Reply::new(StatusCode::Forbidden));
-    };
-    if let Some(nc) = &creds.nc {
-        let n = u32::from_str_radix(nc, 16).unwrap_or(0);
-        if !sip.counts.advance(&creds.nonce, n, now, s.nonce_ttl_secs) {
-            // A replay (or a client reusing a count): ask again.
-            return Ok(challenge(sip, &realm, true));
-        }
-    }
     if !aor_user.eq_ignore_ascii_case(&account.username) {
         return Ok(Reply::new(StatusCode::Forbidden).header(
             "Warning",

@@ -170,6 +170,15 @@ async fn create_other_objects(app: &TestApp) -> OtherObjects {
         by_kind.insert(kind, id_of(&items[0]));
         all_ids.extend(items.iter().map(id_of));
     }
+    let queue = by_kind["queues"].clone();
+    let r = app
+        .post(
+            "/api/v1/sip/numbers",
+            &admin,
+            &json!({ "number": "+442071838799", "queue_id": queue }),
+        )
+        .await;
+    by_kind.insert("sip/numbers", id_of(&json_ok(r, 201).await));
     for path in ["/api/v1/users", "/api/v1/api-keys", "/api/v1/webhooks"] {
         all_ids.extend(all_items(app, &admin, path).await.iter().map(id_of));
     }

@@ -23,5 +23,6 @@ mod routing_config;
 mod routing_metrics;
 mod schema_fuzz;
 mod sip;
+mod sip_calls;
 mod sip_torture;
 mod webhooks;

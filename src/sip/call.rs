@@ -1,0 +1,824 @@
+//! Inbound calls answered by us (UAS): INVITE, CANCEL, ACK, BYE.
+//!
+//! Who may call in: anyone to one of our numbers (`sip_numbers`, the
+//! Request-URI user part as E.164: a trunk), or an account of the tenant
+//! whose SIP domain is the Request-URI host, digest-authenticated as the
+//! registrar does, to one of that tenant's numbers. Anything else is 404
+//! (or 403), counted by the guard.
+//!
+//! A call is answered with 100, 180, then 200 with an SDP answer (PCMU or
+//! PCMA as the offer prefers, telephone-event kept; 488 without a common
+//! codec). Its media is an [`RtpSession`]: the remote address is learned
+//! from RTP (symmetric), the call is recorded and RFC 4733 digits are
+//! collected. The call is an interaction on the spine (voice, inbound) with
+//! `ringing`, `answered`, `dtmf` and `hangup` events (the hangup carries the
+//! cause and the CDR), routed to the number's queue once answered. The
+//! call ends on the caller's BYE, on CANCEL before the answer (487), on RTP
+//! inactivity or a missing ACK (we send BYE), or when the service stops.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rsipstack::sip::{Header, HeadersExt, Method, Request, SipMessage, StatusCode};
+use rsipstack::transaction::endpoint::EndpointInnerRef;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::transaction::TransactionEvent;
+use rsipstack::transaction::{Transaction, make_tag};
+use rsipstack::transport::{SipAddr, SipConnection};
+use sea_orm::DbErr;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::numbers::{self, number};
+use super::registrar::{self, Reply};
+use super::sdp::{self, SdpError};
+use super::{Sip, tenant_domain};
+use crate::ids::{InteractionId, TenantId};
+use crate::interactions::domain::{Channel, CloseReason, Direction, Transition};
+use crate::interactions::service::{self as spine, NewInteraction};
+use crate::media::g711::Law;
+use crate::media::session::{MediaEvent, RtpSession, SessionConfig};
+use crate::media::wav::Layout;
+
+const ACTOR: &str = "sip";
+/// How long we wait for the ACK of our 200 (64 * T1).
+const ACK_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// What calls need beyond the SIP endpoint (attached once the application
+/// has built them).
+pub struct CallContext {
+    pub bus: crate::bus::Bus,
+    pub acd: Arc<crate::acd::service::Acd>,
+    /// `<data.dir>/recordings`.
+    pub recordings: PathBuf,
+}
+
+/// What reaches a call's task from outside.
+#[derive(Debug)]
+enum Signal {
+    Cancel,
+    Ack,
+    Bye,
+}
+
+struct Live {
+    local_tag: String,
+    signals: mpsc::UnboundedSender<Signal>,
+}
+
+/// The calls of this node.
+pub struct Calls {
+    endpoint: EndpointInnerRef,
+    /// Our SIP address (Via of our requests, Contact of our answers).
+    local: SocketAddr,
+    ctx: OnceLock<CallContext>,
+    live: Mutex<HashMap<String, Live>>,
+    /// Cancelled when the endpoint stops: every call hangs up.
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Calls")
+            .field("local", &self.local)
+            .field("live", &self.live_count())
+            .finish()
+    }
+}
+
+impl Calls {
+    pub fn new(endpoint: EndpointInnerRef, local: SocketAddr, stop: CancellationToken) -> Self {
+        Self {
+            endpoint,
+            local,
+            ctx: OnceLock::new(),
+            live: Mutex::new(HashMap::new()),
+            stop,
+        }
+    }
+
+    /// Gives calls the bus, routing and the recordings folder. Until this
+    /// is done INVITEs get 503.
+    pub fn attach(&self, ctx: CallContext) {
+        let _ = self.ctx.set(ctx);
+    }
+
+    /// Calls in progress on this node.
+    pub fn live_count(&self) -> usize {
+        self.live.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub(crate) fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    fn signal(&self, call_id: &str, local_tag: Option<&str>, s: Signal) -> bool {
+        let m = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get(call_id) {
+            Some(l) if local_tag.is_none_or(|t| t == l.local_tag) => l.signals.send(s).is_ok(),
+            _ => false,
+        }
+    }
+
+    fn remove(&self, call_id: &str) {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(call_id);
+    }
+}
+
+fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case(name))
+        .map(|h| h.value().trim())
+}
+
+fn user_of(uri: &rsipstack::sip::Uri) -> Option<String> {
+    uri.auth.as_ref().map(|a| a.user.clone())
+}
+
+/// The URI inside a From/To/Contact value.
+fn uri_in(value: &str) -> Option<rsipstack::sip::Uri> {
+    rsipstack::sip::typed::Contact::parse(value)
+        .ok()
+        .map(|c| c.uri)
+}
+
+fn reply_of(status: StatusCode) -> Reply {
+    Reply {
+        status,
+        headers: Vec::new(),
+    }
+}
+
+fn warning(r: Reply, text: &str) -> Reply {
+    r.header("Warning", format!("399 switchboard \"{text}\""))
+}
+
+/// Who is calling which number.
+struct Target {
+    tenant: TenantId,
+    number: number::Model,
+    caller: String,
+    account: Option<String>,
+}
+
+/// Decides who may call in; `Err(reply)` is the refusal (or a challenge).
+async fn resolve(
+    sip: &Sip,
+    req: &Request,
+    from: SocketAddr,
+) -> Result<Result<Target, Reply>, DbErr> {
+    let host = req.uri.host_with_port.host.to_string().to_ascii_lowercase();
+    let dialed = user_of(&req.uri).unwrap_or_default();
+    let from_uri = header(req, "From").and_then(uri_in);
+    if let Some(tenant) = registrar::tenant_of_domain(sip, &host).await? {
+        // A call from one of the tenant's phones: it must authenticate.
+        let realm = tenant_domain(&tenant.slug, &sip.settings.domain);
+        let account = match registrar::authenticate(sip, req, from, &realm, tenant.id).await? {
+            Ok(a) => a,
+            Err(reply) => return Ok(Err(reply)),
+        };
+        let found = match numbers::normalise_dialed(&dialed, Some(&tenant.default_region)) {
+            Some(e164) => numbers::find_by_number(&sip.db, &e164)
+                .await?
+                .filter(|n| n.tenant_id == tenant.id),
+            None => None,
+        };
+        let Some(number) = found else {
+            registrar::fail(sip, from, "no such number", &account.username, &realm);
+            return Ok(Err(reply_of(StatusCode::NotFound)));
+        };
+        return Ok(Ok(Target {
+            tenant: tenant.id,
+            number,
+            caller: format!("sip:{}@{realm}", account.username),
+            account: Some(account.username),
+        }));
+    }
+    let found = match numbers::normalise_dialed(&dialed, None) {
+        Some(e164) => numbers::find_by_number(&sip.db, &e164).await?,
+        None => None,
+    };
+    let Some(number) = found else {
+        registrar::fail(sip, from, "no such number", &dialed, &host);
+        return Ok(Err(reply_of(StatusCode::NotFound)));
+    };
+    let region = crate::iam::entity::tenant::Entity::find_by_id(number.tenant_id)
+        .one(&sip.db)
+        .await?
+        .map(|t| t.default_region)
+        .unwrap_or_default();
+    let caller = from_uri
+        .as_ref()
+        .and_then(|u| {
+            let user = user_of(u)?;
+            numbers::normalise_dialed(&user, Some(&region))
+        })
+        .or_else(|| from_uri.as_ref().map(|u| u.to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    Ok(Ok(Target {
+        tenant: number.tenant_id,
+        number,
+        caller: caller.chars().take(200).collect(),
+        account: None,
+    }))
+}
+
+use sea_orm::EntityTrait;
+
+async fn refuse(mut tx: Transaction, r: Reply) {
+    if let Err(e) = tx.reply_with(r.status, r.headers, None).await {
+        tracing::debug!(error = %e, "SIP reply not sent");
+    }
+}
+
+/// Handles a new INVITE transaction (the whole call runs in here).
+pub async fn invite(sip: Arc<Sip>, mut tx: Transaction, from: SocketAddr, transport: &'static str) {
+    let Some(ctx) = sip.calls.ctx.get() else {
+        return refuse(
+            tx,
+            reply_of(StatusCode::ServiceUnavailable).header("Retry-After", "5"),
+        )
+        .await;
+    };
+    // A re-INVITE (To has a tag): no mid-call changes yet.
+    if tx
+        .original
+        .to_header()
+        .ok()
+        .and_then(|t| t.tag().ok().flatten())
+        .is_some()
+    {
+        return refuse(
+            tx,
+            warning(
+                reply_of(StatusCode::NotAcceptableHere),
+                "re-INVITE not supported",
+            ),
+        )
+        .await;
+    }
+    let _ = tx.send_trying().await;
+    let req = tx.original.clone();
+    let target = match resolve(&sip, &req, from).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(reply)) => return refuse(tx, reply).await,
+        Err(e) => {
+            tracing::error!(error = %e, "INVITE failed on the database");
+            return refuse(
+                tx,
+                reply_of(StatusCode::ServerInternalError).header("Retry-After", "5"),
+            )
+            .await;
+        }
+    };
+    let offer = match sdp::parse_offer(&req.body).and_then(|o| o.negotiate().map(|n| (o, n))) {
+        Ok(x) => x,
+        Err(SdpError::Malformed(why)) => {
+            return refuse(
+                tx,
+                warning(reply_of(StatusCode::BadRequest), &format!("SDP: {why}")),
+            )
+            .await;
+        }
+        Err(SdpError::NotAcceptable(why)) => {
+            return refuse(
+                tx,
+                warning(reply_of(StatusCode::NotAcceptableHere), why)
+                    .header("Accept", "application/sdp"),
+            )
+            .await;
+        }
+    };
+    let (offer, negotiated) = offer;
+    let s = &sip.settings;
+    let media = RtpSession::start(SessionConfig {
+        bind: s.rtp_bind,
+        ports: s.rtp_port_min..=s.rtp_port_max,
+        codec: negotiated.codec,
+        telephone_event: negotiated.telephone_event,
+        remote: offer.remote,
+        inactivity: Duration::from_secs(s.rtp_timeout_secs),
+        ..SessionConfig::default()
+    })
+    .await;
+    let media = match media {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "no media session for a call");
+            return refuse(
+                tx,
+                reply_of(StatusCode::ServiceUnavailable).header("Retry-After", "5"),
+            )
+            .await;
+        }
+    };
+    let call = Call::new(
+        sip.clone(),
+        ctx,
+        tx,
+        req,
+        from,
+        transport,
+        target,
+        negotiated.codec,
+        media,
+    );
+    call.run().await;
+}
+
+/// A BYE: ends the call it names (200), or 481.
+pub async fn bye(sip: &Sip, mut tx: Transaction) {
+    let call_id = header(&tx.original, "Call-ID").unwrap_or("").to_owned();
+    let tag = tx
+        .original
+        .to_header()
+        .ok()
+        .and_then(|t| t.tag().ok().flatten())
+        .map(|t| t.value().to_owned());
+    let status = if tag.is_some() && sip.calls.signal(&call_id, tag.as_deref(), Signal::Bye) {
+        StatusCode::OK
+    } else {
+        StatusCode::CallTransactionDoesNotExist
+    };
+    if let Err(e) = tx.reply(status).await {
+        tracing::debug!(error = %e, "BYE reply not sent");
+    }
+}
+
+struct Call<'a> {
+    sip: Arc<Sip>,
+    ctx: &'a CallContext,
+    /// The INVITE with our To tag.
+    invite: Request,
+    call_id: String,
+    from: SocketAddr,
+    transport: &'static str,
+    connection: Option<SipConnection>,
+    responder: rsipstack::transaction::transaction::TransactionEventSender,
+    pump: Option<tokio::task::JoinHandle<()>>,
+    signals: mpsc::UnboundedReceiver<Signal>,
+    target: Target,
+    codec: Law,
+    media: RtpSession,
+    interaction: Option<InteractionId>,
+    routed: bool,
+    started: DateTime<Utc>,
+    answered: Option<DateTime<Utc>>,
+    recording: Option<PathBuf>,
+}
+
+impl<'a> Call<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        sip: Arc<Sip>,
+        ctx: &'a CallContext,
+        mut tx: Transaction,
+        mut invite: Request,
+        from: SocketAddr,
+        transport: &'static str,
+        target: Target,
+        codec: Law,
+        media: RtpSession,
+    ) -> Self {
+        let tag = make_tag();
+        let local_tag = tag.value().to_owned();
+        if let Ok(to) = invite.to_header() {
+            let tagged = to.clone().with_tag(tag);
+            invite.headers.unique_push(tagged.into());
+        }
+        let call_id = header(&invite, "Call-ID").unwrap_or("").to_owned();
+        let (signals_tx, signals) = mpsc::unbounded_channel();
+        sip.calls
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                call_id.clone(),
+                Live {
+                    local_tag,
+                    signals: signals_tx.clone(),
+                },
+            );
+        let responder = tx.tu_sender.clone();
+        let connection = tx.connection.clone();
+        // The transaction is driven by its own task: CANCEL and ACK come
+        // out of it, our responses go in through `responder`.
+        let pump = tokio::spawn(async move {
+            while let Some(msg) = tx.receive().await {
+                if let SipMessage::Request(r) = msg {
+                    let s = match r.method {
+                        Method::Cancel => Signal::Cancel,
+                        Method::Ack => Signal::Ack,
+                        _ => continue,
+                    };
+                    if signals_tx.send(s).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Self {
+            sip,
+            ctx,
+            invite,
+            call_id,
+            from,
+            transport,
+            connection,
+            responder,
+            pump: Some(pump),
+            signals,
+            target,
+            codec,
+            media,
+            interaction: None,
+            routed: false,
+            started: Utc::now(),
+            answered: None,
+            recording: None,
+        }
+    }
+
+    fn respond(&self, status: StatusCode, headers: Vec<Header>, body: Option<Vec<u8>>) {
+        let mut resp = self
+            .sip
+            .calls
+            .endpoint
+            .make_response(&self.invite, status, body);
+        resp.headers.extend(headers);
+        if self
+            .responder
+            .send(TransactionEvent::Respond(resp))
+            .is_err()
+        {
+            tracing::debug!(call_id = %self.call_id, "the INVITE transaction is gone");
+        }
+    }
+
+    async fn event(&self, kind: &str, data: Value) {
+        let Some(id) = self.interaction else { return };
+        if let Err(e) = spine::annotate(
+            &self.sip.db,
+            &self.ctx.bus,
+            self.target.tenant,
+            id,
+            kind.into(),
+            data,
+            Some(ACTOR.into()),
+        )
+        .await
+        {
+            tracing::warn!(error = %e, interaction_id = %id, kind, "call event not recorded");
+        }
+    }
+
+    async fn run(mut self) {
+        let t = self.target.tenant;
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("sip_call_id".into(), json!(self.call_id));
+        attributes.insert("sip_source".into(), json!(self.from.to_string()));
+        attributes.insert("sip_transport".into(), json!(self.transport));
+        if let Some(a) = &self.target.account {
+            attributes.insert("sip_account".into(), json!(a));
+        }
+        let created = spine::create(
+            &self.sip.db,
+            &self.ctx.bus,
+            t,
+            NewInteraction {
+                channel: Channel::Voice,
+                direction: Direction::Inbound,
+                customer_address: Some(self.target.caller.clone()),
+                subject: Some(self.target.number.number.clone()),
+                attributes,
+                contact_id: None,
+            },
+            Some(ACTOR.into()),
+        )
+        .await;
+        match created {
+            Ok((m, _)) => self.interaction = Some(m.id),
+            Err(e) => {
+                tracing::error!(error = %e, "no interaction for a call");
+                self.respond(StatusCode::ServerInternalError, vec![], None);
+                return self.close_media_and_leave().await;
+            }
+        }
+        self.respond(StatusCode::Ringing, vec![], None);
+        self.event("ringing", json!({ "number": self.target.number.number }))
+            .await;
+
+        // Ring, unless the caller gives up first.
+        let ring = tokio::time::sleep(Duration::from_millis(self.sip.settings.answer_after_ms));
+        tokio::pin!(ring);
+        loop {
+            tokio::select! {
+                _ = &mut ring => break,
+                s = self.signals.recv() => match s {
+                    Some(Signal::Cancel) => {
+                        self.respond(StatusCode::RequestTerminated, vec![], None);
+                        return self.finish("cancel").await;
+                    }
+                    Some(_) => {}
+                    None => return self.finish("failed").await,
+                },
+                _ = self.sip.calls.stop.cancelled() => {
+                    self.respond(StatusCode::ServiceUnavailable, vec![], None);
+                    return self.finish("shutdown").await;
+                }
+            }
+        }
+        self.answer().await;
+
+        let mut acked = false;
+        let ack_deadline = tokio::time::sleep(ACK_TIMEOUT);
+        tokio::pin!(ack_deadline);
+        let mut events = self.media.take_events();
+        let cause = loop {
+            tokio::select! {
+                s = self.signals.recv() => match s {
+                    Some(Signal::Ack) => acked = true,
+                    Some(Signal::Bye) => break "caller_bye",
+                    Some(Signal::Cancel) => {}
+                    None => break "failed",
+                },
+                ev = async { match events.as_mut() { Some(e) => e.recv().await, None => std::future::pending().await } } => match ev {
+                    Some(MediaEvent::Dtmf { digit, source }) => {
+                        self.event("dtmf", json!({ "digit": digit.to_string(), "source": format!("{source:?}").to_lowercase() })).await;
+                    }
+                    Some(MediaEvent::Inactive) => {
+                        self.send_bye().await;
+                        break "rtp_timeout";
+                    }
+                    Some(_) => {}
+                    None => events = None,
+                },
+                _ = &mut ack_deadline, if !acked => {
+                    self.send_bye().await;
+                    break "ack_timeout";
+                }
+                _ = self.sip.calls.stop.cancelled() => {
+                    self.send_bye().await;
+                    break "shutdown";
+                }
+            }
+        };
+        self.finish(cause).await;
+    }
+
+    async fn answer(&mut self) {
+        let s = &self.sip.settings;
+        let local = self.media.local_addr();
+        let ip = s.rtp_advertise.unwrap_or_else(|| {
+            if !local.ip().is_unspecified() {
+                local.ip()
+            } else if !self.sip.calls.local.ip().is_unspecified() {
+                self.sip.calls.local.ip()
+            } else {
+                IpAddr::from([127, 0, 0, 1])
+            }
+        });
+        let negotiated = sdp::Negotiated {
+            codec: self.codec,
+            telephone_event: self.media_te(),
+            ptime: 20,
+            direction: sdp::Direction::SendRecv,
+        };
+        let body = sdp::answer(
+            SocketAddr::new(ip, local.port()),
+            &negotiated,
+            rand::random::<u32>() as u64,
+        );
+        let contact_user = self.target.number.number.trim_start_matches('+').to_owned();
+        let contact_host = if self.sip.calls.local.ip().is_unspecified() {
+            SocketAddr::new(ip, self.sip.calls.local.port())
+        } else {
+            self.sip.calls.local
+        };
+        self.answered = Some(Utc::now());
+        self.respond(
+            StatusCode::OK,
+            vec![
+                Header::Other(
+                    "Contact".into(),
+                    format!(
+                        "<sip:{contact_user}@{contact_host};transport={}>",
+                        self.transport
+                    ),
+                ),
+                Header::Other("Content-Type".into(), "application/sdp".into()),
+                Header::Other("Allow".into(), "INVITE, ACK, BYE, CANCEL, OPTIONS".into()),
+            ],
+            Some(body.into_bytes()),
+        );
+        let codec = match self.codec {
+            Law::Ulaw => "PCMU",
+            Law::Alaw => "PCMA",
+        };
+        self.event(
+            "answered",
+            json!({ "codec": codec, "rtp": local.to_string() }),
+        )
+        .await;
+        if s.record_calls
+            && let Some(id) = self.interaction
+        {
+            let dir = self.ctx.recordings.join(self.target.tenant.to_string());
+            let path = dir.join(format!("{id}.wav"));
+            let started = std::fs::create_dir_all(&dir)
+                .map_err(crate::media::session::SessionError::from)
+                .and_then(|_| self.media.start_recording(&path, Layout::Stereo));
+            match started {
+                Ok(()) => self.recording = Some(path),
+                Err(e) => tracing::warn!(error = %e, "call not recorded"),
+            }
+        }
+        // The entry point.
+        let Some(id) = self.interaction else { return };
+        let t = self.target.tenant;
+        if let Some(q) = self.target.number.queue_id {
+            match self
+                .ctx
+                .acd
+                .route(t, id, q, 0, false, Some(ACTOR.into()))
+                .await
+            {
+                Ok(_) => self.routed = true,
+                Err(e) => tracing::warn!(error = %e, interaction_id = %id, "call not routed"),
+            }
+        } else if let Some(flow) = self.target.number.flow.clone() {
+            let r = spine::apply(
+                &self.sip.db,
+                &self.ctx.bus,
+                t,
+                id,
+                Transition::EnterFlow { flow },
+                Some(ACTOR.into()),
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, interaction_id = %id, "call did not enter its flow");
+            }
+        }
+    }
+
+    fn media_te(&self) -> Option<u8> {
+        sdp::parse_offer(&self.invite.body)
+            .ok()
+            .and_then(|o| o.negotiate().ok())
+            .and_then(|n| n.telephone_event)
+    }
+
+    /// Ends the call from our side: BYE in the dialog the INVITE made.
+    async fn send_bye(&self) {
+        let their_from = header(&self.invite, "From").unwrap_or("").to_owned();
+        let our_to = self
+            .invite
+            .to_header()
+            .map(|h| h.value().to_owned())
+            .unwrap_or_default();
+        let target = header(&self.invite, "Contact")
+            .and_then(uri_in)
+            .or_else(|| uri_in(&their_from))
+            .map(|u| u.to_string());
+        let Some(target) = target else { return };
+        let via_host = if self.sip.calls.local.ip().is_unspecified() {
+            SocketAddr::new(IpAddr::from([127, 0, 0, 1]), self.sip.calls.local.port())
+        } else {
+            self.sip.calls.local
+        };
+        let text = format!(
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/{tp} {via_host};branch=z9hG4bK{b};rport\r\nMax-Forwards: 70\r\nFrom: {our_to}\r\nTo: {their_from}\r\nCall-ID: {cid}\r\nCSeq: 1 BYE\r\nUser-Agent: Switchboard\r\nContent-Length: 0\r\n\r\n",
+            tp = self.transport.to_ascii_uppercase(),
+            b = uuid::Uuid::new_v4().simple(),
+            cid = self.call_id,
+        );
+        let Ok(SipMessage::Request(req)) = SipMessage::try_from(text.as_str()) else {
+            tracing::warn!(call_id = %self.call_id, "could not build a BYE");
+            return;
+        };
+        let Ok(key) = TransactionKey::from_request(&req, TransactionRole::Client) else {
+            return;
+        };
+        let mut tx = Transaction::new_client(
+            key,
+            req,
+            self.sip.calls.endpoint.clone(),
+            self.connection.clone(),
+        );
+        let mut dest = SipAddr::from(self.from);
+        dest.r#type = Some(if self.transport == "tcp" {
+            rsipstack::sip::Transport::Tcp
+        } else {
+            rsipstack::sip::Transport::Udp
+        });
+        tx.destination = Some(dest);
+        if let Err(e) = tx.send().await {
+            tracing::debug!(error = %e, "BYE not sent");
+            return;
+        }
+        // Wait a little for the answer (UDP retransmits meanwhile).
+        let _ = tokio::time::timeout(Duration::from_secs(4), async {
+            while let Some(m) = tx.receive().await {
+                if let SipMessage::Response(r) = m
+                    && r.status_code.kind() != rsipstack::sip::StatusCodeKind::Provisional
+                {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn close_media_and_leave(&mut self) {
+        let _ = self.media.stop_recording().await;
+        self.media.close().await;
+        self.sip.calls.remove(&self.call_id);
+        if let Some(p) = self.pump.take() {
+            p.abort();
+        }
+    }
+
+    async fn finish(mut self, cause: &str) {
+        let samples = self.media.stop_recording().await.unwrap_or(0);
+        let stats = self.media.stats();
+        self.media.close().await;
+        self.sip.calls.remove(&self.call_id);
+        let ended = Utc::now();
+        // Let the transaction send what is queued (487, 2xx retransmits) before it goes.
+        if let Some(p) = self.pump.take() {
+            let _ = tokio::time::timeout(Duration::from_millis(200), p)
+                .await
+                .map_err(|_| ());
+        }
+        let duration = self
+            .answered
+            .map(|a| (ended - a).num_milliseconds() as f64 / 1000.0)
+            .unwrap_or(0.0);
+        let recording = self.recording.as_ref().map(|p| {
+            p.strip_prefix(self.ctx.recordings.parent().unwrap_or(&self.ctx.recordings))
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned()
+        });
+        let cdr = json!({
+            "start": self.started,
+            "answer": self.answered,
+            "end": ended,
+            "duration_secs": duration,
+            "codec": match self.codec { Law::Ulaw => "PCMU", Law::Alaw => "PCMA" },
+            "packets_in": stats.packets_in,
+            "packets_out": stats.packets_out,
+            "bytes_in": stats.bytes_in,
+            "bytes_out": stats.bytes_out,
+            "lost": stats.lost,
+            "jitter_ms": stats.jitter_ms,
+            "ignored": stats.ignored,
+            "recording": recording,
+            "recording_secs": samples as f64 / 8000.0,
+            "number": self.target.number.number,
+            "caller": self.target.caller,
+            "sip_call_id": self.call_id,
+        });
+        self.event("hangup", json!({ "cause": cause, "cdr": cdr }))
+            .await;
+        let Some(id) = self.interaction else { return };
+        let t = self.target.tenant;
+        let actor = Some(ACTOR.to_owned());
+        let r = if self.routed {
+            self.ctx
+                .acd
+                .hang_up(t, id, actor)
+                .await
+                .map_err(|e| e.to_string())
+        } else {
+            let transition = if self.answered.is_some() {
+                Transition::Close {
+                    reason: if cause == "failed" {
+                        CloseReason::Failed
+                    } else {
+                        CloseReason::Completed
+                    },
+                }
+            } else {
+                Transition::Abandon
+            };
+            spine::apply(&self.sip.db, &self.ctx.bus, t, id, transition, actor)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, interaction_id = %id, "call's interaction not closed");
+        }
+    }
+}
