@@ -266,7 +266,8 @@ pub async fn invite(sip: Arc<Sip>, mut tx: Transaction, from: SocketAddr, transp
         )
         .await;
     }
-    let _ = tx.send_trying().await;
+    // Refusals go out at once, as the first and only answer; 100 Trying
+    // only once the call is taken.
     let req = tx.original.clone();
     let target = match resolve(&sip, &req, from).await {
         Ok(Ok(t)) => t,
@@ -299,6 +300,7 @@ pub async fn invite(sip: Arc<Sip>, mut tx: Transaction, from: SocketAddr, transp
         }
     };
     let (offer, negotiated) = offer;
+    let _ = tx.send_trying().await;
     let s = &sip.settings;
     let media = RtpSession::start(SessionConfig {
         bind: s.rtp_bind,
