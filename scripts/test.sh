@@ -4,7 +4,7 @@
 # and the browser test in headless Chromium.
 #
 # It installs what the tests need when it is missing:
-#   - Debian packages: chromium (for the browser test), nodejs and npm, sip-tester (SIPp), sox, espeak-ng (telephony tests)
+#   - Debian packages: chromium (for the browser test), nodejs and npm, sip-tester (SIPp), baresip-core, sox, espeak-ng (telephony tests)
 #   - npm packages:    tests/browser (playwright-core, pinned in package-lock.json)
 #   - PyPI packages:   schemathesis (pinned), in .tools/venv
 #
@@ -31,6 +31,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 if ((${#missing[@]})); then

@@ -211,7 +211,9 @@ pub struct SipSettings {
     pub requests_per_source_per_sec: u32,
     /// Digest algorithms offered, in order of preference (`SHA-256`,
     /// `MD5`); only these are accepted. Devices that answer only the first
-    /// challenge and know only MD5 (SIPp, older phones) need `MD5` first.
+    /// challenge and know only MD5 (SIPp 3.6) need `MD5` first; some give
+    /// up on any SHA-256 challenge (Debian's baresip 1.0) and need `MD5`
+    /// alone.
     pub digest_algorithms: Vec<String>,
     /// Address media (RTP) sockets bind to.
     pub rtp_bind: std::net::IpAddr,

@@ -413,3 +413,66 @@ const SIPP_REGISTER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
   <recv response="200"/>
 </scenario>
 "#;
+
+/// baresip (a real softphone) registers with digest auth over UDP and its
+/// registration shows up with its user agent. Debian's baresip 1.0 gives up
+/// ("Function not implemented") on any SHA-256 challenge, even one listed
+/// after MD5, so phones like it need `sip.digest_algorithms = ["MD5"]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_registers_with_digest() {
+    if std::process::Command::new("baresip").arg("-h").output().is_err() {
+        panic!("baresip is not installed (Debian baresip-core; scripts/test.sh installs it)");
+    }
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        sip_on(s);
+        s.sip.digest_algorithms = vec!["MD5".into()];
+    })
+    .await;
+    let acct = account(&app, "2002").await;
+    let id = acct["id"].as_str().unwrap().to_owned();
+    let server = sip_addr(&app);
+    let dir = tempfile::tempdir().unwrap();
+    // baresip cannot listen on port 0: take a free port.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A minimal configuration: no audio devices, no modules that need them.
+    std::fs::write(
+        dir.path().join("config"),
+        format!("sip_listen\t\t127.0.0.1:{port}\nsip_trans_def\t\tudp\naudio_player\t\tnone\naudio_source\t\tnone\naudio_alert\t\tnone\nmodule_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tg711.so\nmodule_app\t\taccount.so\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("accounts"),
+        format!(
+            "<sip:2002@demo.sip.test>;auth_pass={PASSWORD};outbound=\"sip:{server};transport=udp\";regint=600\n"
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new("baresip")
+        .args(["-f", dir.path().to_str().unwrap(), "-s", "-t", "20"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("baresip starts");
+    let mut regs = Vec::new();
+    for _ in 0..60 {
+        regs = registrations(&app, &id).await;
+        if !regs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = child.start_kill();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        !regs.is_empty(),
+        "baresip did not register:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    // baresip's contact user is the account's plus an instance suffix.
+    assert!(regs[0]["contact"].as_str().unwrap().contains(&format!("@127.0.0.1:{port}")), "{regs:?}");
+    assert!(regs[0]["user_agent"].as_str().unwrap_or_default().to_lowercase().contains("baresip"), "{regs:?}");
+}
