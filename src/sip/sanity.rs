@@ -100,7 +100,13 @@ pub fn check(req: &Request) -> Option<Refusal> {
     }
     let h = &req.headers;
     for (name, short) in [("Call-ID", "i"), ("From", "f"), ("To", "t"), ("CSeq", "")] {
-        let n = named(h, &[name, short]).len();
+        // CSeq has no compact form: "" must not match a header with no name.
+        let names: &[&str] = if short.is_empty() {
+            &[name]
+        } else {
+            &[name, short]
+        };
+        let n = named(h, names).len();
         if n != 1 {
             return Some(Refusal::bad(if n == 0 {
                 format!("no {name} header")
@@ -135,7 +141,9 @@ pub fn check(req: &Request) -> Option<Refusal> {
             Err(_) => return Some(Refusal::bad("Content-Length is not a number")),
         }
     }
-    let cseq = named(h, &["CSeq"])[0];
+    let Some(cseq) = named(h, &["CSeq"]).first().copied() else {
+        return Some(Refusal::bad("no CSeq header"));
+    };
     let mut it = cseq.split_whitespace();
     let (num, method) = (it.next(), it.next());
     if num.and_then(|n| n.parse::<u32>().ok()).is_none() || it.next().is_some() {
@@ -252,6 +260,16 @@ mod tests {
     #[test]
     fn a_plain_request_passes() {
         assert_eq!(check(&req(OK)), None);
+    }
+
+    /// Found by the `sip_message` fuzz target: a header line with no name
+    /// (`: 0`) counted as the CSeq, then the missing CSeq was indexed.
+    #[test]
+    fn a_header_with_no_name_is_not_a_cseq() {
+        let text = OK.replace("CSeq: 1 OPTIONS\n", ":0\n");
+        let r = check(&req(&text)).expect("refused");
+        assert_eq!(r.status, StatusCode::BadRequest);
+        assert_eq!(r.reason, "no CSeq header");
     }
 
     #[test]
