@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Switchboard's whole test suite: unit tests, the integration tests
 # (against real servers on SQLite, and on PostgreSQL when it is reachable),
-# and the browser test in headless Chromium.
+# the browser test in headless Chromium, then (with no filter argument) the
+# fuzz targets of tests/fuzz for FUZZ_SECONDS each (scripts/fuzz.sh).
 #
 # It installs what the tests need when it is missing:
 #   - Debian packages: chromium (for the browser test), nodejs and npm, sip-tester (SIPp), baresip-core, sox, espeak-ng (telephony tests)
@@ -80,4 +81,10 @@ if command -v cargo-nextest >/dev/null 2>&1; then
 else
   say "cargo test (install cargo-nextest for a faster run)"
   cargo test --workspace --no-fail-fast "$@"
+fi
+
+# --- fuzzing: the network parsers, briefly (scripts/fuzz.sh) ---------------------
+# Only for the whole suite: a filtered run is someone iterating on a few tests.
+if (($# == 0)); then
+  scripts/fuzz.sh
 fi
