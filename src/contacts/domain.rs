@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 /// The channels consent is kept for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ConsentChannel)]
 pub enum Channel {
     Voice,
     Sms,
