@@ -332,7 +332,15 @@ pub struct Acd {
     /// so two saves cannot each pass a check the pair would fail (an
     /// overflow cycle made of two saves).
     config: Mutex<()>,
+    /// Told of each action once it is carried out (the SIP side rings
+    /// agents' phones from it); see [`Acd::on_action`].
+    hook: std::sync::OnceLock<ActionHook>,
 }
+
+/// A listener for carried-out routing actions. It runs under the tenant's
+/// lock, so it must only hand the action on (a channel), never call back
+/// into `Acd`.
+pub type ActionHook = Box<dyn Fn(TenantId, &Action) + Send + Sync>;
 
 impl std::fmt::Debug for Acd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -354,7 +362,13 @@ impl Acd {
             tenants: Default::default(),
             wake: tokio::sync::Notify::new(),
             config: Mutex::new(()),
+            hook: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the one listener for carried-out actions (a second is ignored).
+    pub fn on_action(&self, hook: ActionHook) {
+        let _ = self.hook.set(hook);
     }
 
     /// Counting into `metrics` (shared with the Prometheus registry).
@@ -575,6 +589,9 @@ impl Acd {
         for a in actions {
             if let Err(e) = self.carry_out_one(t, tenant, &a, actor).await {
                 tracing::warn!(tenant_id = %t, action = ?a, error = %e, "could not record a routing action");
+            }
+            if let Some(hook) = self.hook.get() {
+                hook(t, &a);
             }
         }
         self.wake.notify_one();

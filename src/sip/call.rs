@@ -64,6 +64,17 @@ enum Signal {
     Cancel,
     Ack,
     Bye,
+    /// The ACD ended the interaction (the agent hung up): we BYE the caller.
+    Hangup,
+}
+
+/// A caller's leg as the agent leg sees it (`agent_leg.rs`).
+#[derive(Clone)]
+pub(crate) struct CallerLeg {
+    pub media: Arc<RtpSession>,
+    pub call_id: String,
+    /// The caller's E.164 number or URI.
+    pub caller: String,
 }
 
 struct Live {
@@ -78,6 +89,8 @@ pub struct Calls {
     local: SocketAddr,
     ctx: OnceLock<CallContext>,
     live: Mutex<HashMap<String, Live>>,
+    /// Answered calls by interaction, for the agent leg to bridge to.
+    callers: Mutex<HashMap<InteractionId, CallerLeg>>,
     /// Cancelled when the endpoint stops: every call hangs up.
     stop: CancellationToken,
 }
@@ -98,6 +111,7 @@ impl Calls {
             local,
             ctx: OnceLock::new(),
             live: Mutex::new(HashMap::new()),
+            callers: Mutex::new(HashMap::new()),
             stop,
         }
     }
@@ -111,6 +125,27 @@ impl Calls {
     /// Calls in progress on this node.
     pub fn live_count(&self) -> usize {
         self.live.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub(crate) fn context(&self) -> Option<&CallContext> {
+        self.ctx.get()
+    }
+
+    /// The answered call of an interaction on this node.
+    pub(crate) fn caller_leg(&self, i: InteractionId) -> Option<CallerLeg> {
+        self.callers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&i)
+            .cloned()
+    }
+
+    /// Asks the call of an interaction to hang up (BYE to the caller).
+    pub(crate) fn hang_up_caller(&self, i: InteractionId) -> bool {
+        let Some(c) = self.caller_leg(i) else {
+            return false;
+        };
+        self.signal(&c.call_id, None, Signal::Hangup)
     }
 
     pub(crate) fn stop_token(&self) -> CancellationToken {
@@ -130,6 +165,10 @@ impl Calls {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(call_id);
+        self.callers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, c| c.call_id != call_id);
     }
 }
 
@@ -370,7 +409,7 @@ struct Call<'a> {
     signals: mpsc::UnboundedReceiver<Signal>,
     target: Target,
     codec: Law,
-    media: RtpSession,
+    media: Arc<RtpSession>,
     interaction: Option<InteractionId>,
     routed: bool,
     started: DateTime<Utc>,
@@ -441,7 +480,7 @@ impl<'a> Call<'a> {
             signals,
             target,
             codec,
-            media,
+            media: Arc::new(media),
             interaction: None,
             routed: false,
             started: Utc::now(),
@@ -550,6 +589,10 @@ impl<'a> Call<'a> {
                 s = self.signals.recv() => match s {
                     Some(Signal::Ack) => acked = true,
                     Some(Signal::Bye) => break "caller_bye",
+                    Some(Signal::Hangup) => {
+                        self.send_bye().await;
+                        break "agent_hangup";
+                    }
                     Some(Signal::Cancel) => {}
                     None => break "failed",
                 },
@@ -646,6 +689,19 @@ impl<'a> Call<'a> {
         }
         // The entry point.
         let Some(id) = self.interaction else { return };
+        self.sip
+            .calls
+            .callers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id,
+                CallerLeg {
+                    media: self.media.clone(),
+                    call_id: self.call_id.clone(),
+                    caller: self.target.caller.clone(),
+                },
+            );
         let t = self.target.tenant;
         if let Some(q) = self.target.number.queue_id {
             match self
@@ -796,7 +852,10 @@ impl<'a> Call<'a> {
         let Some(id) = self.interaction else { return };
         let t = self.target.tenant;
         let actor = Some(ACTOR.to_owned());
-        let r = if self.routed {
+        // An agent's hang-up was the ACD's own: the interaction is ended.
+        let r = if cause == "agent_hangup" {
+            Ok(())
+        } else if self.routed {
             self.ctx
                 .acd
                 .hang_up(t, id, actor)

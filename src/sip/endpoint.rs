@@ -226,6 +226,8 @@ impl SipServer {
             counts: registrar::NonceCounts::default(),
             guard,
             calls: super::call::Calls::new(endpoint.inner.clone(), addrs.udp, cancel.child_token()),
+            uac: super::uac::Uac::new(endpoint.inner.clone(), addrs.udp),
+            legs: super::agent_leg::Legs::default(),
         });
         tracing::info!(udp = %addrs.udp, tcp = %addrs.tcp, "SIP endpoint bound");
         Ok(Self {
@@ -242,6 +244,8 @@ impl SipServer {
 
     /// Lets calls reach the spine and routing (INVITEs get 503 until then).
     pub fn attach_calls(&self, ctx: super::call::CallContext) {
+        // Offers to agents with a registered phone ring it (`agent_leg`).
+        ctx.acd.on_action(self.sip.legs.hook());
         self.sip.calls.attach(ctx);
     }
 
@@ -262,6 +266,13 @@ impl SipServer {
             }
         };
         let tasks = tokio_util::task::TaskTracker::new();
+        if let Some(inbox) = sip.legs.take_inbox() {
+            tasks.spawn(super::agent_leg::dispatch(
+                sip.clone(),
+                inbox,
+                calls_stop.clone(),
+            ));
+        }
         let serve = async {
             endpoint.serve().await;
         };
@@ -301,7 +312,13 @@ async fn handle(sip: Arc<Sip>, mut tx: rsipstack::transaction::Transaction) {
     let reply = match tx.original.method {
         Method::Register => registrar::register(&sip, &tx.original, from, transport).await,
         Method::Invite => return super::call::invite(sip, tx, from, transport).await,
-        Method::Bye => return super::call::bye(&sip, tx).await,
+        Method::Bye => {
+            // Our own calls' dialogs first (agents' phones hanging up).
+            let Some(tx) = sip.uac.dispatch(tx).await else {
+                return;
+            };
+            return super::call::bye(&sip, tx).await;
+        }
         Method::Options => registrar::Reply {
             status: StatusCode::OK,
             headers: vec![

@@ -1,8 +1,10 @@
 //! The SIP endpoint: rsipstack's transport and transaction layers over UDP
 //! and TCP on one port, a guard in front (rate limit, bans, scanners, size
-//! and header-count limits) and the registrar behind. Calls, the B2BUA and
-//! trunks come later.
+//! and header-count limits) and the registrar behind; inbound calls
+//! (`call`), calls we place (`uac`) and the agent's leg of a queued call
+//! (`agent_leg`). Trunks come later.
 
+pub mod agent_leg;
 pub mod call;
 pub mod digest;
 pub mod endpoint;
@@ -13,6 +15,7 @@ pub mod registrar;
 pub mod sanity;
 pub mod sdp;
 pub mod store;
+pub mod uac;
 
 pub use endpoint::{SipAddrs, SipServer};
 pub use http::{configure, tenant_domain};
@@ -31,4 +34,8 @@ pub struct Sip {
     pub guard: Arc<guard::Guard>,
     /// Calls in progress (INVITE, CANCEL, ACK, BYE).
     pub calls: call::Calls,
+    /// Requests we originate and the dialogs they make.
+    pub uac: uac::Uac,
+    /// Agents' phones rung for offered calls.
+    pub legs: agent_leg::Legs,
 }

@@ -23,6 +23,7 @@ mod routing_config;
 mod routing_metrics;
 mod schema_fuzz;
 mod sip;
+mod sip_bridge;
 mod sip_calls;
 mod sip_torture;
 mod webhooks;

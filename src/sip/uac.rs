@@ -1,0 +1,515 @@
+//! Calls we place (UAC): the INVITE client transaction, CANCEL, the dialog
+//! a 2xx makes (remote target from its Contact, route set from its
+//! Record-Route), BYE in that dialog, and the routing of the far end's
+//! in-dialog requests (its BYE) back to the dialog's owner.
+//!
+//! rsipstack's client INVITE transaction retransmits the INVITE (timer A),
+//! gives up after timer B, and acknowledges every final answer itself: a
+//! non-2xx inside the transaction, a 2xx with an ACK built from the 2xx
+//! (Request-URI its Contact, Route its Record-Route reversed) and repeated
+//! for retransmitted 2xx. So the ACK is the transaction layer's and we only
+//! see the answers.
+//!
+//! The agent leg (`agent_leg.rs`) calls agents' phones with it; outbound
+//! trunk calls will too.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use rsipstack::sip::{Header, HeadersExt, Method, Request, Response, SipMessage, StatusCodeKind};
+use rsipstack::transaction::Transaction;
+use rsipstack::transaction::endpoint::EndpointInnerRef;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use tokio::sync::mpsc;
+
+/// How long we wait for the final answer to a BYE or CANCEL.
+const NON_INVITE_WAIT: Duration = Duration::from_secs(4);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UacError {
+    #[error("could not build the {0} request")]
+    Build(&'static str),
+    #[error("could not send the request: {0}")]
+    Send(String),
+}
+
+/// What a new call needs.
+#[derive(Debug, Clone)]
+pub struct InviteRequest {
+    /// Request-URI (a registered contact, a trunk's URI).
+    pub target: String,
+    /// From URI (ours) and display name.
+    pub from: String,
+    pub from_display: Option<String>,
+    /// To URI (whom we call).
+    pub to: String,
+    /// The user part of our Contact.
+    pub contact_user: String,
+    /// SDP offer.
+    pub sdp: String,
+}
+
+/// What comes out of a call being placed.
+#[derive(Debug)]
+pub enum InviteEvent {
+    /// 1xx (other than 100).
+    Provisional(u16),
+    /// 2xx: the dialog and the SDP answer. The ACK has been sent.
+    Answered(Box<Dialog>, Vec<u8>),
+    /// A final refusal (3xx-6xx; 408 when nobody answered at all).
+    Failed(u16),
+}
+
+/// An INVITE on its way: its answers come out of [`Calling::next`].
+pub struct Calling {
+    invite: Request,
+    endpoint: EndpointInnerRef,
+    events: mpsc::UnboundedReceiver<InviteEvent>,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Calling {
+    fn drop(&mut self) {
+        self.pump.abort();
+    }
+}
+
+/// Our side of the SIP endpoint, for requests we originate.
+pub struct Uac {
+    endpoint: EndpointInnerRef,
+    /// Our SIP address as others reach it (Via, Contact).
+    local: SocketAddr,
+    dialogs: Mutex<HashMap<(String, String), mpsc::UnboundedSender<InDialog>>>,
+}
+
+impl std::fmt::Debug for Uac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uac")
+            .field("local", &self.local)
+            .field("dialogs", &self.dialog_count())
+            .finish()
+    }
+}
+
+/// A request the far end sent inside one of our dialogs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InDialog {
+    /// BYE (already answered 200).
+    Bye,
+}
+
+/// The dialog a 2xx made, from our side (we are the UAC).
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: String,
+    /// Our From header value (with our tag).
+    local: String,
+    /// Their To header value (with their tag).
+    remote: String,
+    /// Their Contact URI.
+    pub remote_target: String,
+    /// Route set, in the order the Route headers go.
+    routes: Vec<String>,
+    transport: &'static str,
+}
+
+fn header_value<'a>(headers: &'a rsipstack::sip::Headers, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case(name))
+        .map(|h| h.value().trim())
+}
+
+/// The URI inside a name-addr (or a bare URI), without header parameters.
+fn uri_of(value: &str) -> Option<String> {
+    rsipstack::sip::typed::Contact::parse(value)
+        .ok()
+        .map(|c| c.uri.to_string())
+}
+
+/// Keeps what may go into a header value.
+fn clean(s: &str, max: usize) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | '<' | '>'))
+        .take(max)
+        .collect()
+}
+
+fn new_tag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
+}
+
+fn branch() -> String {
+    format!("z9hG4bK{}", uuid::Uuid::new_v4().simple())
+}
+
+fn transport_of(uri: &str) -> &'static str {
+    if uri.to_ascii_lowercase().contains(";transport=tcp") {
+        "TCP"
+    } else {
+        "UDP"
+    }
+}
+
+impl Uac {
+    pub fn new(endpoint: EndpointInnerRef, local: SocketAddr) -> Self {
+        Self {
+            endpoint,
+            local,
+            dialogs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Our SIP address as put in Via and Contact (a wildcard bind is
+    /// advertised as `advertise`, else loopback).
+    pub fn advertised(&self, advertise: Option<IpAddr>) -> SocketAddr {
+        if self.local.ip().is_unspecified() {
+            SocketAddr::new(
+                advertise.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                self.local.port(),
+            )
+        } else {
+            self.local
+        }
+    }
+
+    pub fn dialog_count(&self) -> usize {
+        self.dialogs.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Sends an INVITE. Its answers come out of the returned [`Calling`].
+    pub async fn invite(
+        &self,
+        r: &InviteRequest,
+        advertise: Option<IpAddr>,
+    ) -> Result<Calling, UacError> {
+        let here = self.advertised(advertise);
+        let tp = transport_of(&r.target);
+        let display = r
+            .from_display
+            .as_deref()
+            .map(|d| format!("\"{}\" ", clean(d, 60)))
+            .unwrap_or_default();
+        let call_id = format!("{}@switchboard", uuid::Uuid::new_v4().simple());
+        let text = format!(
+            "INVITE {target} SIP/2.0\r\nVia: SIP/2.0/{tp} {here};branch={b};rport\r\nMax-Forwards: 70\r\nFrom: {display}<{from}>;tag={tag}\r\nTo: <{to}>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nContact: <sip:{cu}@{here};transport={tpl}>\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\nUser-Agent: Switchboard\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+            target = r.target,
+            b = branch(),
+            from = r.from,
+            tag = new_tag(),
+            to = r.to,
+            cid = call_id,
+            cu = clean(&r.contact_user, 64).replace([' ', ';', '@', ':'], ""),
+            tpl = tp.to_ascii_lowercase(),
+            len = r.sdp.len(),
+            sdp = r.sdp,
+        );
+        let Ok(SipMessage::Request(invite)) = SipMessage::try_from(text.as_str()) else {
+            return Err(UacError::Build("INVITE"));
+        };
+        let key = TransactionKey::from_request(&invite, TransactionRole::Client)
+            .map_err(|_| UacError::Build("INVITE"))?;
+        let mut tx = Transaction::new_client(key, invite.clone(), self.endpoint.clone(), None);
+        tx.send().await.map_err(|e| UacError::Send(e.to_string()))?;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let local_tag = invite
+            .from_header()
+            .ok()
+            .and_then(|f| f.tag().ok().flatten())
+            .map(|t| t.value().to_owned())
+            .unwrap_or_default();
+        let call_id = header_value(&invite.headers, "Call-ID")
+            .unwrap_or("")
+            .to_owned();
+        let local_from = header_value(&invite.headers, "From")
+            .unwrap_or("")
+            .to_owned();
+        // The transaction is driven by its own task (its receive is not
+        // cancel-safe); answers come out on the channel.
+        let pump = tokio::spawn(async move {
+            let mut answered = false;
+            let mut finished = false;
+            while let Some(msg) = tx.receive().await {
+                let SipMessage::Response(resp) = msg else {
+                    continue;
+                };
+                let code = u16::from(resp.status_code.clone());
+                let ev = match resp.status_code.kind() {
+                    StatusCodeKind::Provisional if code == 100 => continue,
+                    StatusCodeKind::Provisional if !finished => InviteEvent::Provisional(code),
+                    StatusCodeKind::Successful if !answered => {
+                        answered = true;
+                        finished = true;
+                        match dialog_of(&resp, &call_id, &local_tag, &local_from, tp) {
+                            Some(d) => InviteEvent::Answered(Box::new(d), resp.body.clone()),
+                            // A 2xx we cannot follow (no Contact, no tag):
+                            // it was ACKed; treat it as a failure.
+                            None => InviteEvent::Failed(502),
+                        }
+                    }
+                    StatusCodeKind::Successful => continue,
+                    _ if !finished => {
+                        finished = true;
+                        InviteEvent::Failed(code)
+                    }
+                    _ => continue,
+                };
+                if events_tx.send(ev).is_err() {
+                    break;
+                }
+            }
+            // The transaction ended (timer B, or done).
+            if !finished {
+                let _ = events_tx.send(InviteEvent::Failed(408));
+            }
+        });
+        Ok(Calling {
+            invite,
+            endpoint: self.endpoint.clone(),
+            events,
+            pump,
+        })
+    }
+
+    /// Registers a dialog so the far end's requests in it reach `to`.
+    pub fn track(&self, d: &Dialog, to: mpsc::UnboundedSender<InDialog>) {
+        self.dialogs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((d.call_id.clone(), d.local_tag.clone()), to);
+    }
+
+    pub fn forget(&self, d: &Dialog) {
+        self.dialogs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(d.call_id.clone(), d.local_tag.clone()));
+    }
+
+    /// Takes a request that belongs to one of our dialogs (Call-ID and our
+    /// tag in its To) and answers it; gives back any other.
+    pub async fn dispatch(&self, mut tx: Transaction) -> Option<Transaction> {
+        let call_id = header_value(&tx.original.headers, "Call-ID")
+            .unwrap_or("")
+            .to_owned();
+        let tag = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .map(|t| t.value().to_owned())?;
+        let owner = self
+            .dialogs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(call_id, tag))
+            .cloned();
+        let Some(owner) = owner else {
+            return Some(tx);
+        };
+        let status = match tx.original.method {
+            Method::Bye => {
+                let _ = owner.send(InDialog::Bye);
+                rsipstack::sip::StatusCode::OK
+            }
+            _ => rsipstack::sip::StatusCode::NotImplemented,
+        };
+        if let Err(e) = tx.reply(status).await {
+            tracing::debug!(error = %e, "in-dialog reply not sent");
+        }
+        None
+    }
+
+    /// Ends a dialog with BYE and waits a little for its answer (the
+    /// final status, or None when nothing came).
+    pub async fn bye(&self, d: &Dialog, cseq: u32, advertise: Option<IpAddr>) -> Option<u16> {
+        let here = self.advertised(advertise);
+        let mut text = format!(
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/{tp} {here};branch={b};rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} BYE\r\n",
+            target = d.remote_target,
+            tp = d.transport,
+            b = branch(),
+            from = d.local,
+            to = d.remote,
+            cid = d.call_id,
+        );
+        for r in &d.routes {
+            text.push_str(&format!("Route: {r}\r\n"));
+        }
+        text.push_str("User-Agent: Switchboard\r\nContent-Length: 0\r\n\r\n");
+        let Ok(SipMessage::Request(req)) = SipMessage::try_from(text.as_str()) else {
+            tracing::warn!(call_id = %d.call_id, "could not build a BYE");
+            return None;
+        };
+        self.non_invite(req).await
+    }
+
+    async fn non_invite(&self, req: Request) -> Option<u16> {
+        let key = TransactionKey::from_request(&req, TransactionRole::Client).ok()?;
+        let mut tx = Transaction::new_client(key, req, self.endpoint.clone(), None);
+        if let Err(e) = tx.send().await {
+            tracing::debug!(error = %e, "request not sent");
+            return None;
+        }
+        tokio::time::timeout(NON_INVITE_WAIT, async {
+            while let Some(m) = tx.receive().await {
+                if let SipMessage::Response(r) = m
+                    && r.status_code.kind() != StatusCodeKind::Provisional
+                {
+                    return Some(u16::from(r.status_code));
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+/// The dialog a 2xx makes: their tag, their Contact, the Record-Route
+/// reversed.
+fn dialog_of(
+    resp: &Response,
+    call_id: &str,
+    local_tag: &str,
+    local_from: &str,
+    transport: &'static str,
+) -> Option<Dialog> {
+    let to = resp.to_header().ok()?;
+    let remote_tag = to.tag().ok().flatten()?.value().to_owned();
+    let remote = to.value().to_owned();
+    let remote_target = uri_of(header_value(&resp.headers, "Contact")?)?;
+    let mut routes = Vec::new();
+    for h in resp.headers.iter() {
+        if let Header::RecordRoute(rr) = h {
+            for r in rr.value().split(',') {
+                let r = r.trim();
+                if !r.is_empty() {
+                    routes.push(r.to_owned());
+                }
+            }
+        }
+    }
+    routes.reverse();
+    Some(Dialog {
+        call_id: call_id.to_owned(),
+        local_tag: local_tag.to_owned(),
+        remote_tag,
+        local: local_from.to_owned(),
+        remote,
+        remote_target,
+        routes,
+        transport,
+    })
+}
+
+impl Calling {
+    /// The next answer (None once the transaction is over and all were read).
+    pub async fn next(&mut self) -> Option<InviteEvent> {
+        self.events.recv().await
+    }
+
+    pub fn call_id(&self) -> &str {
+        header_value(&self.invite.headers, "Call-ID").unwrap_or("")
+    }
+
+    /// CANCEL (its own transaction; the INVITE then ends with 487, or a 2xx
+    /// that crossed it, which the caller must BYE). Returns CANCEL's status.
+    pub async fn cancel(&self) -> Option<u16> {
+        let inv = &self.invite;
+        let mut text = format!("CANCEL {} SIP/2.0\r\n", inv.uri);
+        for h in inv.headers.iter() {
+            let keep = matches!(
+                h,
+                Header::Via(_) | Header::From(_) | Header::To(_) | Header::CallId(_)
+            ) || h.name().eq_ignore_ascii_case("Route");
+            if keep {
+                text.push_str(&format!("{}: {}\r\n", h.name(), h.value()));
+            }
+        }
+        text.push_str(
+            "Max-Forwards: 70\r\nCSeq: 1 CANCEL\r\nUser-Agent: Switchboard\r\nContent-Length: 0\r\n\r\n",
+        );
+        let Ok(SipMessage::Request(req)) = SipMessage::try_from(text.as_str()) else {
+            tracing::warn!(call_id = %self.call_id(), "could not build a CANCEL");
+            return None;
+        };
+        let key = TransactionKey::from_request(&req, TransactionRole::Client).ok()?;
+        let mut tx = Transaction::new_client(key, req, self.endpoint.clone(), None);
+        if let Err(e) = tx.send().await {
+            tracing::debug!(error = %e, "CANCEL not sent");
+            return None;
+        }
+        tokio::time::timeout(NON_INVITE_WAIT, async {
+            while let Some(m) = tx.receive().await {
+                if let SipMessage::Response(r) = m
+                    && r.status_code.kind() != StatusCodeKind::Provisional
+                {
+                    return Some(u16::from(r.status_code));
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+/// A counter for the CSeq of our requests in a dialog (the INVITE was 1).
+#[derive(Debug)]
+pub struct CSeq(AtomicU32);
+
+impl Default for CSeq {
+    fn default() -> Self {
+        Self(AtomicU32::new(1))
+    }
+}
+
+impl CSeq {
+    pub fn next(&self) -> u32 {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_2xx_makes_a_dialog_with_the_route_set_reversed() {
+        let text = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\nRecord-Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p3.example.com;lr>\r\nFrom: <sip:a@x>;tag=ours\r\nTo: <sip:b@y>;tag=theirs\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContact: <sip:b@10.0.0.2:5070>\r\nContent-Length: 0\r\n\r\n";
+        let Ok(SipMessage::Response(r)) = SipMessage::try_from(text) else {
+            panic!("parses");
+        };
+        let d = dialog_of(&r, "c1", "ours", "<sip:a@x>;tag=ours", "UDP").unwrap();
+        assert_eq!(d.remote_tag, "theirs");
+        assert_eq!(d.remote_target, "sip:b@10.0.0.2:5070");
+        assert_eq!(
+            d.routes,
+            vec![
+                "<sip:p3.example.com;lr>",
+                "<sip:p2.example.com;lr>",
+                "<sip:p1.example.com;lr>"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_2xx_without_contact_or_tag_makes_no_dialog() {
+        let no_tag = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\nFrom: <sip:a@x>;tag=ours\r\nTo: <sip:b@y>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContact: <sip:b@10.0.0.2>\r\nContent-Length: 0\r\n\r\n";
+        let no_contact = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\nFrom: <sip:a@x>;tag=ours\r\nTo: <sip:b@y>;tag=t\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        for text in [no_tag, no_contact] {
+            let Ok(SipMessage::Response(r)) = SipMessage::try_from(text) else {
+                panic!("parses");
+            };
+            assert!(dialog_of(&r, "c1", "ours", "<sip:a@x>;tag=ours", "UDP").is_none());
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The B2BUA's agent leg: a SIPp caller (`uac_pcap`) reaches a queue, the
+//! offered agent's registered phone (a SIPp `uas` with a scenario written
+//! here, registered by a raw REGISTER from the test) rings, answers and is
+//! bridged to the caller; the caller's BYE ends both legs. A phone that
+//! answers 486 rejects the offer and the caller keeps waiting.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use switchboard::sip::digest::{self, Algorithm};
+use tokio::net::UdpSocket;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+const NUMBER: &str = "+442071838750";
+const PASSWORD: &str = "desk-phone-secret-1";
+
+fn calls_on(s: &mut switchboard::config::Settings) {
+    s.sip.enabled = true;
+    s.sip.rtp_bind = "127.0.0.1".parse().unwrap();
+    // Apart from the other SIP tests' ports (they may run at once).
+    s.sip.rtp_port_min = 48000;
+    s.sip.rtp_port_max = 48999;
+}
+
+fn sip_addr(app: &TestApp) -> SocketAddr {
+    app.state.sip.expect("SIP is enabled").udp
+}
+
+fn status(resp: &str) -> u16 {
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Alex (agent@example.com, the only agent with the Sales skill) and the
+/// Sales queue.
+async fn alex_and_sales(app: &TestApp) -> (String, String) {
+    let sup = app.login("supervisor").await;
+    let admin = app.login("admin").await;
+    let agents = json_ok(app.get("/api/v1/agents", &sup).await, 200).await;
+    let users = json_ok(app.get("/api/v1/users?limit=200", &admin).await, 200).await;
+    let alex_user = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "agent@example.com")
+        .unwrap()["id"]
+        .clone();
+    let alex = agents["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["user_id"] == alex_user)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queues = json_ok(app.get("/api/v1/queues", &sup).await, 200).await;
+    let sales = queues["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "Sales")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (alex, sales)
+}
+
+/// The number to Sales, a SIP account linked to Alex.
+async fn set_up(app: &TestApp) -> String {
+    let (alex, sales) = alex_and_sales(app).await;
+    let admin = app.login("admin").await;
+    let r = app
+        .post(
+            "/api/v1/sip/numbers",
+            &admin,
+            &json!({ "number": NUMBER, "queue_id": sales }),
+        )
+        .await;
+    json_ok(r, 201).await;
+    let r = app
+        .post(
+            "/api/v1/sip/accounts",
+            &admin,
+            &json!({ "username": "1001", "password": PASSWORD, "agent_id": alex }),
+        )
+        .await;
+    json_ok(r, 201).await;
+    alex
+}
+
+async fn available(app: &TestApp, alex: &str) {
+    let me = app.login("agent").await;
+    let r = app
+        .req(Method::PUT, &format!("/api/v1/agents/{alex}/presence"), &me)
+        .json(&json!({ "presence": "available" }))
+        .send()
+        .await
+        .unwrap();
+    json_ok(r, 200).await;
+}
+
+/// REGISTER of account 1001 (MD5 digest) with `contact`, from a raw socket.
+async fn register(server: SocketAddr, contact: &str) {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    let domain = "demo.sip.test";
+    let call_id = format!("{}@test", uuid::Uuid::new_v4().simple());
+    let request = |cseq: u32, auth: Option<String>| {
+        format!(
+            "REGISTER sip:{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{b};rport\r\nMax-Forwards: 70\r\nFrom: <sip:1001@{domain}>;tag=reg1\r\nTo: <sip:1001@{domain}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n",
+            b = uuid::Uuid::new_v4().simple(),
+            auth = auth.map(|a| format!("{a}\r\n")).unwrap_or_default(),
+        )
+    };
+    let mut buf = vec![0u8; 65536];
+    sock.send_to(request(1, None).as_bytes(), server)
+        .await
+        .unwrap();
+    let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+        .await
+        .expect("a challenge")
+        .unwrap();
+    let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(status(&first), 401, "{first}");
+    let challenge = first
+        .lines()
+        .find(|l| l.starts_with("WWW-Authenticate:") && l.contains("algorithm=MD5"))
+        .expect("an MD5 challenge");
+    let param = |k: &str| {
+        let i = challenge.find(&format!("{k}=\"")).unwrap() + k.len() + 2;
+        challenge[i..].split('"').next().unwrap().to_owned()
+    };
+    let (realm, nonce) = (param("realm"), param("nonce"));
+    let uri = format!("sip:{domain}");
+    let ha1 = digest::ha1(Algorithm::Md5, "1001", &realm, PASSWORD);
+    let creds = digest::Credentials {
+        username: "1001".into(),
+        realm: realm.clone(),
+        nonce: nonce.clone(),
+        uri: uri.clone(),
+        response: String::new(),
+        algorithm: Algorithm::Md5,
+        qop: Some("auth".into()),
+        nc: Some("00000001".into()),
+        cnonce: Some("abc123".into()),
+    };
+    let resp = digest::expected_response(Algorithm::Md5, &ha1, "REGISTER", &creds).unwrap();
+    let auth = format!(
+        "Authorization: Digest username=\"1001\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"abc123\""
+    );
+    sock.send_to(request(2, Some(auth)).as_bytes(), server)
+        .await
+        .unwrap();
+    let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(status(&r), 200, "{r}");
+}
+
+/// The agent's phone: answers with PCMA and plays g711a.pcap, then waits
+/// for the BYE.
+const ANSWERING_PHONE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="agent phone answers">
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8
+a=rtpmap:8 PCMA/8000
+
+]]></send>
+  <recv request="ACK" crlf="true"/>
+  <nop><action><exec play_pcap_audio="pcap/g711a.pcap"/></action></nop>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#;
+
+/// The agent's phone is busy: 180, then 486.
+const BUSY_PHONE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="agent phone busy">
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <send><![CDATA[
+SIP/2.0 486 Busy Here
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+</scenario>
+"#;
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sipp_logs(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
+/// Runs SIPp with `args` in `dir` (which has `pcap` linked to SIPp's pcaps).
+fn sipp(dir: &Path, args: Vec<String>) -> tokio::task::JoinHandle<std::process::Output> {
+    let cwd = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sipp")
+            .current_dir(&cwd)
+            .args(&args)
+            .args(["-nostdin", "-trace_err"])
+            .output()
+            .expect("sipp runs")
+    })
+}
+
+fn assert_ok(out: &std::process::Output, what: &str, dir: &Path) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        sipp_logs(dir)
+    );
+}
+
+/// The phone (SIPp uas with `scenario`) registered as account 1001; its
+/// run in the background.
+async fn phone(
+    app: &TestApp,
+    dir: &Path,
+    scenario: &str,
+) -> (tokio::task::JoinHandle<std::process::Output>, u16) {
+    let path = dir.join("phone.xml");
+    std::fs::write(&path, scenario).unwrap();
+    let port = free_port();
+    let media = 49000 + 20 * (port % 40);
+    let uas = sipp(
+        dir,
+        vec![
+            "-sf".into(),
+            path.to_string_lossy().into_owned(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-mp".into(),
+            (media + 10).to_string(),
+            "-m".into(),
+            "1".into(),
+            "-timeout".into(),
+            "40".into(),
+        ],
+    );
+    // Let it bind before anything calls it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    register(sip_addr(app), &format!("sip:1001@127.0.0.1:{port}")).await;
+    (uas, media)
+}
+
+/// SIPp `uac_pcap` calling our number (about 5 s of PCMA, a digit, BYE).
+fn caller(app: &TestApp, dir: &Path, media: u16) -> tokio::task::JoinHandle<std::process::Output> {
+    sipp(
+        dir,
+        vec![
+            sip_addr(app).to_string(),
+            "-sn".into(),
+            "uac_pcap".into(),
+            "-s".into(),
+            "442071838750".into(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            free_port().to_string(),
+            "-mp".into(),
+            media.to_string(),
+            "-m".into(),
+            "1".into(),
+            "-timeout".into(),
+            "30".into(),
+        ],
+    )
+}
+
+async fn the_call(app: &TestApp) -> Option<Value> {
+    let admin = app.login("admin").await;
+    let v = json_ok(app.get("/api/v1/interactions?limit=100", &admin).await, 200).await;
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["channel"] == "voice")
+        .cloned()
+}
+
+async fn events(app: &TestApp, id: &str) -> Vec<Value> {
+    let admin = app.login("admin").await;
+    let v = json_ok(
+        app.get(
+            &format!("/api/v1/interactions/{id}/events?limit=200"),
+            &admin,
+        )
+        .await,
+        200,
+    )
+    .await;
+    v.as_array().unwrap().clone()
+}
+
+fn event<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
+    evs.iter()
+        .find(|e| e["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} event in {evs:?}"))
+}
+
+async fn nothing_left(app: &TestApp, ports: &[SocketAddr]) {
+    eventually(10, "no media task is left", || async {
+        (switchboard::media::session::live_tasks() == 0).then_some(())
+    })
+    .await;
+    for p in ports {
+        std::net::UdpSocket::bind(p).expect("the RTP port can be bound again");
+        std::net::UdpSocket::bind(SocketAddr::new(p.ip(), p.port() + 1))
+            .expect("the RTCP port too");
+    }
+    let _ = app;
+}
+
+both_backends! {
+    async fn the_agents_phone_rings_answers_and_is_bridged_to_the_caller(app) configure(calls_on) {
+        let alex = set_up(&app).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
+        let (uas, media) = phone(&app, dir.path(), ANSWERING_PHONE).await;
+        available(&app, &alex).await;
+        let uac = caller(&app, dir.path(), media);
+        let out = uac.await.unwrap();
+        assert_ok(&out, "the caller (sipp uac_pcap)", dir.path());
+        // The phone got the INVITE, answered, and got the BYE.
+        let out = uas.await.unwrap();
+        assert_ok(&out, "the agent's phone (sipp uas)", dir.path());
+
+        let (i, evs) = eventually(20, "the agent leg has ended", || async {
+            let i = the_call(&app).await?;
+            let evs = events(&app, i["id"].as_str().unwrap()).await;
+            evs.iter().any(|e| e["kind"] == "agent_leg_ended").then_some((i, evs))
+        })
+        .await;
+        let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        for k in ["answered", "offered", "agent_leg_calling", "connected", "bridged", "hangup", "wrap_up_started", "agent_leg_ended"] {
+            assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+        }
+        let pos = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
+        assert!(pos("offered") < pos("connected") && pos("connected") < pos("bridged"), "{kinds:?}");
+        // Accepted by the phone's answer, as Alex, through SIP.
+        let connected = event(&evs, "connected");
+        assert_eq!(connected["actor"], "sip", "{connected}");
+        assert_eq!(i["agent_id"], alex.as_str());
+        assert_eq!(i["state"], "wrap_up", "{i}");
+        // The caller's BYE ended the call and then the agent's leg.
+        let hangup = event(&evs, "hangup");
+        assert_eq!(hangup["data"]["cause"], "caller_bye");
+        let leg = event(&evs, "agent_leg_ended");
+        assert_eq!(leg["data"]["cause"], "caller_hangup", "{leg}");
+        // Audio went both ways through the bridge: the caller's pcap to the
+        // phone, the phone's pcap to the caller.
+        let caller_cdr = &hangup["data"]["cdr"];
+        let leg_cdr = &leg["data"]["cdr"];
+        assert_eq!(leg_cdr["codec"], "PCMA");
+        for (what, v) in [
+            ("from the caller", &caller_cdr["packets_in"]),
+            ("to the phone", &leg_cdr["packets_out"]),
+            ("from the phone", &leg_cdr["packets_in"]),
+            ("to the caller", &caller_cdr["packets_out"]),
+        ] {
+            assert!(v.as_u64().unwrap() > 100, "packets {what}: caller {caller_cdr} phone {leg_cdr}");
+        }
+        // Alex is wrapping up.
+        let me = app.login("agent").await;
+        let desk = json_ok(app.get("/api/v1/agents/me/desk", &me).await, 200).await;
+        assert_eq!(desk["wrap_ups"].as_array().map(|w| w.len()), Some(1), "{desk}");
+        // Nothing left: no media task, both legs' ports free.
+        let rtp = |k: &str, f: &str| -> SocketAddr { event(&evs, k)["data"][f].as_str().unwrap().parse().unwrap() };
+        nothing_left(&app, &[rtp("answered", "rtp"), rtp("bridged", "rtp")]).await;
+    }
+
+    async fn a_busy_phone_rejects_and_the_caller_keeps_waiting(app) configure(calls_on) {
+        let alex = set_up(&app).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
+        let (uas, media) = phone(&app, dir.path(), BUSY_PHONE).await;
+        available(&app, &alex).await;
+        let uac = caller(&app, dir.path(), media);
+        // While the caller is still on (its pcap plays for ~5 s): the offer
+        // was rejected and it waits first in the queue.
+        let sup = app.login("supervisor").await;
+        let (id, why) = eventually(4, "the offer is rejected", || async {
+            let i = the_call(&app).await?;
+            let id = i["id"].as_str().unwrap().to_owned();
+            let evs = events(&app, &id).await;
+            evs.iter().any(|e| e["kind"] == "agent_leg_ended").then_some(())?;
+            let why = json_ok(app.get(&format!("/api/v1/interactions/{id}/routing"), &sup).await, 200).await;
+            Some((id, why))
+        })
+        .await;
+        assert_eq!(why["now"]["state"], "waiting", "{why}");
+        assert_eq!(why["position"]["place"], 1, "{why}");
+        let i = json_ok(app.get(&format!("/api/v1/interactions/{id}"), &sup).await, 200).await;
+        assert_eq!(i["state"], "queued", "{i}");
+        let out = uas.await.unwrap();
+        assert_ok(&out, "the agent's phone (sipp uas)", dir.path());
+        let out = uac.await.unwrap();
+        assert_ok(&out, "the caller (sipp uac_pcap)", dir.path());
+        let i = eventually(20, "the call is over", || async {
+            let i = json_ok(app.get(&format!("/api/v1/interactions/{id}"), &sup).await, 200).await;
+            (i["state"] == "closed").then_some(i)
+        })
+        .await;
+        assert_eq!(i["close_reason"], "abandoned", "{i}");
+        let evs = events(&app, &id).await;
+        let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert!(kinds.contains(&"offer_rejected"), "{kinds:?}");
+        assert!(!kinds.contains(&"bridged") && !kinds.contains(&"connected"), "{kinds:?}");
+        let leg = event(&evs, "agent_leg_ended");
+        assert_eq!(leg["data"]["cause"], "declined", "{leg}");
+        assert!(leg["data"]["cdr"]["answer"].is_null(), "{leg}");
+        let answered: SocketAddr = event(&evs, "answered")["data"]["rtp"].as_str().unwrap().parse().unwrap();
+        nothing_left(&app, &[answered]).await;
+    }
+}
