@@ -420,7 +420,11 @@ const SIPP_REGISTER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 /// after MD5, so phones like it need `sip.digest_algorithms = ["MD5"]`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_registers_with_digest() {
-    if std::process::Command::new("baresip").arg("-h").output().is_err() {
+    if std::process::Command::new("baresip")
+        .arg("-h")
+        .output()
+        .is_err()
+    {
         panic!("baresip is not installed (Debian baresip-core; scripts/test.sh installs it)");
     }
     let app = spawn_app_with(Backend::Sqlite, |s| {
@@ -433,7 +437,11 @@ async fn baresip_registers_with_digest() {
     let server = sip_addr(&app);
     let dir = tempfile::tempdir().unwrap();
     // baresip cannot listen on port 0: take a free port.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     // A minimal configuration: no audio devices, no modules that need them.
     std::fs::write(
         dir.path().join("config"),
@@ -473,6 +481,19 @@ async fn baresip_registers_with_digest() {
     );
     assert_eq!(regs.len(), 1, "{regs:?}");
     // baresip's contact user is the account's plus an instance suffix.
-    assert!(regs[0]["contact"].as_str().unwrap().contains(&format!("@127.0.0.1:{port}")), "{regs:?}");
-    assert!(regs[0]["user_agent"].as_str().unwrap_or_default().to_lowercase().contains("baresip"), "{regs:?}");
+    assert!(
+        regs[0]["contact"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("@127.0.0.1:{port}")),
+        "{regs:?}"
+    );
+    assert!(
+        regs[0]["user_agent"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("baresip"),
+        "{regs:?}"
+    );
 }
