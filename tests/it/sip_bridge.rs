@@ -492,3 +492,180 @@ both_backends! {
         nothing_left(&app, &[answered]).await;
     }
 }
+
+/// The value of a header line of a raw message.
+fn hv<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.split("\r\n")
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+        .unwrap_or("")
+}
+
+/// A response to a raw request (its Via, From, Call-ID, CSeq; To tagged).
+fn reply(req: &str, code: &str, tag: &str, body: &str) -> String {
+    let mut out = format!("SIP/2.0 {code}\r\n");
+    for l in req.split("\r\n") {
+        if l.is_empty() {
+            break;
+        }
+        let lower = l.to_ascii_lowercase();
+        if ["via:", "from:", "call-id:", "cseq:"]
+            .iter()
+            .any(|p| lower.starts_with(p))
+        {
+            out.push_str(l);
+            out.push_str("\r\n");
+        } else if lower.starts_with("to:") {
+            out.push_str(l);
+            if !l.contains(";tag=") {
+                out.push_str(&format!(";tag={tag}"));
+            }
+            out.push_str("\r\n");
+        }
+    }
+    let local = "Contact: <sip:1001@127.0.0.1>\r\n";
+    if body.is_empty() {
+        out.push_str(&format!("{local}Content-Length: 0\r\n\r\n"));
+    } else {
+        out.push_str(&format!(
+            "{local}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    out
+}
+
+/// The next request with `method` on `sock` (responses and others skipped).
+async fn next_request(sock: &UdpSocket, method: &str, secs: u64) -> (String, SocketAddr) {
+    let mut buf = vec![0u8; 65536];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut seen = Vec::new();
+    loop {
+        let (n, from) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {method} within {secs} s; got {seen:?}"))
+            .unwrap();
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.starts_with(&format!("{method} ")) {
+            return (m, from);
+        }
+        seen.push(m);
+    }
+}
+
+async fn next_response(sock: &UdpSocket, code: u16, secs: u64) -> String {
+    let mut buf = vec![0u8; 65536];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (n, _) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {code} within {secs} s"))
+            .unwrap();
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.starts_with("SIP/2.0 ") && status(&m) == code {
+            return m;
+        }
+    }
+}
+
+both_backends! {
+    async fn an_unanswered_phone_is_cancelled_and_the_phones_bye_ends_the_call(app) configure(calls_on) {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        use switchboard::acd::catalog::queue;
+        let alex = set_up(&app).await;
+        let sup = app.login("supervisor").await;
+        let tenant: switchboard::ids::TenantId = json_ok(app.get("/api/v1/tenant", &sup).await, 200).await["id"]
+            .as_str().unwrap().parse().unwrap();
+        // Offers to Sales ring for 2 s.
+        queue::Entity::update_many()
+            .col_expr(queue::Column::Config, Expr::value(json!({ "offer_timeout_secs": 2 })))
+            .filter(queue::Column::TenantId.eq(tenant))
+            .filter(queue::Column::Name.eq("Sales"))
+            .exec(&app.state.db.conn)
+            .await
+            .unwrap();
+        app.state.acd.reload(tenant);
+        let server = sip_addr(&app);
+        // The phone: a raw socket registered as 1001.
+        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        register(server, &format!("sip:1001@{}", phone.local_addr().unwrap())).await;
+        available(&app, &alex).await;
+        // The caller: a raw INVITE to the number (no RTP needed).
+        let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let cl = caller.local_addr().unwrap();
+        let body = "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49990 RTP/AVP 0\r\n";
+        let invite = format!(
+            "INVITE sip:442071838750@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cl};branch=z9hG4bKc1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@127.0.0.1>;tag=caller1\r\nTo: <sip:442071838750@127.0.0.1>\r\nCall-ID: raw-caller@test\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{cl}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        caller.send_to(invite.as_bytes(), server).await.unwrap();
+        let ok = next_response(&caller, 200, 5).await;
+        let ack = format!(
+            "ACK sip:442071838750@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cl};branch=z9hG4bKc2;rport\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@127.0.0.1>;tag=caller1\r\nTo: {}\r\nCall-ID: raw-caller@test\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+            hv(&ok, "To")
+        );
+        caller.send_to(ack.as_bytes(), server).await.unwrap();
+
+        // First offer: the phone rings and nobody answers; the ACD's
+        // no-answer CANCELs it (200 to the CANCEL, 487 to the INVITE, ACK).
+        let (inv, from) = next_request(&phone, "INVITE", 5).await;
+        assert!(hv(&inv, "From").contains("+441632960001"), "{inv}");
+        phone.send_to(reply(&inv, "180 Ringing", "ph1", "").as_bytes(), from).await.unwrap();
+        let (cancel, from) = next_request(&phone, "CANCEL", 6).await;
+        assert_eq!(hv(&cancel, "Call-ID"), hv(&inv, "Call-ID"));
+        phone.send_to(reply(&cancel, "200 OK", "ph1", "").as_bytes(), from).await.unwrap();
+        phone.send_to(reply(&inv, "487 Request Terminated", "ph1", "").as_bytes(), from).await.unwrap();
+        let (ack, _) = next_request(&phone, "ACK", 5).await;
+        assert_eq!(hv(&ack, "Call-ID"), hv(&inv, "Call-ID"));
+
+        // Alex (set away by the no-answer) comes back: the phone rings
+        // again, answers, and hangs up first.
+        available(&app, &alex).await;
+        let (inv, from) = next_request(&phone, "INVITE", 5).await;
+        let sdp = "v=0\r\no=p 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49992 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        let pl = phone.local_addr().unwrap();
+        let ok = reply(&inv, "200 OK", "ph2", sdp).replace("<sip:1001@127.0.0.1>", &format!("<sip:1001@{pl}>"));
+        phone.send_to(ok.as_bytes(), from).await.unwrap();
+        let (ack, _) = next_request(&phone, "ACK", 5).await;
+        assert!(hv(&ack, "To").contains("tag=ph2"), "{ack}");
+        let id = eventually(10, "the call is bridged", || async {
+            let i = the_call(&app).await?;
+            let id = i["id"].as_str().unwrap().to_owned();
+            let evs = events(&app, &id).await;
+            evs.iter().any(|e| e["kind"] == "bridged").then_some(id)
+        })
+        .await;
+        let bye = format!(
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {pl};branch=z9hG4bKp3;rport\r\nMax-Forwards: 70\r\nFrom: {to};tag=ph2\r\nTo: {from_h}\r\nCall-ID: {cid}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+            target = hv(&inv, "Contact").trim_matches(|c| c == '<' || c == '>'),
+            to = hv(&inv, "To"),
+            from_h = hv(&inv, "From"),
+            cid = hv(&inv, "Call-ID"),
+        );
+        phone.send_to(bye.as_bytes(), from).await.unwrap();
+        next_response(&phone, 200, 5).await;
+        // The caller is hung up on.
+        let (bye, from) = next_request(&caller, "BYE", 5).await;
+        caller.send_to(reply(&bye, "200 OK", "x", "").as_bytes(), from).await.unwrap();
+
+        let evs = eventually(10, "both legs have ended", || async {
+            let evs = events(&app, &id).await;
+            (evs.iter().filter(|e| e["kind"] == "agent_leg_ended").count() == 2
+                && evs.iter().any(|e| e["kind"] == "hangup"))
+                .then_some(evs)
+        })
+        .await;
+        let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert!(kinds.contains(&"offer_timed_out"), "{kinds:?}");
+        let legs: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "agent_leg_ended").collect();
+        assert_eq!(legs[0]["data"]["cause"], "cancelled", "{legs:?}");
+        assert_eq!(legs[1]["data"]["cause"], "agent_bye", "{legs:?}");
+        assert_eq!(event(&evs, "hangup")["data"]["cause"], "agent_hangup");
+        let i = json_ok(app.get(&format!("/api/v1/interactions/{id}"), &sup).await, 200).await;
+        assert_eq!((i["state"].as_str(), i["agent_id"].as_str()), (Some("wrap_up"), Some(alex.as_str())), "{i}");
+        let rtp = |k: &str| -> SocketAddr { event(&evs, k)["data"]["rtp"].as_str().unwrap().parse().unwrap() };
+        nothing_left(&app, &[rtp("answered"), rtp("bridged")]).await;
+    }
+}
