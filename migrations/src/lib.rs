@@ -12,6 +12,7 @@ mod m20261125_000002_contacts;
 mod m20261129_000003_acd;
 mod m20261130_000004_sip;
 mod m20261130_000005_sip_numbers;
+mod m20261130_000006_sip_trunks;
 mod util;
 
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_acd::Migration),
             Box::new(m20261130_000004_sip::Migration),
             Box::new(m20261130_000005_sip_numbers::Migration),
+            Box::new(m20261130_000006_sip_trunks::Migration),
         ]
     }
 }

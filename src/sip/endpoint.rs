@@ -228,7 +228,9 @@ impl SipServer {
             calls: super::call::Calls::new(endpoint.inner.clone(), addrs.udp, cancel.child_token()),
             uac: super::uac::Uac::new(endpoint.inner.clone(), addrs.udp),
             legs: super::agent_leg::Legs::default(),
+            outbound: super::outbound::Outbound::default(),
         });
+        super::outbound::register(addrs.udp, &sip);
         tracing::info!(udp = %addrs.udp, tcp = %addrs.tcp, "SIP endpoint bound");
         Ok(Self {
             addrs,
@@ -291,6 +293,7 @@ impl SipServer {
         calls_stop.cancel();
         tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+        sip.outbound.wait(Duration::from_secs(5)).await;
         cancel.cancel();
         tracing::info!("SIP endpoint stopped");
     }

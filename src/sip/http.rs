@@ -27,7 +27,14 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(list_numbers)
         .service(create_number)
         .service(get_number)
-        .service(delete_number);
+        .service(delete_number)
+        .service(super::trunks::list_trunks)
+        .service(super::trunks::create_trunk)
+        .service(super::trunks::get_trunk)
+        .service(super::trunks::update_trunk)
+        .service(super::trunks::delete_trunk)
+        .service(super::outbound::place_call)
+        .service(super::outbound::hang_up_call);
 }
 
 /// The SIP domain (and digest realm) of a tenant: `<slug>.<sip.domain>`.
@@ -455,6 +462,17 @@ async fn delete_number(
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+pub(super) async fn audit_trunk(
+    state: &AppState,
+    p: &crate::iam::auth::Principal,
+    meta: &crate::iam::auth::RequestMeta,
+    action: &str,
+    target: uuid::Uuid,
+    details: serde_json::Value,
+) -> ApiResult<()> {
+    audit_as(state, p, meta, (action, "sip_trunk"), target, details).await
 }
 
 async fn audit_as(

@@ -2,7 +2,8 @@
 //! and TCP on one port, a guard in front (rate limit, bans, scanners, size
 //! and header-count limits) and the registrar behind; inbound calls
 //! (`call`), calls we place (`uac`) and the agent's leg of a queued call
-//! (`agent_leg`). Trunks come later.
+//! (`agent_leg`), trunks (`trunks`) and the outbound calls through them
+//! (`outbound`).
 
 pub mod agent_leg;
 pub mod call;
@@ -11,10 +12,12 @@ pub mod endpoint;
 pub mod guard;
 pub mod http;
 pub mod numbers;
+pub mod outbound;
 pub mod registrar;
 pub mod sanity;
 pub mod sdp;
 pub mod store;
+pub mod trunks;
 pub mod uac;
 
 pub use endpoint::{SipAddrs, SipServer};
@@ -38,4 +41,6 @@ pub struct Sip {
     pub uac: uac::Uac,
     /// Agents' phones rung for offered calls.
     pub legs: agent_leg::Legs,
+    /// Outbound calls through trunks, and the trunks' rate limits.
+    pub outbound: outbound::Outbound,
 }

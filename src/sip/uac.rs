@@ -52,6 +52,18 @@ pub struct InviteRequest {
     pub sdp: String,
 }
 
+/// A repeated INVITE (after a digest challenge): the same Call-ID and From
+/// tag, a higher CSeq, and the credentials header.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    pub call_id: String,
+    pub from_tag: String,
+    pub cseq: u32,
+    /// `Authorization` or `Proxy-Authorization`.
+    pub header_name: &'static str,
+    pub header_value: String,
+}
+
 /// What comes out of a call being placed.
 #[derive(Debug)]
 pub enum InviteEvent {
@@ -69,6 +81,8 @@ pub struct Calling {
     endpoint: EndpointInnerRef,
     events: mpsc::UnboundedReceiver<InviteEvent>,
     pump: tokio::task::JoinHandle<()>,
+    /// The challenge header of a 401/407 answer, if one came.
+    challenge: std::sync::Arc<Mutex<Option<String>>>,
 }
 
 impl Drop for Calling {
@@ -140,6 +154,11 @@ fn clean(s: &str, max: usize) -> String {
         .collect()
 }
 
+/// Keeps what may go into a header value that has quotes of its own.
+fn clean_header(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(4096).collect()
+}
+
 fn new_tag() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
 }
@@ -188,6 +207,16 @@ impl Uac {
         r: &InviteRequest,
         advertise: Option<IpAddr>,
     ) -> Result<Calling, UacError> {
+        self.invite_with(r, advertise, None).await
+    }
+
+    /// Sends an INVITE, or repeats one with credentials (`retry`).
+    pub async fn invite_with(
+        &self,
+        r: &InviteRequest,
+        advertise: Option<IpAddr>,
+        retry: Option<&Retry>,
+    ) -> Result<Calling, UacError> {
         let here = self.advertised(advertise);
         let tp = transport_of(&r.target);
         let display = r
@@ -195,13 +224,23 @@ impl Uac {
             .as_deref()
             .map(|d| format!("\"{}\" ", clean(d, 60)))
             .unwrap_or_default();
-        let call_id = format!("{}@switchboard", uuid::Uuid::new_v4().simple());
+        let call_id = match retry {
+            Some(x) => clean(&x.call_id, 200),
+            None => format!("{}@switchboard", uuid::Uuid::new_v4().simple()),
+        };
+        let (tag, cseq_no) = match retry {
+            Some(x) => (clean(&x.from_tag, 64).replace([' ', ';'], ""), x.cseq),
+            None => (new_tag(), 1),
+        };
+        let auth = match retry {
+            Some(x) => format!("{}: {}\r\n", x.header_name, clean_header(&x.header_value)),
+            None => String::new(),
+        };
         let text = format!(
-            "INVITE {target} SIP/2.0\r\nVia: SIP/2.0/{tp} {here};branch={b};rport\r\nMax-Forwards: 70\r\nFrom: {display}<{from}>;tag={tag}\r\nTo: <{to}>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nContact: <sip:{cu}@{here};transport={tpl}>\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\nUser-Agent: Switchboard\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+            "INVITE {target} SIP/2.0\r\nVia: SIP/2.0/{tp} {here};branch={b};rport\r\nMax-Forwards: 70\r\nFrom: {display}<{from}>;tag={tag}\r\nTo: <{to}>\r\nCall-ID: {cid}\r\nCSeq: {cseq_no} INVITE\r\n{auth}Contact: <sip:{cu}@{here};transport={tpl}>\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\nUser-Agent: Switchboard\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
             target = r.target,
             b = branch(),
             from = r.from,
-            tag = new_tag(),
             to = r.to,
             cid = call_id,
             cu = clean(&r.contact_user, 64).replace([' ', ';', '@', ':'], ""),
@@ -229,6 +268,8 @@ impl Uac {
         let local_from = header_value(&invite.headers, "From")
             .unwrap_or("")
             .to_owned();
+        let challenge = std::sync::Arc::new(Mutex::new(None));
+        let challenge_in = challenge.clone();
         // The transaction is driven by its own task (its receive is not
         // cancel-safe); answers come out on the channel.
         let pump = tokio::spawn(async move {
@@ -255,6 +296,17 @@ impl Uac {
                     StatusCodeKind::Successful => continue,
                     _ if !finished => {
                         finished = true;
+                        if code == 401 || code == 407 {
+                            let name = if code == 401 {
+                                "WWW-Authenticate"
+                            } else {
+                                "Proxy-Authenticate"
+                            };
+                            if let Some(v) = header_value(&resp.headers, name) {
+                                *challenge_in.lock().unwrap_or_else(|e| e.into_inner()) =
+                                    Some(v.chars().take(2048).collect());
+                            }
+                        }
                         InviteEvent::Failed(code)
                     }
                     _ => continue,
@@ -273,6 +325,7 @@ impl Uac {
             endpoint: self.endpoint.clone(),
             events,
             pump,
+            challenge,
         })
     }
 
@@ -419,6 +472,38 @@ impl Calling {
         header_value(&self.invite.headers, "Call-ID").unwrap_or("")
     }
 
+    /// Our From tag.
+    pub fn from_tag(&self) -> String {
+        self.invite
+            .from_header()
+            .ok()
+            .and_then(|f| f.tag().ok().flatten())
+            .map(|t| t.value().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The INVITE's CSeq number.
+    pub fn cseq(&self) -> u32 {
+        header_value(&self.invite.headers, "CSeq")
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1)
+    }
+
+    /// The Request-URI of the INVITE.
+    pub fn target(&self) -> String {
+        self.invite.uri.to_string()
+    }
+
+    /// The challenge (`WWW-Authenticate` or `Proxy-Authenticate` value) of
+    /// a 401/407 answer, once it came.
+    pub fn challenge(&self) -> Option<String> {
+        self.challenge
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// CANCEL (its own transaction; the INVITE then ends with 487, or a 2xx
     /// that crossed it, which the caller must BYE). Returns CANCEL's status.
     pub async fn cancel(&self) -> Option<u16> {
@@ -433,9 +518,10 @@ impl Calling {
                 text.push_str(&format!("{}: {}\r\n", h.name(), h.value()));
             }
         }
-        text.push_str(
-            "Max-Forwards: 70\r\nCSeq: 1 CANCEL\r\nUser-Agent: Switchboard\r\nContent-Length: 0\r\n\r\n",
-        );
+        text.push_str(&format!(
+            "Max-Forwards: 70\r\nCSeq: {} CANCEL\r\nUser-Agent: Switchboard\r\nContent-Length: 0\r\n\r\n",
+            self.cseq()
+        ));
         let Ok(SipMessage::Request(req)) = SipMessage::try_from(text.as_str()) else {
             tracing::warn!(call_id = %self.call_id(), "could not build a CANCEL");
             return None;
