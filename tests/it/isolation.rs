@@ -179,6 +179,17 @@ async fn create_other_objects(app: &TestApp) -> OtherObjects {
         )
         .await;
     by_kind.insert("sip/numbers", id_of(&json_ok(r, 201).await));
+    let r = app
+        .post(
+            "/api/v1/sip/trunks",
+            &admin,
+            &json!({ "name": "other's trunk", "host": "127.0.0.1", "port": 9, "caller_id": "+442071838798", "auth_username": "other", "password": "other-trunk-secret" }),
+        )
+        .await;
+    by_kind.insert("sip/trunks", id_of(&json_ok(r, 201).await));
+    // A call's id is its interaction's.
+    let call = by_kind["interactions"].clone();
+    by_kind.insert("calls", call);
     for path in ["/api/v1/users", "/api/v1/api-keys", "/api/v1/webhooks"] {
         all_ids.extend(all_items(app, &admin, path).await.iter().map(id_of));
     }
@@ -220,6 +231,9 @@ fn body_for(method: &str, template: &str) -> Option<Value> {
         ("put", "/api/v1/queues/{id}") => json!({ "name": "pwned", "strategy": "longest_idle" }),
         ("put", "/api/v1/agents/{id}") => json!({ "capacity": { "voice": 0 } }),
         ("post", "/api/v1/interactions/{id}/route") => json!({ "queue_id": uuid::Uuid::now_v7() }),
+        ("put", "/api/v1/sip/trunks/{id}") => {
+            json!({ "name": "pwned", "host": "evil.example", "caller_id": "+12015550100" })
+        }
         ("patch", "/api/v1/segments/{id}") => {
             json!({ "name": "pwned", "expression": "tags has \"x\"" })
         }

@@ -26,4 +26,5 @@ mod sip;
 mod sip_bridge;
 mod sip_calls;
 mod sip_torture;
+mod sip_trunks;
 mod webhooks;
