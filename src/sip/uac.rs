@@ -11,7 +11,7 @@
 //! see the answers.
 //!
 //! The agent leg (`agent_leg.rs`) calls agents' phones with it; outbound
-//! trunk calls will too.
+//! trunk calls (`outbound.rs`) too, with `Retry` after a digest challenge.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

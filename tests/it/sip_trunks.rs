@@ -24,8 +24,8 @@ fn calls_on(s: &mut switchboard::config::Settings) {
     s.sip.enabled = true;
     s.sip.rtp_bind = "127.0.0.1".parse().unwrap();
     // Apart from the other SIP tests' ports (they may run at once).
-    s.sip.rtp_port_min = 44000;
-    s.sip.rtp_port_max = 44999;
+    s.sip.rtp_port_min = 51000;
+    s.sip.rtp_port_max = 51999;
 }
 
 fn free_port() -> u16 {
@@ -61,7 +61,7 @@ async fn far_end(
         }
         None => vec!["-sn".into(), "uas".into()],
     };
-    let media = 45000 + 20 * (port % 200);
+    let media = 50000 + 10 * (port % 100);
     args.extend([
         "-i".into(),
         "127.0.0.1".into(),
