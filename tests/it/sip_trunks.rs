@@ -549,8 +549,18 @@ both_backends! {
     async fn no_answer_cancels_on_the_ring_timeout(app) configure(calls_on) {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let uas = far_end(dir.path(), Some(RINGS_FOREVER), port, 1).await;
+        let uas = far_end(dir.path(), Some(RINGS_FOREVER), port, 2).await;
         let trunk = add_trunk(&app, port, json!({})).await;
+        // Our hang-up while it rings is a CANCEL too.
+        let id = call(&app, &trunk, json!({ "ring_timeout_secs": 60 })).await;
+        has_event(&app, &id, "ringing", 10).await;
+        hang_up(&app, &id).await;
+        let (i, evs) = closed(&app, &id).await;
+        let hangup = event(&evs, "hangup");
+        assert_eq!(hangup["data"]["cause"], "api_hangup", "{hangup}");
+        assert_eq!(hangup["data"]["sip_status"], 487);
+        assert_eq!(i["close_reason"], "terminated", "{i}");
+
         let id = call(&app, &trunk, json!({ "ring_timeout_secs": 2 })).await;
         has_event(&app, &id, "ringing", 10).await;
         let (i, evs) = closed(&app, &id).await;
