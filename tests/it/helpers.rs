@@ -499,3 +499,29 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A block of `n` consecutive UDP ports on 127.0.0.1, all free when asked
+/// (for SIPp's media, which takes a port and the ones after it). Each test
+/// runs in its own process: the search starts at a place picked from the
+/// process id, and every port of the block is checked by binding it.
+pub fn free_udp_block(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Above the services' own RTP ranges in the tests (20000-29999 by
+    // default, 41000-51999 in the SIP tests).
+    const FROM: u32 = 52_000;
+    const SPAN: u32 = 8_000;
+    let start = (std::process::id() % (SPAN / 20)) * 20;
+    for _ in 0..2_000 {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = FROM + (start + step * 20) % SPAN;
+        let base = (base & !1) as u16;
+        let held: Vec<_> = (0..n)
+            .map_while(|i| std::net::UdpSocket::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if held.len() == n as usize {
+            return base;
+        }
+    }
+    panic!("no block of {n} free UDP ports");
+}

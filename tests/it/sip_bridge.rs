@@ -298,7 +298,7 @@ async fn phone(
     let path = dir.join("phone.xml");
     std::fs::write(&path, scenario).unwrap();
     let port = free_port();
-    let media = 49000 + 20 * (port % 40);
+    let media = free_udp_block(20);
     let uas = sipp(
         dir,
         vec![

@@ -162,7 +162,7 @@ both_backends! {
         let cwd = dir.path().to_path_buf();
         // Ports of its own (the two backends' calls may run at once).
         let sipp_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-        let media_port = (42100 + 100 * (sipp_port.parse::<u32>().unwrap() % 50)).to_string();
+        let media_port = free_udp_block(10).to_string();
         let out = tokio::task::spawn_blocking(move || {
             std::process::Command::new("sipp")
                 .current_dir(&cwd)

@@ -61,7 +61,7 @@ async fn far_end(
         }
         None => vec!["-sn".into(), "uas".into()],
     };
-    let media = 50000 + 10 * (port % 100);
+    let media = free_udp_block(10);
     args.extend([
         "-i".into(),
         "127.0.0.1".into(),
