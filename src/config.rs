@@ -229,6 +229,8 @@ pub struct SipSettings {
     pub answer_after_ms: u64,
     /// Record calls to `<data.dir>/recordings/<tenant>/<interaction>.wav`.
     pub record_calls: bool,
+    /// Every enabled trunk gets an OPTIONS this often, in seconds (5-3600).
+    pub trunk_keepalive_secs: u64,
 }
 
 impl Default for SipSettings {
@@ -255,6 +257,7 @@ impl Default for SipSettings {
             rtp_timeout_secs: 60,
             answer_after_ms: 0,
             record_calls: true,
+            trunk_keepalive_secs: 30,
         }
     }
 }
@@ -520,6 +523,9 @@ impl Settings {
             || sip.answer_after_ms > 60_000
         {
             return bad("sip.rtp_port_min must be at least 1024 with room for two port pairs up to sip.rtp_port_max, sip.rtp_timeout_secs positive, and sip.answer_after_ms at most 60000".into());
+        }
+        if !(5..=3600).contains(&sip.trunk_keepalive_secs) {
+            return bad("sip.trunk_keepalive_secs must be 5-3600".into());
         }
         let algs = &sip.digest_algorithms;
         let known = algs

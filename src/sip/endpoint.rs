@@ -229,6 +229,7 @@ impl SipServer {
             uac: super::uac::Uac::new(endpoint.inner.clone(), addrs.udp),
             legs: super::agent_leg::Legs::default(),
             outbound: super::outbound::Outbound::default(),
+            health: super::keepalive::Health::default(),
         });
         super::outbound::register(addrs.udp, &sip);
         tracing::info!(udp = %addrs.udp, tcp = %addrs.tcp, "SIP endpoint bound");
@@ -275,6 +276,7 @@ impl SipServer {
                 calls_stop.clone(),
             ));
         }
+        tasks.spawn(super::keepalive::run(sip.clone(), calls_stop.clone()));
         let serve = async {
             endpoint.serve().await;
         };

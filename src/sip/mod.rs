@@ -2,8 +2,8 @@
 //! and TCP on one port, a guard in front (rate limit, bans, scanners, size
 //! and header-count limits) and the registrar behind; inbound calls
 //! (`call`), calls we place (`uac`) and the agent's leg of a queued call
-//! (`agent_leg`), trunks (`trunks`) and the outbound calls through them
-//! (`outbound`).
+//! (`agent_leg`), trunks (`trunks`), their OPTIONS keep-alive (`keepalive`)
+//! and the outbound calls through them (`outbound`).
 
 pub mod agent_leg;
 pub mod call;
@@ -11,6 +11,7 @@ pub mod digest;
 pub mod endpoint;
 pub mod guard;
 pub mod http;
+pub mod keepalive;
 pub mod numbers;
 pub mod outbound;
 pub mod registrar;
@@ -43,4 +44,6 @@ pub struct Sip {
     pub legs: agent_leg::Legs,
     /// Outbound calls through trunks, and the trunks' rate limits.
     pub outbound: outbound::Outbound,
+    /// Trunks' OPTIONS keep-alive outcomes.
+    pub health: keepalive::Health,
 }

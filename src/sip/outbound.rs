@@ -111,7 +111,7 @@ pub(crate) fn register(addr: SocketAddr, sip: &Arc<Sip>) {
     n.push((addr, Arc::downgrade(sip)));
 }
 
-fn sip_for(addr: SocketAddr) -> Option<Arc<Sip>> {
+pub(crate) fn sip_for(addr: SocketAddr) -> Option<Arc<Sip>> {
     let n = NODES.lock().unwrap_or_else(|e| e.into_inner());
     n.iter()
         .find(|(a, _)| *a == addr)
@@ -421,7 +421,7 @@ struct OutCall {
     recording: Option<std::path::PathBuf>,
 }
 
-fn host_part(h: &str) -> String {
+pub(crate) fn host_part(h: &str) -> String {
     if h.parse::<std::net::Ipv6Addr>().is_ok() {
         format!("[{h}]")
     } else {

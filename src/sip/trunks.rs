@@ -2,7 +2,8 @@
 //! is a host, port and transport, optional digest credentials (the password
 //! sealed with the master key, never returned), the caller id its calls
 //! carry by default and a calls-per-second limit (a token bucket per trunk
-//! on each node, [`Cps`]).
+//! on each node, [`Cps`]). Views carry the trunk's OPTIONS keep-alive
+//! health on this node (`keepalive`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -131,6 +132,20 @@ pub struct TrunkView {
     pub cps_limit: i32,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
+    /// The last OPTIONS keep-alive's outcome on this node (null until the
+    /// trunk was checked, or when SIP is off). Calls through a `down` trunk
+    /// still go out.
+    pub health: Option<super::keepalive::TrunkHealth>,
+}
+
+impl TrunkView {
+    fn with_health(t: trunk::Model, state: &AppState) -> Self {
+        let health = super::keepalive::health_of(state, t.id);
+        Self {
+            health,
+            ..Self::from(t)
+        }
+    }
 }
 
 impl From<trunk::Model> for TrunkView {
@@ -147,6 +162,7 @@ impl From<trunk::Model> for TrunkView {
             cps_limit: t.cps_limit,
             enabled: t.enabled,
             created_at: t.created_at,
+            health: None,
         }
     }
 }
@@ -310,7 +326,7 @@ pub(super) async fn list_trunks(
         rows,
         limit,
         |t| t.id,
-        TrunkView::from,
+        |t| TrunkView::with_health(t, &state),
     )))
 }
 
@@ -322,7 +338,8 @@ pub(super) async fn get_trunk(
     auth: Auth<AdminOnly>,
     id: crate::http::extract::Path<uuid::Uuid>,
 ) -> ApiResult<web::Json<TrunkView>> {
-    Ok(web::Json(find(&state, auth.tenant_id, *id).await?.into()))
+    let t = find(&state, auth.tenant_id, *id).await?;
+    Ok(web::Json(TrunkView::with_health(t, &state)))
 }
 
 /// Add a SIP trunk for outbound calls.
@@ -421,7 +438,7 @@ pub(super) async fn update_trunk(
         serde_json::json!({ "name": m.name, "host": m.host }),
     )
     .await?;
-    Ok(web::Json(m.into()))
+    Ok(web::Json(TrunkView::with_health(m, &state)))
 }
 
 /// Delete a SIP trunk (calls in progress through it go on).

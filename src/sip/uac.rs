@@ -36,6 +36,15 @@ pub enum UacError {
     Send(String),
 }
 
+/// Why an OPTIONS got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no answer in time")]
+    Timeout,
+    #[error("{0}")]
+    Transport(String),
+}
+
 /// What a new call needs.
 #[derive(Debug, Clone)]
 pub struct InviteRequest {
@@ -400,6 +409,47 @@ impl Uac {
             return None;
         };
         self.non_invite(req).await
+    }
+
+    /// Sends an OPTIONS to `target` (a trunk's URI) and waits up to `wait`
+    /// for its final answer: the status, or why there was none.
+    pub async fn options(
+        &self,
+        target: &str,
+        advertise: Option<IpAddr>,
+        wait: Duration,
+    ) -> Result<u16, ProbeError> {
+        let here = self.advertised(advertise);
+        let tp = transport_of(target);
+        let text = format!(
+            "OPTIONS {target} SIP/2.0\r\nVia: SIP/2.0/{tp} {here};branch={b};rport\r\nMax-Forwards: 70\r\nFrom: <sip:switchboard@{here}>;tag={tag}\r\nTo: <{target}>\r\nCall-ID: {cid}@switchboard\r\nCSeq: 1 OPTIONS\r\nAccept: application/sdp\r\nUser-Agent: Switchboard\r\nContent-Length: 0\r\n\r\n",
+            b = branch(),
+            tag = new_tag(),
+            cid = uuid::Uuid::new_v4().simple(),
+        );
+        let Ok(SipMessage::Request(req)) = SipMessage::try_from(text.as_str()) else {
+            return Err(ProbeError::Transport("could not build the OPTIONS".into()));
+        };
+        let key = TransactionKey::from_request(&req, TransactionRole::Client)
+            .map_err(|e| ProbeError::Transport(e.to_string()))?;
+        let mut tx = Transaction::new_client(key, req, self.endpoint.clone(), None);
+        tokio::time::timeout(wait, async move {
+            tx.send()
+                .await
+                .map_err(|e| ProbeError::Transport(e.to_string()))?;
+            while let Some(m) = tx.receive().await {
+                if let SipMessage::Response(r) = m
+                    && r.status_code.kind() != StatusCodeKind::Provisional
+                {
+                    return Ok(u16::from(r.status_code));
+                }
+            }
+            Err(ProbeError::Transport(
+                "the transaction ended unanswered".into(),
+            ))
+        })
+        .await
+        .unwrap_or(Err(ProbeError::Timeout))
     }
 
     async fn non_invite(&self, req: Request) -> Option<u16> {

@@ -6,7 +6,9 @@
 //! credentials, checked by SIPp's `verifyauth`; without credentials the call
 //! fails with `auth_required`), the calls-per-second limit (429, exactly
 //! `limit` calls placed), who may call (not agents or marketers) and bad
-//! input (422, nothing placed).
+//! input (422, nothing placed). The OPTIONS keep-alive: a trunk whose far
+//! end (SIPp) answers is `up` with the status and a round-trip time, one on
+//! a closed port `down`, a disabled one unchecked.
 
 use std::path::Path;
 use std::time::Duration;
@@ -272,6 +274,29 @@ Content-Length: 0
   <recv request="ACK"/>
 </scenario>
 "#;
+
+/// Answers an OPTIONS with 200 (each OPTIONS is a SIPp call of its own).
+const ANSWERS_OPTIONS: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="trunk answers OPTIONS">
+  <recv request="OPTIONS" crlf="true"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Allow: INVITE, ACK, BYE, CANCEL, OPTIONS
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#;
+
+fn keepalive_on(s: &mut switchboard::config::Settings) {
+    calls_on(s);
+    s.sip.trunk_keepalive_secs = 1;
+}
 
 async fn add_trunk(app: &TestApp, port: u16, extra: Value) -> String {
     let admin = app.login("admin").await;
@@ -633,5 +658,51 @@ both_backends! {
         for id in &placed {
             closed(&app, id).await;
         }
+    }
+
+    async fn the_keepalive_shows_trunks_up_or_down(app) configure(keepalive_on) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let uas = far_end(dir.path(), Some(ANSWERS_OPTIONS), port, 2).await;
+        let admin = app.login("admin").await;
+        let up = add_trunk(&app, port, json!({})).await;
+        let closed_port = free_port();
+        let down = add_trunk(&app, closed_port, json!({})).await;
+        let off = add_trunk(&app, free_port(), json!({ "enabled": false })).await;
+        // Null until checked.
+        let fresh = json_ok(app.get(&format!("/api/v1/sip/trunks/{off}"), &admin).await, 200).await;
+        assert!(fresh["health"].is_null(), "{fresh}");
+
+        let h = eventually(15, "the answering trunk is up", || async {
+            let t = json_ok(app.get(&format!("/api/v1/sip/trunks/{up}"), &admin).await, 200).await;
+            (t["health"]["status"] == "up").then(|| t["health"].clone())
+        })
+        .await;
+        assert_eq!(h["last_status_code"], 200, "{h}");
+        assert!(h["rtt_ms"].as_u64().unwrap() < 5000, "{h}");
+        assert!(h["last_checked_at"].is_string(), "{h}");
+        // The far end got our OPTIONS (and answered them).
+        assert_ok(&uas.await.unwrap(), dir.path());
+
+        let h = eventually(20, "the closed port's trunk is down", || async {
+            let t = json_ok(app.get(&format!("/api/v1/sip/trunks/{down}"), &admin).await, 200).await;
+            (t["health"]["status"] == "down").then(|| t["health"].clone())
+        })
+        .await;
+        assert!(h["last_status_code"].is_null(), "{h}");
+        assert!(h["rtt_ms"].is_null(), "{h}");
+        assert!(h["last_checked_at"].is_string(), "{h}");
+
+        // The list shows it too; a disabled trunk is not checked.
+        let list = json_ok(app.get("/api/v1/sip/trunks", &admin).await, 200).await;
+        let items = list["items"].as_array().unwrap();
+        let of = |id: &str| items.iter().find(|t| t["id"] == id).unwrap()["health"].clone();
+        assert_eq!(of(&down)["status"], "down");
+        assert!(!of(&up).is_null());
+        assert!(of(&off).is_null(), "{list}");
+
+        // A call through a down trunk still goes out (and fails there).
+        let id = call(&app, &down, json!({ "ring_timeout_secs": 1 })).await;
+        closed(&app, &id).await;
     }
 }
