@@ -13,6 +13,7 @@ mod m20261129_000003_acd;
 mod m20261130_000004_sip;
 mod m20261130_000005_sip_numbers;
 mod m20261130_000006_sip_trunks;
+mod m20261130_000007_sip_trunk_registration;
 mod util;
 
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000004_sip::Migration),
             Box::new(m20261130_000005_sip_numbers::Migration),
             Box::new(m20261130_000006_sip_trunks::Migration),
+            Box::new(m20261130_000007_sip_trunk_registration::Migration),
         ]
     }
 }

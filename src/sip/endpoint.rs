@@ -230,6 +230,8 @@ impl SipServer {
             legs: super::agent_leg::Legs::default(),
             outbound: super::outbound::Outbound::default(),
             health: super::keepalive::Health::default(),
+            registrations: super::trunk_reg::Registrations::default(),
+            sealer: crate::crypto::Sealer::new(master_key),
         });
         super::outbound::register(addrs.udp, &sip);
         tracing::info!(udp = %addrs.udp, tcp = %addrs.tcp, "SIP endpoint bound");
@@ -277,6 +279,7 @@ impl SipServer {
             ));
         }
         tasks.spawn(super::keepalive::run(sip.clone(), calls_stop.clone()));
+        tasks.spawn(super::trunk_reg::run(sip.clone(), calls_stop.clone()));
         let serve = async {
             endpoint.serve().await;
         };

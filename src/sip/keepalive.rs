@@ -174,6 +174,8 @@ mod tests {
             cps_limit: 1,
             enabled: true,
             created_at: Utc::now(),
+            register: false,
+            register_expires_secs: 3600,
         };
         assert_eq!(target_of(&t), "sip:sip.example.com:5080");
         t.transport = "tcp".into();

@@ -3,7 +3,7 @@
 //! and header-count limits) and the registrar behind; inbound calls
 //! (`call`), calls we place (`uac`) and the agent's leg of a queued call
 //! (`agent_leg`), trunks (`trunks`), their OPTIONS keep-alive (`keepalive`)
-//! and the outbound calls through them (`outbound`).
+//! and registration (`trunk_reg`), and the outbound calls through them (`outbound`).
 
 pub mod agent_leg;
 pub mod call;
@@ -18,6 +18,7 @@ pub mod registrar;
 pub mod sanity;
 pub mod sdp;
 pub mod store;
+pub mod trunk_reg;
 pub mod trunks;
 pub mod uac;
 
@@ -46,4 +47,8 @@ pub struct Sip {
     pub outbound: outbound::Outbound,
     /// Trunks' OPTIONS keep-alive outcomes.
     pub health: keepalive::Health,
+    /// Trunks' registrations.
+    pub registrations: trunk_reg::Registrations,
+    /// Opens trunks' sealed passwords.
+    pub sealer: crate::crypto::Sealer,
 }

@@ -354,6 +354,17 @@ fn challenge_params(v: &str) -> Option<HashMap<String, String>> {
 
 /// The `Authorization` value answering `challenge` for an INVITE to `uri`.
 pub fn authorization(challenge: &str, user: &str, password: &str, uri: &str) -> Option<String> {
+    authorization_for("INVITE", challenge, user, password, uri)
+}
+
+/// The `Authorization` value answering `challenge` for a `method` to `uri`.
+pub fn authorization_for(
+    method: &str,
+    challenge: &str,
+    user: &str,
+    password: &str,
+    uri: &str,
+) -> Option<String> {
     let p = challenge_params(challenge)?;
     let realm = p.get("realm")?.clone();
     let nonce = p.get("nonce")?.clone();
@@ -382,7 +393,7 @@ pub fn authorization(challenge: &str, user: &str, password: &str, uri: &str) -> 
         cnonce: qop.as_ref().map(|_| cnonce.clone()),
     };
     let ha1 = digest::ha1(alg, user, &realm, password);
-    let response = digest::expected_response(alg, &ha1, "INVITE", &creds)?;
+    let response = digest::expected_response(alg, &ha1, method, &creds)?;
     let q = |s: &str| s.replace(['"', '\\'], "");
     let mut h = format!(
         "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{response}\", algorithm={}",

@@ -43,6 +43,10 @@ pub mod trunk {
         pub cps_limit: i32,
         pub enabled: bool,
         pub created_at: DateTimeUtc,
+        /// Whether we REGISTER with the trunk (`trunk_reg`).
+        pub register: bool,
+        /// The registration lifetime we ask for.
+        pub register_expires_secs: i32,
     }
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
@@ -116,6 +120,11 @@ pub struct TrunkRequest {
     pub cps_limit: Option<i64>,
     /// Default true.
     pub enabled: Option<bool>,
+    /// REGISTER with the trunk (answering its digest challenge with the
+    /// credentials above), refreshed before expiry. Default false.
+    pub register: Option<bool>,
+    /// The registration lifetime asked for (60-86400 s, default 3600).
+    pub register_expires_secs: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -136,13 +145,24 @@ pub struct TrunkView {
     /// trunk was checked, or when SIP is off). Calls through a `down` trunk
     /// still go out.
     pub health: Option<super::keepalive::TrunkHealth>,
+    pub register: bool,
+    pub register_expires_secs: i32,
+    /// The last REGISTER's outcome on this node (null unless `register`
+    /// and tried, or with SIP off).
+    pub registration: Option<super::trunk_reg::TrunkRegistration>,
 }
 
 impl TrunkView {
     fn with_health(t: trunk::Model, state: &AppState) -> Self {
         let health = super::keepalive::health_of(state, t.id);
+        let registration = if t.register {
+            super::trunk_reg::registration_of(state, t.id)
+        } else {
+            None
+        };
         Self {
             health,
+            registration,
             ..Self::from(t)
         }
     }
@@ -163,6 +183,9 @@ impl From<trunk::Model> for TrunkView {
             enabled: t.enabled,
             created_at: t.created_at,
             health: None,
+            register: t.register,
+            register_expires_secs: t.register_expires_secs,
+            registration: None,
         }
     }
 }
@@ -203,6 +226,8 @@ struct Checked {
     caller_id: String,
     cps_limit: i32,
     enabled: bool,
+    register: bool,
+    register_expires_secs: i32,
 }
 
 fn check(b: TrunkRequest, region: &str, has_stored_password: bool) -> ApiResult<Checked> {
@@ -257,6 +282,10 @@ fn check(b: TrunkRequest, region: &str, has_stored_password: bool) -> ApiResult<
     if !(1..=1000).contains(&cps) {
         v.add("cps_limit", "must be 1-1000");
     }
+    let expires = b.register_expires_secs.unwrap_or(3600);
+    if !(60..=86400).contains(&expires) {
+        v.add("register_expires_secs", "must be 60-86400");
+    }
     v.finish()?;
     Ok(Checked {
         name,
@@ -268,6 +297,8 @@ fn check(b: TrunkRequest, region: &str, has_stored_password: bool) -> ApiResult<
         caller_id,
         cps_limit: cps as i32,
         enabled: b.enabled.unwrap_or(true),
+        register: b.register.unwrap_or(false),
+        register_expires_secs: expires as i32,
     })
 }
 
@@ -370,6 +401,8 @@ pub(super) async fn create_trunk(
         cps_limit: Set(c.cps_limit),
         enabled: Set(c.enabled),
         created_at: Set(Utc::now()),
+        register: Set(c.register),
+        register_expires_secs: Set(c.register_expires_secs),
     }
     .insert(&state.db.conn)
     .await
@@ -422,6 +455,8 @@ pub(super) async fn update_trunk(
     a.caller_id = Set(c.caller_id);
     a.cps_limit = Set(c.cps_limit);
     a.enabled = Set(c.enabled);
+    a.register = Set(c.register);
+    a.register_expires_secs = Set(c.register_expires_secs);
     let m = a
         .update(&state.db.conn)
         .await

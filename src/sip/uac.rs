@@ -45,6 +45,29 @@ pub enum ProbeError {
     Transport(String),
 }
 
+/// A REGISTER with a trunk (one registration keeps its Call-ID and From
+/// tag, and a growing CSeq).
+#[derive(Debug, Clone)]
+pub struct RegisterRequest {
+    /// Request-URI: the trunk's URI.
+    pub registrar: String,
+    /// Address of record (From and To).
+    pub aor: String,
+    /// The user part of our Contact.
+    pub user: String,
+    pub call_id: String,
+    pub from_tag: String,
+    pub cseq: u32,
+    pub expires: u32,
+    /// `Authorization` or `Proxy-Authorization`, and its value.
+    pub authorization: Option<(&'static str, String)>,
+}
+
+/// A header's value in a response (the first of that name).
+pub fn response_header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    header_value(&r.headers, name)
+}
+
 /// What a new call needs.
 #[derive(Debug, Clone)]
 pub struct InviteRequest {
@@ -427,8 +450,44 @@ impl Uac {
             tag = new_tag(),
             cid = uuid::Uuid::new_v4().simple(),
         );
-        let Ok(SipMessage::Request(req)) = SipMessage::try_from(text.as_str()) else {
-            return Err(ProbeError::Transport("could not build the OPTIONS".into()));
+        self.final_answer(&text, wait)
+            .await
+            .map(|r| u16::from(r.status_code))
+    }
+
+    /// Sends a REGISTER for `r` and waits up to `wait` for its final answer.
+    pub async fn register(
+        &self,
+        r: &RegisterRequest,
+        advertise: Option<IpAddr>,
+        wait: Duration,
+    ) -> Result<Response, ProbeError> {
+        let here = self.advertised(advertise);
+        let tp = transport_of(&r.registrar);
+        let auth = match &r.authorization {
+            Some((name, value)) => format!("{name}: {}\r\n", clean_header(value)),
+            None => String::new(),
+        };
+        let user = clean(&r.user, 64).replace([' ', ';', '@', ':'], "");
+        let text = format!(
+            "REGISTER {registrar} SIP/2.0\r\nVia: SIP/2.0/{tp} {here};branch={b};rport\r\nMax-Forwards: 70\r\nFrom: <{aor}>;tag={tag}\r\nTo: <{aor}>\r\nCall-ID: {cid}\r\nCSeq: {cseq} REGISTER\r\n{auth}Contact: <sip:{user}@{here};transport={tpl}>\r\nExpires: {expires}\r\nUser-Agent: Switchboard\r\nContent-Length: 0\r\n\r\n",
+            registrar = r.registrar,
+            b = branch(),
+            aor = r.aor,
+            tag = clean(&r.from_tag, 64).replace([' ', ';'], ""),
+            cid = clean(&r.call_id, 200),
+            cseq = r.cseq,
+            tpl = tp.to_ascii_lowercase(),
+            expires = r.expires,
+        );
+        self.final_answer(&text, wait).await
+    }
+
+    /// Sends a non-INVITE request (its text) on a client transaction and
+    /// waits up to `wait` for its final answer.
+    async fn final_answer(&self, text: &str, wait: Duration) -> Result<Response, ProbeError> {
+        let Ok(SipMessage::Request(req)) = SipMessage::try_from(text) else {
+            return Err(ProbeError::Transport("could not build the request".into()));
         };
         let key = TransactionKey::from_request(&req, TransactionRole::Client)
             .map_err(|e| ProbeError::Transport(e.to_string()))?;
@@ -441,7 +500,7 @@ impl Uac {
                 if let SipMessage::Response(r) = m
                     && r.status_code.kind() != StatusCodeKind::Provisional
                 {
-                    return Ok(u16::from(r.status_code));
+                    return Ok(r);
                 }
             }
             Err(ProbeError::Transport(

@@ -8,7 +8,10 @@
 //! `limit` calls placed), who may call (not agents or marketers) and bad
 //! input (422, nothing placed). The OPTIONS keep-alive: a trunk whose far
 //! end (SIPp) answers is `up` with the status and a round-trip time, one on
-//! a closed port `down`, a disabled one unchecked.
+//! a closed port `down`, a disabled one unchecked. Registration: a SIPp
+//! registrar challenges (401) and checks our digest (`verifyauth`), grants
+//! 2 s, and gets the refresh (challenged and checked again); a registrar
+//! that never answers leaves the trunk `failed`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -293,9 +296,74 @@ Content-Length: 0
 </scenario>
 "#;
 
+/// A registrar: 401, then the credentials checked (403 when wrong) and
+/// 200 granting 2 s; the refresh the same way, granted an hour.
+fn registrar() -> String {
+    let challenge_then_check = |n: u32, expires: u32| {
+        format!(
+            r#"  <recv request="REGISTER" crlf="true"/>
+  <send><![CDATA[
+SIP/2.0 401 Unauthorized
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag0{n}[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+WWW-Authenticate: Digest realm="trunk.test", nonce="4a7b1c9d2e5f{n}", algorithm=MD5
+Content-Length: 0
+
+]]></send>
+  <recv request="REGISTER" crlf="true">
+    <action>
+      <verifyauth assign_to="authvalid" username="{TRUNK_USER}" password="{TRUNK_PASSWORD}"/>
+    </action>
+  </recv>
+  <nop hide="true" test="authvalid" next="good{n}"/>
+  <send next="done"><![CDATA[
+SIP/2.0 403 Forbidden
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag0{n}[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <label id="good{n}"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag0{n}[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Contact:];expires={expires}
+Content-Length: 0
+
+]]></send>
+"#
+        )
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="trunk registrar">
+{}{}  <label id="done"/>
+</scenario>
+"#,
+        challenge_then_check(1, 2),
+        challenge_then_check(2, 3600)
+    )
+}
+
 fn keepalive_on(s: &mut switchboard::config::Settings) {
     calls_on(s);
     s.sip.trunk_keepalive_secs = 1;
+}
+
+fn registration_on(s: &mut switchboard::config::Settings) {
+    calls_on(s);
+    // No OPTIONS at the registrar (SIPp would take one for a new call).
+    s.sip.trunk_keepalive_secs = 3600;
 }
 
 async fn add_trunk(app: &TestApp, port: u16, extra: Value) -> String {
@@ -704,5 +772,53 @@ both_backends! {
         // A call through a down trunk still goes out (and fails there).
         let id = call(&app, &down, json!({ "ring_timeout_secs": 1 })).await;
         closed(&app, &id).await;
+    }
+
+    async fn a_trunk_registers_answers_the_challenge_and_refreshes(app) configure(registration_on) {
+        let admin = app.login("admin").await;
+        let bad = json!({ "name": "x", "host": "h.example", "caller_id": CALLER_ID, "register": true, "register_expires_secs": 10 });
+        let e = expect_error(app.post("/api/v1/sip/trunks", &admin, &bad).await, 422, "validation_failed").await;
+        assert!(e.to_string().contains("register_expires_secs"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let scenario = registrar();
+        let uas = far_end(dir.path(), Some(&scenario), port, 1).await;
+        let reg = add_trunk(&app, port, json!({ "auth_username": TRUNK_USER, "password": TRUNK_PASSWORD, "register": true, "register_expires_secs": 600 })).await;
+        let silent = add_trunk(&app, free_port(), json!({ "register": true })).await;
+        let plain = add_trunk(&app, free_port(), json!({})).await;
+        let t = json_ok(app.get(&format!("/api/v1/sip/trunks/{reg}"), &admin).await, 200).await;
+        assert_eq!(t["register"], true);
+        assert_eq!(t["register_expires_secs"], 600);
+
+        let r = eventually(15, "the trunk is registered", || async {
+            let t = json_ok(app.get(&format!("/api/v1/sip/trunks/{reg}"), &admin).await, 200).await;
+            (t["registration"]["status"] == "registered").then(|| t["registration"].clone())
+        })
+        .await;
+        assert_eq!(r["last_status_code"], 200, "{r}");
+        assert!(r["expires_at"].is_string(), "{r}");
+        // The refresh came (challenged and checked again: the scenario's end).
+        assert_ok(&uas.await.unwrap(), dir.path());
+        let r = eventually(10, "the refresh is registered for the hour", || async {
+            let t = json_ok(app.get(&format!("/api/v1/sip/trunks/{reg}"), &admin).await, 200).await;
+            let r = t["registration"].clone();
+            let at = chrono::DateTime::parse_from_rfc3339(r["last_attempt_at"].as_str()?).ok()?;
+            let until = chrono::DateTime::parse_from_rfc3339(r["expires_at"].as_str()?).ok()?;
+            // Never longer than asked (600 s).
+            ((until - at).num_seconds() > 500).then_some(r)
+        })
+        .await;
+        assert_eq!(r["status"], "registered", "{r}");
+
+        let r = eventually(20, "an unanswered registration fails", || async {
+            let t = json_ok(app.get(&format!("/api/v1/sip/trunks/{silent}"), &admin).await, 200).await;
+            (t["registration"]["status"] == "failed").then(|| t["registration"].clone())
+        })
+        .await;
+        assert!(r["last_status_code"].is_null(), "{r}");
+        let t = json_ok(app.get(&format!("/api/v1/sip/trunks/{plain}"), &admin).await, 200).await;
+        assert!(t["registration"].is_null(), "{t}");
+        assert_eq!(t["register"], false);
     }
 }
