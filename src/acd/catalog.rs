@@ -969,18 +969,8 @@ async fn save_queue(
         .await?
         .map_err(|e| queue_refusal(e, &b, &names))?;
     let txn = crate::db::begin_write(db).await?;
-    let am = queue::ActiveModel {
-        id: Set(model.id),
-        tenant_id: Set(t),
-        name: Set(model.name.clone()),
-        description: Set(model.description.clone()),
-        strategy: Set(model.strategy.clone()),
-        priority: Set(model.priority),
-        sl_target_pct: Set(model.sl_target_pct),
-        sl_threshold_secs: Set(model.sl_threshold_secs),
-        config: Set(model.config.clone()),
-        created_at: Set(model.created_at),
-    };
+    // Every column written, on insert and on update alike.
+    let am = queue::ActiveModel::from(model.clone()).reset_all();
     if existing.is_some() {
         am.update(&txn).await?;
     } else {
@@ -1240,15 +1230,7 @@ async fn save_agent(
         .collect();
     let cfg = super::service::agent_config(&model, &skills)?;
     let txn = crate::db::begin_write(db).await?;
-    let am = agent::ActiveModel {
-        id: Set(id),
-        tenant_id: Set(t),
-        user_id: Set(user_id),
-        extension: Set(model.extension.clone()),
-        capacity: Set(model.capacity.clone()),
-        routing: Set(model.routing.clone()),
-        created_at: Set(model.created_at),
-    };
+    let am = agent::ActiveModel::from(model.clone()).reset_all();
     if existing.is_some() {
         am.update(&txn).await?;
     } else {
