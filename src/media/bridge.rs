@@ -42,10 +42,12 @@ impl Bridge {
 }
 
 impl Drop for Bridge {
+    /// Ends this bridge's relays only: a leg bridged elsewhere since (a
+    /// transfer) keeps its new relay.
     fn drop(&mut self) {
-        for leg in [&self.a, &self.b] {
+        for (leg, other) in [(&self.a, &self.b), (&self.b, &self.a)] {
             if let Some(inner) = leg.upgrade() {
-                inner.set_relay(None);
+                inner.clear_relay_to(other);
             }
         }
     }

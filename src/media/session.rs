@@ -608,6 +608,16 @@ impl Inner {
         *lock(&self.relay) = relay;
     }
 
+    /// Stops relaying, if the relay goes to `to` (or to a leg that is gone).
+    pub(crate) fn clear_relay_to(&self, to: &Weak<Inner>) {
+        let mut r = lock(&self.relay);
+        if r.as_ref()
+            .is_some_and(|r| r.to.ptr_eq(to) || r.to.strong_count() == 0)
+        {
+            *r = None;
+        }
+    }
+
     pub(crate) fn codec(&self) -> Law {
         self.config.codec
     }

@@ -439,8 +439,27 @@ impl Leg {
         )
         .await;
         let mut events = media.take_events();
+        // A blind transfer the phone asked for (REFER), while it rings.
+        let mut transfer: Option<(String, tokio::sync::oneshot::Receiver<Result<(), u16>>)> = None;
         let cause = loop {
             tokio::select! {
+                r = async { match transfer.as_mut() { Some((_, rx)) => rx.await, None => std::future::pending().await } } => {
+                    let to = transfer.take().map(|(to, _)| to).unwrap_or_default();
+                    let (status, done) = match r {
+                        Ok(Ok(())) => (200, true),
+                        Ok(Err(code)) => (code, false),
+                        Err(_) => (503, false),
+                    };
+                    self.sip.uac.notify_refer(&dialog, cseq.next(), status, reason_of(status), true, s.rtp_advertise).await;
+                    self.event(if done { "transfer_completed" } else { "transfer_failed" }, json!({ "to": to, "sip_status": status, "agent_id": self.agent })).await;
+                    if done {
+                        // The caller is with the transfer target now: the
+                        // agent's part ends (wrap-up).
+                        self.sip.uac.bye(&dialog, cseq.next(), s.rtp_advertise).await;
+                        let _ = acd.hang_up(self.t, self.interaction, Some(ACTOR.into())).await;
+                        break "transferred";
+                    }
+                }
                 m = in_dialog.recv() => match m {
                     Some(InDialog::Bye) | None => {
                         // The agent hung up: the ACD ends the interaction,
@@ -455,7 +474,11 @@ impl Leg {
                         }
                     }
                     Some(InDialog::Refer(tx)) => {
-                        super::midcall::refuse(*tx, rsipstack::sip::StatusCode::NotImplemented, "transfer from a desk phone is not supported yet").await;
+                        if transfer.is_some() {
+                            super::midcall::refuse(*tx, rsipstack::sip::StatusCode::RequestPending, "a transfer is in progress").await;
+                        } else if let Some(started) = self.refer(*tx, &dialog, &cseq).await {
+                            transfer = Some(started);
+                        }
                     }
                 },
                 c = self.ctl.recv() => {
@@ -483,6 +506,86 @@ impl Leg {
         drop(calling);
         self.finish(media, cause, started, Some(answered), &call_id)
             .await;
+    }
+
+    /// Takes a REFER from the agent's phone: a blind transfer of the caller
+    /// to a phone number (attended transfers, with Replaces, are refused).
+    /// Accepted (202, NOTIFY 100) when the caller's call is on this node;
+    /// the outcome comes on the receiver.
+    async fn refer(
+        &self,
+        mut tx: rsipstack::transaction::Transaction,
+        dialog: &Dialog,
+        cseq: &CSeq,
+    ) -> Option<(String, tokio::sync::oneshot::Receiver<Result<(), u16>>)> {
+        use rsipstack::sip::StatusCode;
+        let refer = match super::midcall::parse_refer(&tx.original) {
+            Ok(r) => r,
+            Err(why) => {
+                super::midcall::refuse(tx, StatusCode::BadRequest, why).await;
+                return None;
+            }
+        };
+        if refer.replaces.is_some() {
+            super::midcall::refuse(
+                tx,
+                StatusCode::NotImplemented,
+                "attended transfer (Replaces) is not supported; transfer blind",
+            )
+            .await;
+            return None;
+        }
+        let region = crate::iam::entity::tenant::Entity::find_by_id(self.t)
+            .one(&self.sip.db)
+            .await
+            .ok()
+            .flatten()
+            .map(|t| t.default_region)
+            .unwrap_or_default();
+        let to = match super::midcall::transfer_target(&refer.user, &region) {
+            Ok(to) => to,
+            Err(why) => {
+                super::midcall::refuse(tx, StatusCode::Forbidden, why).await;
+                return None;
+            }
+        };
+        let Some(rx) = self.sip.calls.transfer_caller(self.interaction, to.clone()) else {
+            super::midcall::refuse(
+                tx,
+                StatusCode::CallTransactionDoesNotExist,
+                "the caller's call is not on this node",
+            )
+            .await;
+            return None;
+        };
+        let contact = format!(
+            "<sip:switchboard@{}>",
+            self.sip.uac.advertised(self.sip.settings.rtp_advertise)
+        );
+        let _ = tx
+            .reply_with(
+                StatusCode::Accepted,
+                vec![rsipstack::sip::Header::Other("Contact".into(), contact)],
+                None,
+            )
+            .await;
+        self.event(
+            "transfer_requested",
+            json!({ "to": to, "agent_id": self.agent }),
+        )
+        .await;
+        self.sip
+            .uac
+            .notify_refer(
+                dialog,
+                cseq.next(),
+                100,
+                "Trying",
+                false,
+                self.sip.settings.rtp_advertise,
+            )
+            .await;
+        Some((to, rx))
     }
 
     /// Waits for the phone while the offer rings.
@@ -562,5 +665,18 @@ impl Leg {
             json!({ "agent_id": self.agent, "cause": cause, "cdr": cdr }),
         )
         .await;
+    }
+}
+
+/// The reason phrase of a status we report in a NOTIFY.
+fn reason_of(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        404 => "Not Found",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        491 => "Request Pending",
+        _ => "Service Unavailable",
     }
 }

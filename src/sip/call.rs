@@ -72,6 +72,12 @@ enum Signal {
     ReInvite(Box<Transaction>),
     /// A REFER from the caller.
     Refer(Box<Transaction>),
+    /// The agent's phone asked to transfer the caller to an outside number
+    /// (blind transfer): the answer is the far end's status.
+    Transfer {
+        to: String,
+        reply: tokio::sync::oneshot::Sender<Result<(), u16>>,
+    },
 }
 
 /// A caller's leg as the agent leg sees it (`agent_leg.rs`).
@@ -144,6 +150,19 @@ impl Calls {
             .unwrap_or_else(|e| e.into_inner())
             .get(&i)
             .cloned()
+    }
+
+    /// Asks the call of an interaction to transfer its caller to `to`
+    /// (E.164) through the tenant's trunk; the receiver gets the outcome.
+    pub(crate) fn transfer_caller(
+        &self,
+        i: InteractionId,
+        to: String,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), u16>>> {
+        let c = self.caller_leg(i)?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.signal(&c.call_id, None, Signal::Transfer { to, reply })
+            .then_some(rx)
     }
 
     /// Asks the call of an interaction to hang up (BYE to the caller).
@@ -499,6 +518,10 @@ struct Call<'a> {
     forward_status: Option<u16>,
     /// The interaction was connected (forwarded and answered).
     connected: bool,
+    /// The ACD ended the interaction while a transfer was ringing.
+    hangup_pending: bool,
+    /// The caller hung up while a transfer was ringing.
+    caller_left: bool,
 }
 
 impl<'a> Call<'a> {
@@ -600,6 +623,8 @@ impl<'a> Call<'a> {
             bridge: None,
             forward_status: None,
             connected: false,
+            hangup_pending: false,
+            caller_left: false,
         }
     }
 
@@ -746,6 +771,24 @@ impl<'a> Call<'a> {
                         }
                     }
                     Some(Signal::Refer(tx)) => self.refuse_refer(*tx).await,
+                    Some(Signal::Transfer { to, reply }) => {
+                        let outcome = self.transfer(to).await;
+                        if outcome.is_ok() {
+                            leg_events = self.leg.as_ref().and_then(|l| l.media.take_events());
+                            leg_in = self.leg.as_mut().map(|l| {
+                                let (_, dead) = mpsc::unbounded_channel();
+                                std::mem::replace(&mut l.in_dialog, dead)
+                            });
+                        }
+                        let _ = reply.send(outcome);
+                        if self.caller_left {
+                            break "caller_bye";
+                        }
+                        if outcome.is_err() && self.hangup_pending {
+                            self.send_bye().await;
+                            break "agent_hangup";
+                        }
+                    }
                     None => break "failed",
                 },
                 m = async { match leg_in.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => match m {
@@ -811,7 +854,13 @@ impl<'a> Call<'a> {
                 .await
             }
             Signal::Refer(tx) => self.refuse_refer(*tx).await,
-            Signal::Cancel | Signal::Bye | Signal::Hangup => {}
+            Signal::Transfer { reply, .. } => {
+                let _ = reply.send(Err(491));
+            }
+            // The agent left while a transfer rings: if it fails, the
+            // caller is hung up.
+            Signal::Hangup => self.hangup_pending = true,
+            Signal::Cancel | Signal::Bye => {}
         }
     }
 
@@ -995,7 +1044,9 @@ impl<'a> Call<'a> {
                 p = dialing.next() => match p {
                     Progress::Ringing => {}
                     Progress::Early(remote) => {
-                        if self.bridge.is_none() {
+                        // Once answered (a greeting, a transfer) the caller
+                        // keeps what it hears until the far end answers.
+                        if self.bridge.is_none() && !answered {
                             dialing.media.set_remote(Some(remote));
                             self.bridge = Some(crate::media::bridge::Bridge::connect(&self.media, &dialing.media));
                             if !answered {
@@ -1042,6 +1093,7 @@ impl<'a> Call<'a> {
                     }
                     Some(Signal::Bye) => {
                         self.bridge = None;
+                        self.caller_left = true;
                         dialing.cancel().await;
                         return Err("caller_bye");
                     }
@@ -1068,6 +1120,131 @@ impl<'a> Call<'a> {
                     }
                     return Err("shutdown");
                 }
+            }
+        }
+    }
+
+    /// Blind transfer of an answered, routed call to `to` through the
+    /// tenant's first enabled trunk. The attempt is an outbound voice
+    /// interaction of its own (`transferred_from` the original); when it is
+    /// answered the caller is bridged to it, the original records the
+    /// transfer, and the agent's leg ends. Otherwise the caller stays with
+    /// the agent and the far end's status is the answer.
+    async fn transfer(&mut self, to: String) -> Result<(), u16> {
+        use super::trunks::trunk;
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+        let Some(original) = self.interaction else {
+            return Err(481);
+        };
+        if self.leg.is_some() {
+            return Err(403);
+        }
+        let t = self.target.tenant;
+        let trunk = trunk::Entity::find()
+            .filter(trunk::Column::TenantId.eq(t))
+            .filter(trunk::Column::Enabled.eq(true))
+            .order_by_asc(trunk::Column::Name)
+            .one(&self.sip.db)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "no trunk for a transfer");
+                500u16
+            })?
+            .ok_or(503u16)?;
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("transferred_from".into(), json!(original));
+        attributes.insert("sip_call_id".into(), json!(self.call_id));
+        let (m, _) = spine::create(
+            &self.sip.db,
+            &self.ctx.bus,
+            t,
+            NewInteraction {
+                channel: Channel::Voice,
+                direction: Direction::Outbound,
+                customer_address: Some(to.clone()),
+                subject: Some(self.target.caller.clone()),
+                attributes,
+                contact_id: None,
+            },
+            Some(ACTOR.into()),
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "no interaction for a transfer");
+            500u16
+        })?;
+        self.target.forward = Some((trunk, to.clone()));
+        self.interaction = Some(m.id);
+        self.forward_status = None;
+        match self.forward(true).await {
+            Ok(()) => {
+                self.sip
+                    .calls
+                    .callers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&original);
+                self.routed = false;
+                let moved = spine::apply(
+                    &self.sip.db,
+                    &self.ctx.bus,
+                    t,
+                    original,
+                    Transition::Transfer {
+                        target: crate::interactions::domain::TransferTarget::External {
+                            address: to.clone(),
+                        },
+                    },
+                    Some(ACTOR.into()),
+                )
+                .await;
+                if let Err(e) = moved {
+                    // The agent already hung up: the transfer is still on record.
+                    tracing::debug!(error = %e, "transfer recorded as an event");
+                    let _ = spine::annotate(
+                        &self.sip.db,
+                        &self.ctx.bus,
+                        t,
+                        original,
+                        "transferred".into(),
+                        json!({ "to": to, "interaction_id": m.id }),
+                        Some(ACTOR.into()),
+                    )
+                    .await;
+                }
+                Ok(())
+            }
+            Err(cause) => {
+                let status = self.forward_status.unwrap_or(match cause {
+                    "busy" => 486,
+                    "no_answer" => 480,
+                    _ => 503,
+                });
+                let _ = spine::annotate(
+                    &self.sip.db,
+                    &self.ctx.bus,
+                    t,
+                    m.id,
+                    "hangup".into(),
+                    json!({ "cause": cause, "sip_status": status }),
+                    Some(ACTOR.into()),
+                )
+                .await;
+                let _ = spine::apply(
+                    &self.sip.db,
+                    &self.ctx.bus,
+                    t,
+                    m.id,
+                    Transition::Close {
+                        reason: CloseReason::Failed,
+                    },
+                    Some(ACTOR.into()),
+                )
+                .await;
+                self.interaction = Some(original);
+                self.target.forward = None;
+                self.forward_status = None;
+                Err(status)
             }
         }
     }

@@ -239,6 +239,25 @@ pub fn parse_refer(req: &rsipstack::sip::Request) -> Result<Refer, &'static str>
     })
 }
 
+/// The E.164 a transfer may go to: a valid number of the tenant's own
+/// country (`region`), not premium-rate (toll-fraud guard).
+pub fn transfer_target(user: &str, region: &str) -> Result<String, &'static str> {
+    let p = crate::contacts::domain::parse_phone(user, region)
+        .map_err(|_| "the transfer target is not a phone number")?;
+    if p.region.as_deref() != Some(region) {
+        return Err("transfers go only to numbers in the tenant's own country");
+    }
+    let n = phonenumber::parse(None, &p.e164)
+        .map_err(|_| "the transfer target is not a phone number")?;
+    if matches!(
+        n.number_type(&phonenumber::metadata::DATABASE),
+        phonenumber::Type::PremiumRate | phonenumber::Type::SharedCost
+    ) {
+        return Err("transfers to premium-rate numbers are not allowed");
+    }
+    Ok(p.e164)
+}
+
 fn parse_replaces(v: &str) -> Option<Replaces> {
     let mut parts = v.split(';');
     let call_id = parts.next()?.trim().to_owned();
@@ -311,6 +330,27 @@ mod tests {
         );
         let r = parse_refer(&refer("Refer-To: sip:1001@example.com;user=phone\r\n")).unwrap();
         assert_eq!(r.user, "1001");
+    }
+
+    #[test]
+    fn transfer_targets_stay_in_the_country_and_off_premium_rate() {
+        assert_eq!(
+            transfer_target("02071838770", "GB").unwrap(),
+            "+442071838770"
+        );
+        assert_eq!(
+            transfer_target("+442071838770", "GB").unwrap(),
+            "+442071838770"
+        );
+        assert!(
+            transfer_target("+12024561111", "GB").is_err(),
+            "another country"
+        );
+        assert!(
+            transfer_target("09001234567", "GB").is_err(),
+            "premium rate"
+        );
+        assert!(transfer_target("alice", "GB").is_err());
     }
 
     #[test]

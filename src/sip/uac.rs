@@ -452,9 +452,56 @@ impl Uac {
     /// Ends a dialog with BYE and waits a little for its answer (the
     /// final status, or None when nothing came).
     pub async fn bye(&self, d: &Dialog, cseq: u32, advertise: Option<IpAddr>) -> Option<u16> {
+        self.in_dialog(d, "BYE", cseq, &[], None, advertise).await
+    }
+
+    /// Tells the far end how the transfer it asked for (REFER) is going
+    /// (RFC 3515 NOTIFY with a `message/sipfrag` status line); `done` ends
+    /// the implicit subscription.
+    pub async fn notify_refer(
+        &self,
+        d: &Dialog,
+        cseq: u32,
+        status: u16,
+        reason: &str,
+        done: bool,
+        advertise: Option<IpAddr>,
+    ) -> Option<u16> {
+        let state = if done {
+            "terminated;reason=noresource"
+        } else {
+            "active;expires=60"
+        };
+        let headers = [
+            ("Event", "refer".to_owned()),
+            ("Subscription-State", state.to_owned()),
+            (
+                "Contact",
+                format!("<sip:switchboard@{}>", self.advertised(advertise)),
+            ),
+        ];
+        let body = (
+            "message/sipfrag;version=2.0",
+            format!("SIP/2.0 {status} {}\r\n", clean(reason, 60)),
+        );
+        self.in_dialog(d, "NOTIFY", cseq, &headers, Some(body), advertise)
+            .await
+    }
+
+    /// Sends a request in one of our dialogs and waits a little for its
+    /// final answer.
+    async fn in_dialog(
+        &self,
+        d: &Dialog,
+        method: &str,
+        cseq: u32,
+        headers: &[(&str, String)],
+        body: Option<(&str, String)>,
+        advertise: Option<IpAddr>,
+    ) -> Option<u16> {
         let here = self.advertised(advertise);
         let mut text = format!(
-            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/{tp} {here};branch={b};rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} BYE\r\n",
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{tp} {here};branch={b};rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n",
             target = d.remote_target,
             tp = d.transport,
             b = branch(),
@@ -465,9 +512,19 @@ impl Uac {
         for r in &d.routes {
             text.push_str(&format!("Route: {r}\r\n"));
         }
-        text.push_str("User-Agent: Switchboard\r\nContent-Length: 0\r\n\r\n");
+        for (k, v) in headers {
+            text.push_str(&format!("{k}: {}\r\n", clean_header(v)));
+        }
+        text.push_str("User-Agent: Switchboard\r\n");
+        match body {
+            Some((kind, b)) => text.push_str(&format!(
+                "Content-Type: {kind}\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            )),
+            None => text.push_str("Content-Length: 0\r\n\r\n"),
+        }
         let Ok(SipMessage::Request(req)) = SipMessage::try_from(text.as_str()) else {
-            tracing::warn!(call_id = %d.call_id, "could not build a BYE");
+            tracing::warn!(call_id = %d.call_id, method, "could not build an in-dialog request");
             return None;
         };
         self.non_invite(req).await

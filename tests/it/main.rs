@@ -27,5 +27,6 @@ mod sip_bridge;
 mod sip_calls;
 mod sip_forward;
 mod sip_torture;
+mod sip_transfer;
 mod sip_trunks;
 mod webhooks;

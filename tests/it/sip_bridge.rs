@@ -19,7 +19,7 @@ use crate::helpers::*;
 const NUMBER: &str = "+442071838750";
 const PASSWORD: &str = "desk-phone-secret-1";
 
-fn calls_on(s: &mut switchboard::config::Settings) {
+pub(crate) fn calls_on(s: &mut switchboard::config::Settings) {
     s.sip.enabled = true;
     s.sip.rtp_bind = "127.0.0.1".parse().unwrap();
     // Apart from the other SIP tests' ports (they may run at once).
@@ -27,7 +27,7 @@ fn calls_on(s: &mut switchboard::config::Settings) {
     s.sip.rtp_port_max = 48999;
 }
 
-fn sip_addr(app: &TestApp) -> SocketAddr {
+pub(crate) fn sip_addr(app: &TestApp) -> SocketAddr {
     app.state.sip.expect("SIP is enabled").udp
 }
 
@@ -75,7 +75,7 @@ async fn alex_and_sales(app: &TestApp) -> (String, String) {
 }
 
 /// The number to Sales, a SIP account linked to Alex.
-async fn set_up(app: &TestApp) -> String {
+pub(crate) async fn set_up(app: &TestApp) -> String {
     let (alex, sales) = alex_and_sales(app).await;
     let admin = app.login("admin").await;
     let r = app
@@ -97,7 +97,7 @@ async fn set_up(app: &TestApp) -> String {
     alex
 }
 
-async fn available(app: &TestApp, alex: &str) {
+pub(crate) async fn available(app: &TestApp, alex: &str) {
     let me = app.login("agent").await;
     let r = app
         .req(Method::PUT, &format!("/api/v1/agents/{alex}/presence"), &me)
@@ -109,7 +109,7 @@ async fn available(app: &TestApp, alex: &str) {
 }
 
 /// REGISTER of account 1001 (MD5 digest) with `contact`, from a raw socket.
-async fn register(server: SocketAddr, contact: &str) {
+pub(crate) async fn register(server: SocketAddr, contact: &str) {
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = sock.local_addr().unwrap();
     let domain = "demo.sip.test";
@@ -346,7 +346,7 @@ fn caller(app: &TestApp, dir: &Path, media: u16) -> tokio::task::JoinHandle<std:
     )
 }
 
-async fn the_call(app: &TestApp) -> Option<Value> {
+pub(crate) async fn the_call(app: &TestApp) -> Option<Value> {
     let admin = app.login("admin").await;
     let v = json_ok(app.get("/api/v1/interactions?limit=100", &admin).await, 200).await;
     v["items"]
@@ -357,7 +357,7 @@ async fn the_call(app: &TestApp) -> Option<Value> {
         .cloned()
 }
 
-async fn events(app: &TestApp, id: &str) -> Vec<Value> {
+pub(crate) async fn events(app: &TestApp, id: &str) -> Vec<Value> {
     let admin = app.login("admin").await;
     let v = json_ok(
         app.get(
@@ -371,13 +371,13 @@ async fn events(app: &TestApp, id: &str) -> Vec<Value> {
     v.as_array().unwrap().clone()
 }
 
-fn event<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
+pub(crate) fn event<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
     evs.iter()
         .find(|e| e["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} event in {evs:?}"))
 }
 
-async fn nothing_left(app: &TestApp, ports: &[SocketAddr]) {
+pub(crate) async fn nothing_left(app: &TestApp, ports: &[SocketAddr]) {
     eventually(10, "no media task is left", || async {
         (switchboard::media::session::live_tasks() == 0).then_some(())
     })
@@ -494,7 +494,7 @@ both_backends! {
 }
 
 /// The value of a header line of a raw message.
-fn hv<'a>(msg: &'a str, name: &str) -> &'a str {
+pub(crate) fn hv<'a>(msg: &'a str, name: &str) -> &'a str {
     msg.split("\r\n")
         .find_map(|l| {
             let (n, v) = l.split_once(':')?;
@@ -504,7 +504,7 @@ fn hv<'a>(msg: &'a str, name: &str) -> &'a str {
 }
 
 /// A response to a raw request (its Via, From, Call-ID, CSeq; To tagged).
-fn reply(req: &str, code: &str, tag: &str, body: &str) -> String {
+pub(crate) fn reply(req: &str, code: &str, tag: &str, body: &str) -> String {
     let mut out = format!("SIP/2.0 {code}\r\n");
     for l in req.split("\r\n") {
         if l.is_empty() {
@@ -538,7 +538,11 @@ fn reply(req: &str, code: &str, tag: &str, body: &str) -> String {
 }
 
 /// The next request with `method` on `sock` (responses and others skipped).
-async fn next_request(sock: &UdpSocket, method: &str, secs: u64) -> (String, SocketAddr) {
+pub(crate) async fn next_request(
+    sock: &UdpSocket,
+    method: &str,
+    secs: u64,
+) -> (String, SocketAddr) {
     let mut buf = vec![0u8; 65536];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     let mut seen = Vec::new();
@@ -555,7 +559,7 @@ async fn next_request(sock: &UdpSocket, method: &str, secs: u64) -> (String, Soc
     }
 }
 
-async fn next_response(sock: &UdpSocket, code: u16, secs: u64) -> String {
+pub(crate) async fn next_response(sock: &UdpSocket, code: u16, secs: u64) -> String {
     let mut buf = vec![0u8; 65536];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {

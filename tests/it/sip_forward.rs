@@ -121,7 +121,7 @@ async fn caller(app: &TestApp, dir: &std::path::Path) -> std::process::Output {
 
 /// The far end: 183 with SDP (early media), 200 a second later, then the
 /// caller's BYE. Run with `-rtp_echo`: what it hears goes back.
-const EARLY_THEN_ANSWER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+pub(crate) const EARLY_THEN_ANSWER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="far end with early media">
   <recv request="INVITE" crlf="true"/>
   <send><![CDATA[
