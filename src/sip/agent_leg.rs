@@ -509,12 +509,13 @@ impl Leg {
     }
 
     /// Takes a REFER from the agent's phone: a blind transfer of the caller
-    /// to a phone number (attended transfers, with Replaces, are refused).
+    /// to a phone number, or an attended one (Replaces) to the far end of
+    /// the phone's consult call.
     /// Accepted (202, NOTIFY 100) when the caller's call is on this node;
     /// the outcome comes on the receiver.
     async fn refer(
         &self,
-        mut tx: rsipstack::transaction::Transaction,
+        tx: rsipstack::transaction::Transaction,
         dialog: &Dialog,
         cseq: &CSeq,
     ) -> Option<(String, tokio::sync::oneshot::Receiver<Result<(), u16>>)> {
@@ -526,14 +527,8 @@ impl Leg {
                 return None;
             }
         };
-        if refer.replaces.is_some() {
-            super::midcall::refuse(
-                tx,
-                StatusCode::NotImplemented,
-                "attended transfer (Replaces) is not supported; transfer blind",
-            )
-            .await;
-            return None;
+        if let Some(rep) = &refer.replaces {
+            return self.attended(tx, rep, dialog, cseq).await;
         }
         let region = crate::iam::entity::tenant::Entity::find_by_id(self.t)
             .one(&self.sip.db)
@@ -558,20 +553,84 @@ impl Leg {
             .await;
             return None;
         };
+        self.accept_refer(tx, &to, false, dialog, cseq).await;
+        Some((to, rx))
+    }
+
+    /// An attended transfer: the phone's consult call (through us, to an
+    /// outside number) is the dialog `rep` names; its far end is given to
+    /// the caller and the consult call ends.
+    async fn attended(
+        &self,
+        tx: rsipstack::transaction::Transaction,
+        rep: &super::midcall::Replaces,
+        dialog: &Dialog,
+        cseq: &CSeq,
+    ) -> Option<(String, tokio::sync::oneshot::Receiver<Result<(), u16>>)> {
+        use rsipstack::sip::StatusCode;
+        let taken = self
+            .sip
+            .calls
+            .take_leg(&rep.call_id, [&rep.to_tag, &rep.from_tag], self.t);
+        let leg = match taken {
+            Some(rx) => tokio::time::timeout(Duration::from_secs(5), rx)
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .flatten(),
+            None => None,
+        };
+        let Some(leg) = leg else {
+            super::midcall::refuse(
+                tx,
+                StatusCode::CallTransactionDoesNotExist,
+                "no answered consult call of this tenant's phones matches Replaces",
+            )
+            .await;
+            return None;
+        };
+        let to = leg.to.clone();
+        let rx = match self.sip.calls.attach_leg(self.interaction, leg) {
+            Ok(rx) => rx,
+            Err(leg) => {
+                leg.hang_up(&self.sip).await;
+                leg.close(&self.sip).await;
+                super::midcall::refuse(
+                    tx,
+                    StatusCode::CallTransactionDoesNotExist,
+                    "the caller's call is not on this node",
+                )
+                .await;
+                return None;
+            }
+        };
+        self.accept_refer(tx, &to, true, dialog, cseq).await;
+        Some((to, rx))
+    }
+
+    /// 202 to a REFER we carry out, the event, and NOTIFY 100.
+    async fn accept_refer(
+        &self,
+        mut tx: rsipstack::transaction::Transaction,
+        to: &str,
+        attended: bool,
+        dialog: &Dialog,
+        cseq: &CSeq,
+    ) {
         let contact = format!(
             "<sip:switchboard@{}>",
             self.sip.uac.advertised(self.sip.settings.rtp_advertise)
         );
         let _ = tx
             .reply_with(
-                StatusCode::Accepted,
+                rsipstack::sip::StatusCode::Accepted,
                 vec![rsipstack::sip::Header::Other("Contact".into(), contact)],
                 None,
             )
             .await;
         self.event(
             "transfer_requested",
-            json!({ "to": to, "agent_id": self.agent }),
+            json!({ "to": to, "attended": attended, "agent_id": self.agent }),
         )
         .await;
         self.sip
@@ -585,7 +644,6 @@ impl Leg {
                 self.sip.settings.rtp_advertise,
             )
             .await;
-        Some((to, rx))
     }
 
     /// Waits for the phone while the offer rings.

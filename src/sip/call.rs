@@ -78,6 +78,18 @@ enum Signal {
         to: String,
         reply: tokio::sync::oneshot::Sender<Result<(), u16>>,
     },
+    /// An attended transfer takes this call's forwarded leg (the consult
+    /// call's far end); this call then ends.
+    HandOver {
+        tenant: TenantId,
+        reply: tokio::sync::oneshot::Sender<Option<super::forward::Leg>>,
+    },
+    /// An attended transfer brings a leg (another call's far end) for the
+    /// caller to be bridged to.
+    Attach {
+        leg: Box<super::forward::Leg>,
+        reply: tokio::sync::oneshot::Sender<Result<(), u16>>,
+    },
 }
 
 /// A caller's leg as the agent leg sees it (`agent_leg.rs`).
@@ -163,6 +175,48 @@ impl Calls {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.signal(&c.call_id, None, Signal::Transfer { to, reply })
             .then_some(rx)
+    }
+
+    /// Asks the call whose dialog is `call_id` (our tag one of `tags`) to
+    /// give up its forwarded leg (attended transfer, RFC 3891 Replaces).
+    pub(crate) fn take_leg(
+        &self,
+        call_id: &str,
+        tags: [&str; 2],
+        tenant: TenantId,
+    ) -> Option<tokio::sync::oneshot::Receiver<Option<super::forward::Leg>>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let m = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let l = m
+            .get(call_id)
+            .filter(|l| tags.contains(&l.local_tag.as_str()))?;
+        l.signals.send(Signal::HandOver { tenant, reply }).ok()?;
+        Some(rx)
+    }
+
+    /// Gives the call of an interaction a leg to bridge its caller to
+    /// (attended transfer); the leg comes back if there is no such call.
+    pub(crate) fn attach_leg(
+        &self,
+        i: InteractionId,
+        leg: super::forward::Leg,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<(), u16>>, Box<super::forward::Leg>> {
+        let Some(c) = self.caller_leg(i) else {
+            return Err(Box::new(leg));
+        };
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        match self.try_signal(
+            &c.call_id,
+            None,
+            Signal::Attach {
+                leg: Box::new(leg),
+                reply,
+            },
+        ) {
+            Ok(()) => Ok(rx),
+            Err(Signal::Attach { leg, .. }) => Err(leg),
+            Err(_) => unreachable!("the signal given back is the one sent"),
+        }
     }
 
     /// Asks the call of an interaction to hang up (BYE to the caller).
@@ -267,9 +321,41 @@ async fn resolve(
                 .filter(|n| n.tenant_id == tenant.id),
             None => None,
         };
-        let Some(number) = found else {
-            registrar::fail(sip, from, "no such number", &account.username, &realm);
-            return Ok(Err(reply_of(StatusCode::NotFound)));
+        let number = match found {
+            Some(n) => n,
+            // An agent's phone calling out (a consult before an attended
+            // transfer, say): through the tenant's first enabled trunk, to
+            // a number of the tenant's own country that is not premium-rate.
+            // Accounts without an agent may only call the tenant's numbers.
+            None if account.agent_id.is_some() => {
+                let to = match super::midcall::transfer_target(&dialed, &tenant.default_region) {
+                    Ok(to) => to,
+                    Err(why) => {
+                        return Ok(Err(warning(reply_of(StatusCode::Forbidden), why)));
+                    }
+                };
+                let Some(trunk) = first_trunk(&sip.db, tenant.id).await? else {
+                    return Ok(Err(warning(
+                        reply_of(StatusCode::TemporarilyUnavailable),
+                        "the tenant has no trunk to call out through",
+                    )));
+                };
+                number::Model {
+                    id: uuid::Uuid::nil(),
+                    tenant_id: tenant.id,
+                    number: to.clone(),
+                    queue_id: None,
+                    flow: None,
+                    created_at: Utc::now(),
+                    forward_trunk_id: Some(trunk.id),
+                    forward_to: Some(to),
+                    greeting: None,
+                }
+            }
+            None => {
+                registrar::fail(sip, from, "no such number", &account.username, &realm);
+                return Ok(Err(reply_of(StatusCode::NotFound)));
+            }
         };
         return Ok(Ok(Target {
             tenant: tenant.id,
@@ -312,6 +398,22 @@ async fn resolve(
 }
 
 use sea_orm::EntityTrait;
+
+/// The trunk a tenant's own calls go out through: its first enabled one by
+/// name.
+async fn first_trunk(
+    db: &sea_orm::DatabaseConnection,
+    t: TenantId,
+) -> Result<Option<super::trunks::trunk::Model>, DbErr> {
+    use super::trunks::trunk;
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+    trunk::Entity::find()
+        .filter(trunk::Column::TenantId.eq(t))
+        .filter(trunk::Column::Enabled.eq(true))
+        .order_by_asc(trunk::Column::Name)
+        .one(db)
+        .await
+}
 
 async fn refuse(mut tx: Transaction, r: Reply) {
     if let Err(e) = tx.reply_with(r.status, r.headers, None).await {
@@ -674,13 +776,25 @@ impl<'a> Call<'a> {
             &self.sip.db,
             &self.ctx.bus,
             t,
-            NewInteraction {
-                channel: Channel::Voice,
-                direction: Direction::Inbound,
-                customer_address: Some(self.target.caller.clone()),
-                subject: Some(self.target.number.number.clone()),
-                attributes,
-                contact_id: None,
+            if self.target.number.id.is_nil() {
+                // An agent's phone calling out.
+                NewInteraction {
+                    channel: Channel::Voice,
+                    direction: Direction::Outbound,
+                    customer_address: Some(self.target.number.number.clone()),
+                    subject: Some(self.target.caller.clone()),
+                    attributes,
+                    contact_id: None,
+                }
+            } else {
+                NewInteraction {
+                    channel: Channel::Voice,
+                    direction: Direction::Inbound,
+                    customer_address: Some(self.target.caller.clone()),
+                    subject: Some(self.target.number.number.clone()),
+                    attributes,
+                    contact_id: None,
+                }
             },
             Some(ACTOR.into()),
         )
@@ -744,7 +858,7 @@ impl<'a> Call<'a> {
         let ack_deadline = tokio::time::sleep(ACK_TIMEOUT);
         tokio::pin!(ack_deadline);
         let mut events = self.media.take_events();
-        let mut leg_events = self.leg.as_ref().and_then(|l| l.media.take_events());
+        let mut leg_events = self.leg.as_mut().and_then(|l| l.events.take());
         let mut leg_in = self.leg.as_mut().map(|l| {
             let (_, dead) = mpsc::unbounded_channel();
             std::mem::replace(&mut l.in_dialog, dead)
@@ -771,10 +885,43 @@ impl<'a> Call<'a> {
                         }
                     }
                     Some(Signal::Refer(tx)) => self.refuse_refer(*tx).await,
+                    Some(Signal::HandOver { tenant, reply }) => {
+                        let ours = tenant == self.target.tenant && self.target.account.is_some() && self.connected;
+                        match self.leg.take().filter(|_| ours) {
+                            Some(mut l) => {
+                                if let Some(r) = leg_in.take() {
+                                    l.in_dialog = r;
+                                }
+                                l.events = leg_events.take();
+                                self.bridge = None;
+                                let to = l.to.clone();
+                                if reply.send(Some(l)).is_err() {
+                                    tracing::warn!("an attended transfer's leg was dropped");
+                                }
+                                self.event("transferred", json!({ "to": to, "attended": true })).await;
+                                self.send_bye().await;
+                                break "transferred";
+                            }
+                            None => {
+                                let _ = reply.send(None);
+                            }
+                        }
+                    }
+                    Some(Signal::Attach { leg, reply }) => {
+                        let outcome = self.adopt(*leg).await;
+                        if outcome.is_ok() {
+                            leg_events = self.leg.as_mut().and_then(|l| l.events.take());
+                            leg_in = self.leg.as_mut().map(|l| {
+                                let (_, dead) = mpsc::unbounded_channel();
+                                std::mem::replace(&mut l.in_dialog, dead)
+                            });
+                        }
+                        let _ = reply.send(outcome);
+                    }
                     Some(Signal::Transfer { to, reply }) => {
                         let outcome = self.transfer(to).await;
                         if outcome.is_ok() {
-                            leg_events = self.leg.as_ref().and_then(|l| l.media.take_events());
+                            leg_events = self.leg.as_mut().and_then(|l| l.events.take());
                             leg_in = self.leg.as_mut().map(|l| {
                                 let (_, dead) = mpsc::unbounded_channel();
                                 std::mem::replace(&mut l.in_dialog, dead)
@@ -856,6 +1003,14 @@ impl<'a> Call<'a> {
             Signal::Refer(tx) => self.refuse_refer(*tx).await,
             Signal::Transfer { reply, .. } => {
                 let _ = reply.send(Err(491));
+            }
+            Signal::HandOver { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            Signal::Attach { leg, reply } => {
+                let _ = reply.send(Err(491));
+                leg.hang_up(&self.sip).await;
+                leg.close(&self.sip).await;
             }
             // The agent left while a transfer rings: if it fails, the
             // caller is hung up.
@@ -1131,8 +1286,6 @@ impl<'a> Call<'a> {
     /// transfer, and the agent's leg ends. Otherwise the caller stays with
     /// the agent and the far end's status is the answer.
     async fn transfer(&mut self, to: String) -> Result<(), u16> {
-        use super::trunks::trunk;
-        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
         let Some(original) = self.interaction else {
             return Err(481);
         };
@@ -1140,78 +1293,20 @@ impl<'a> Call<'a> {
             return Err(403);
         }
         let t = self.target.tenant;
-        let trunk = trunk::Entity::find()
-            .filter(trunk::Column::TenantId.eq(t))
-            .filter(trunk::Column::Enabled.eq(true))
-            .order_by_asc(trunk::Column::Name)
-            .one(&self.sip.db)
+        let trunk = first_trunk(&self.sip.db, t)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "no trunk for a transfer");
                 500u16
             })?
             .ok_or(503u16)?;
-        let mut attributes = serde_json::Map::new();
-        attributes.insert("transferred_from".into(), json!(original));
-        attributes.insert("sip_call_id".into(), json!(self.call_id));
-        let (m, _) = spine::create(
-            &self.sip.db,
-            &self.ctx.bus,
-            t,
-            NewInteraction {
-                channel: Channel::Voice,
-                direction: Direction::Outbound,
-                customer_address: Some(to.clone()),
-                subject: Some(self.target.caller.clone()),
-                attributes,
-                contact_id: None,
-            },
-            Some(ACTOR.into()),
-        )
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "no interaction for a transfer");
-            500u16
-        })?;
+        let m = self.transfer_interaction(original, &to).await?;
         self.target.forward = Some((trunk, to.clone()));
-        self.interaction = Some(m.id);
+        self.interaction = Some(m);
         self.forward_status = None;
         match self.forward(true).await {
             Ok(()) => {
-                self.sip
-                    .calls
-                    .callers
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&original);
-                self.routed = false;
-                let moved = spine::apply(
-                    &self.sip.db,
-                    &self.ctx.bus,
-                    t,
-                    original,
-                    Transition::Transfer {
-                        target: crate::interactions::domain::TransferTarget::External {
-                            address: to.clone(),
-                        },
-                    },
-                    Some(ACTOR.into()),
-                )
-                .await;
-                if let Err(e) = moved {
-                    // The agent already hung up: the transfer is still on record.
-                    tracing::debug!(error = %e, "transfer recorded as an event");
-                    let _ = spine::annotate(
-                        &self.sip.db,
-                        &self.ctx.bus,
-                        t,
-                        original,
-                        "transferred".into(),
-                        json!({ "to": to, "interaction_id": m.id }),
-                        Some(ACTOR.into()),
-                    )
-                    .await;
-                }
+                self.transferred(original, &to, m).await;
                 Ok(())
             }
             Err(cause) => {
@@ -1224,7 +1319,7 @@ impl<'a> Call<'a> {
                     &self.sip.db,
                     &self.ctx.bus,
                     t,
-                    m.id,
+                    m,
                     "hangup".into(),
                     json!({ "cause": cause, "sip_status": status }),
                     Some(ACTOR.into()),
@@ -1234,7 +1329,7 @@ impl<'a> Call<'a> {
                     &self.sip.db,
                     &self.ctx.bus,
                     t,
-                    m.id,
+                    m,
                     Transition::Close {
                         reason: CloseReason::Failed,
                     },
@@ -1246,6 +1341,130 @@ impl<'a> Call<'a> {
                 self.forward_status = None;
                 Err(status)
             }
+        }
+    }
+
+    /// Attended transfer: bridges the caller to `leg` (the far end of the
+    /// agent's consult call), as a new interaction like a blind transfer's.
+    async fn adopt(&mut self, leg: super::forward::Leg) -> Result<(), u16> {
+        let Some(original) = self.interaction else {
+            return Err(481);
+        };
+        if self.leg.is_some() {
+            leg.hang_up(&self.sip).await;
+            leg.close(&self.sip).await;
+            return Err(403);
+        }
+        let to = leg.to.clone();
+        let m = match self.transfer_interaction(original, &to).await {
+            Ok(m) => m,
+            Err(e) => {
+                leg.hang_up(&self.sip).await;
+                leg.close(&self.sip).await;
+                return Err(e);
+            }
+        };
+        self.interaction = Some(m);
+        let trunk = super::trunks::find_trunk(&self.sip.db, self.target.tenant, leg.trunk_id)
+            .await
+            .ok()
+            .flatten();
+        if let Some(tr) = trunk {
+            self.target.forward = Some((tr, to.clone()));
+        }
+        self.bridge = Some(crate::media::bridge::Bridge::connect(
+            &self.media,
+            &leg.media,
+        ));
+        let call_id = leg.call_id.clone();
+        self.leg = Some(leg);
+        self.connected = true;
+        let _ = spine::apply(
+            &self.sip.db,
+            &self.ctx.bus,
+            self.target.tenant,
+            m,
+            Transition::Connect { agent_id: None },
+            Some(ACTOR.into()),
+        )
+        .await;
+        self.event(
+            "bridged",
+            json!({ "to": to, "attended": true, "sip_call_id": call_id }),
+        )
+        .await;
+        self.transferred(original, &to, m).await;
+        Ok(())
+    }
+
+    /// The interaction a transfer of `original` to `to` becomes.
+    async fn transfer_interaction(
+        &self,
+        original: InteractionId,
+        to: &str,
+    ) -> Result<InteractionId, u16> {
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("transferred_from".into(), json!(original));
+        attributes.insert("sip_call_id".into(), json!(self.call_id));
+        spine::create(
+            &self.sip.db,
+            &self.ctx.bus,
+            self.target.tenant,
+            NewInteraction {
+                channel: Channel::Voice,
+                direction: Direction::Outbound,
+                customer_address: Some(to.to_owned()),
+                subject: Some(self.target.caller.clone()),
+                attributes,
+                contact_id: None,
+            },
+            Some(ACTOR.into()),
+        )
+        .await
+        .map(|(m, _)| m.id)
+        .map_err(|e| {
+            tracing::error!(error = %e, "no interaction for a transfer");
+            500u16
+        })
+    }
+
+    /// The caller now talks to `to` (interaction `m`): the original
+    /// interaction records the transfer and no longer owns the call.
+    async fn transferred(&mut self, original: InteractionId, to: &str, m: InteractionId) {
+        let t = self.target.tenant;
+        self.sip
+            .calls
+            .callers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&original);
+        self.routed = false;
+        let moved = spine::apply(
+            &self.sip.db,
+            &self.ctx.bus,
+            t,
+            original,
+            Transition::Transfer {
+                target: crate::interactions::domain::TransferTarget::External {
+                    address: to.to_owned(),
+                },
+            },
+            Some(ACTOR.into()),
+        )
+        .await;
+        if let Err(e) = moved {
+            // The agent already hung up: the transfer is still on record.
+            tracing::debug!(error = %e, "transfer recorded as an event");
+            let _ = spine::annotate(
+                &self.sip.db,
+                &self.ctx.bus,
+                t,
+                original,
+                "transferred".into(),
+                json!({ "to": to, "interaction_id": m }),
+                Some(ACTOR.into()),
+            )
+            .await;
         }
     }
 

@@ -56,6 +56,8 @@ pub(crate) struct Leg {
     pub cseq: CSeq,
     pub media: Arc<RtpSession>,
     pub in_dialog: mpsc::UnboundedReceiver<InDialog>,
+    /// The leg's media events, while its owner does not hold them.
+    pub events: Option<mpsc::Receiver<crate::media::session::MediaEvent>>,
     pub to: String,
     pub trunk_id: uuid::Uuid,
     pub call_id: String,
@@ -290,6 +292,7 @@ impl Dialing {
             call_id: dialog.call_id.clone(),
             dialog,
             cseq,
+            events: self.media.take_events(),
             media: self.media,
             in_dialog,
             to: self.to,

@@ -17,7 +17,7 @@ use crate::both_backends;
 use crate::helpers::*;
 
 const NUMBER: &str = "+442071838750";
-const PASSWORD: &str = "desk-phone-secret-1";
+pub(crate) const PASSWORD: &str = "desk-phone-secret-1";
 
 pub(crate) fn calls_on(s: &mut switchboard::config::Settings) {
     s.sip.enabled = true;
