@@ -26,6 +26,7 @@ mod sip;
 mod sip_bridge;
 mod sip_calls;
 mod sip_forward;
+mod sip_media_e2e;
 mod sip_torture;
 mod sip_transfer;
 mod sip_trunks;
