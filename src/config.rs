@@ -231,6 +231,15 @@ pub struct SipSettings {
     pub record_calls: bool,
     /// Every enabled trunk gets an OPTIONS this often, in seconds (5-3600).
     pub trunk_keepalive_secs: u64,
+    /// SIP over TLS (RFC 3261 `sips`/`transport=tls`) on this address, with
+    /// `tls_cert` and `tls_key` (PEM files). Off when absent.
+    pub tls_bind: Option<SocketAddr>,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    /// SIP over WebSocket (RFC 7118, subprotocol `sip`) on this address, for
+    /// browser softphones; put it behind a TLS-terminating proxy for `wss`.
+    /// Off when absent.
+    pub ws_bind: Option<SocketAddr>,
 }
 
 impl Default for SipSettings {
@@ -258,6 +267,10 @@ impl Default for SipSettings {
             answer_after_ms: 0,
             record_calls: true,
             trunk_keepalive_secs: 30,
+            tls_bind: None,
+            tls_cert: None,
+            tls_key: None,
+            ws_bind: None,
         }
     }
 }
@@ -527,6 +540,18 @@ impl Settings {
         if !(5..=3600).contains(&sip.trunk_keepalive_secs) {
             return bad("sip.trunk_keepalive_secs must be 5-3600".into());
         }
+        if sip.tls_bind.is_some() && (sip.tls_cert.is_none() || sip.tls_key.is_none()) {
+            return bad("sip.tls_bind needs sip.tls_cert and sip.tls_key (PEM files)".into());
+        }
+        let ports: Vec<u16> = [Some(sip.bind), sip.tls_bind, sip.ws_bind]
+            .iter()
+            .flatten()
+            .map(|a| a.port())
+            .filter(|p| *p != 0)
+            .collect();
+        if (1..ports.len()).any(|i| ports[..i].contains(&ports[i])) {
+            return bad("sip.bind, sip.tls_bind and sip.ws_bind need ports of their own".into());
+        }
         let algs = &sip.digest_algorithms;
         let known = algs
             .iter()
@@ -715,6 +740,21 @@ mod tests {
         std::fs::write(&f, "[htp]\nbind = \"127.0.0.1:9000\"\n").unwrap();
         let e = Settings::load_from(Some(&f), env(&[])).unwrap_err();
         assert!(e.to_string().contains("htp"), "{e}");
+    }
+
+    #[test]
+    fn tls_needs_its_files_and_transports_their_own_ports() {
+        let mut s = Settings::default();
+        s.sip.tls_bind = Some("127.0.0.1:5061".parse().unwrap());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("sip.tls_cert"), "{e}");
+        s.sip.tls_bind = None;
+        s.sip.bind = "127.0.0.1:5070".parse().unwrap();
+        s.sip.ws_bind = Some("127.0.0.1:5070".parse().unwrap());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("ports of their own"), "{e}");
+        s.sip.ws_bind = Some("127.0.0.1:5071".parse().unwrap());
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -284,6 +284,8 @@ pub(crate) struct Inner {
     recording: Mutex<Option<RecordQueues>>,
     recorder_stop: Mutex<Option<RecorderStop>>,
     relay: Mutex<Option<Relay>>,
+    /// The source RTP is latched to, and when it last sent.
+    source: Mutex<Option<(SocketAddr, Instant)>>,
     /// On hold: no RTP expected (inactivity is not reported).
     held: AtomicBool,
     /// The far end does not want our media (sendonly/inactive hold).
@@ -382,6 +384,7 @@ impl RtpSession {
             playback: Mutex::new(None),
             recording: Mutex::new(None),
             recorder_stop: Mutex::new(None),
+            source: Mutex::new(None),
             held: AtomicBool::new(false),
             mute: AtomicBool::new(false),
             relay: Mutex::new(None),
@@ -850,6 +853,9 @@ async fn receive_loop(inner: Arc<Inner>) {
 }
 
 /// Handles one datagram on the RTP port; true when it was RTP we accept.
+/// How long a latched RTP source must be silent before another takes over.
+const RELATCH_AFTER: Duration = Duration::from_secs(2);
+
 fn on_rtp_datagram(
     inner: &Arc<Inner>,
     analysis: &mut Analysis,
@@ -875,14 +881,34 @@ fn on_rtp_datagram(
         bump(&inner.counters.ignored, 1);
         return false;
     }
-    bump(&inner.counters.packets_in, 1);
-    bump(&inner.counters.bytes_in, datagram.len() as u64);
-    if !inner.latched.swap(true, Ordering::SeqCst) {
-        *lock(&inner.remote) = Some(from);
-        if !inner.rtcp_latched.load(Ordering::SeqCst) {
-            *lock(&inner.remote_rtcp) = Some(rtcp_of(from));
+    // Symmetric RTP: the first source is the peer. Another source is
+    // ignored (no injected audio or digits) unless the peer has been silent
+    // for RELATCH_AFTER (its NAT binding moved): then it takes over.
+    let now = Instant::now();
+    {
+        let mut source = lock(&inner.source);
+        let relatch = match *source {
+            Some((addr, _)) if addr == from => false,
+            Some((_, last)) if inner.latched.load(Ordering::SeqCst) => {
+                if now.duration_since(last) < RELATCH_AFTER {
+                    bump(&inner.counters.ignored, 1);
+                    return false;
+                }
+                true
+            }
+            _ => true,
+        };
+        *source = Some((from, now));
+        if relatch || !inner.latched.swap(true, Ordering::SeqCst) {
+            inner.latched.store(true, Ordering::SeqCst);
+            *lock(&inner.remote) = Some(from);
+            if !inner.rtcp_latched.load(Ordering::SeqCst) {
+                *lock(&inner.remote_rtcp) = Some(rtcp_of(from));
+            }
         }
     }
+    bump(&inner.counters.packets_in, 1);
+    bump(&inner.counters.bytes_in, datagram.len() as u64);
     relay(inner, &packet, audio);
 
     let meta = PacketMeta {

@@ -1556,10 +1556,11 @@ impl<'a> Call<'a> {
             self.connection.clone(),
         );
         let mut dest = SipAddr::from(self.from);
-        dest.r#type = Some(if self.transport == "tcp" {
-            rsipstack::sip::Transport::Tcp
-        } else {
-            rsipstack::sip::Transport::Udp
+        dest.r#type = Some(match self.transport {
+            "tcp" => rsipstack::sip::Transport::Tcp,
+            "tls" => rsipstack::sip::Transport::Tls,
+            "ws" => rsipstack::sip::Transport::Ws,
+            _ => rsipstack::sip::Transport::Udp,
         });
         tx.destination = Some(dest);
         if let Err(e) = tx.send().await {
@@ -1616,9 +1617,13 @@ impl<'a> Call<'a> {
         let ended = Utc::now();
         // Let the transaction send what is queued (487, 2xx retransmits) before it goes.
         if let Some(p) = self.pump.take() {
-            let _ = tokio::time::timeout(Duration::from_millis(200), p)
+            let abort = p.abort_handle();
+            if tokio::time::timeout(Duration::from_millis(200), p)
                 .await
-                .map_err(|_| ());
+                .is_err()
+            {
+                abort.abort();
+            }
         }
         let duration = self
             .answered

@@ -20,6 +20,8 @@ use crate::config::SipSettings;
 pub struct SipAddrs {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    pub tls: Option<SocketAddr>,
+    pub ws: Option<SocketAddr>,
 }
 
 pub struct SipServer {
@@ -188,6 +190,8 @@ impl SipServer {
         let addrs = SipAddrs {
             udp: SocketAddr::new(bind.ip(), port),
             tcp: SocketAddr::new(bind.ip(), port),
+            tls: settings.tls_bind,
+            ws: settings.ws_bind,
         };
         let tcp = TcpListenerConnection::new(addrs.tcp, None)
             .await
@@ -195,6 +199,44 @@ impl SipServer {
         let layer = TransportLayer::new(cancel.clone());
         layer.add_transport(SipConnection::Udp(udp));
         layer.add_transport(SipConnection::TcpListener(tcp));
+        if let (Some(at), Some(cert), Some(key)) =
+            (settings.tls_bind, &settings.tls_cert, &settings.tls_key)
+        {
+            let read = |p: &std::path::Path, what: &str| {
+                std::fs::read(p).with_context(|| format!("cannot read {what} {}", p.display()))
+            };
+            let config = rsipstack::transport::tls::TlsConfig {
+                cert: Some(read(cert, "sip.tls_cert")?),
+                key: Some(read(key, "sip.tls_key")?),
+                ..Default::default()
+            };
+            // Checked now, so a bad certificate stops start-up with a reason
+            // (the listener reads it only when it starts serving).
+            let provider = rustls::crypto::CryptoProvider::get_default()
+                .cloned()
+                .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+            rsipstack::transport::tls::ReloadableCertResolver::new(
+                config.cert.as_deref().unwrap_or_default(),
+                config.key.as_deref().unwrap_or_default(),
+                provider,
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "sip.tls_cert/sip.tls_key are not a usable PEM certificate and key: {e}"
+                )
+            })?;
+            let l = rsipstack::transport::tls::TlsListenerConnection::new(at, None, config)
+                .await
+                .map_err(|e| anyhow::anyhow!("SIP TLS listener: {e}"))?;
+            layer.add_transport(SipConnection::TlsListener(l));
+        }
+        if let Some(at) = settings.ws_bind {
+            let ws =
+                rsipstack::transport::websocket::WebSocketListenerConnection::new(at, None, false)
+                    .await
+                    .context("SIP WebSocket listener")?;
+            layer.add_transport(SipConnection::WebSocketListener(ws));
+        }
         let guard = Arc::new(Guard::new(
             settings.requests_per_source_per_sec,
             settings.auth_failures,
@@ -306,13 +348,24 @@ impl SipServer {
     }
 }
 
+/// How a message came: `udp`, `tcp`, `tls` or `ws`.
+pub(crate) fn transport_name(c: &SipConnection) -> &'static str {
+    use rsipstack::sip::Transport;
+    match c.get_addr().r#type {
+        Some(Transport::Tls) => "tls",
+        Some(Transport::Ws | Transport::Wss) => "ws",
+        _ if c.is_reliable() => "tcp",
+        _ => "udp",
+    }
+}
+
 const ALLOW: &str = "REGISTER, OPTIONS, INVITE, ACK, BYE, CANCEL, REFER";
 
 async fn handle(sip: Arc<Sip>, mut tx: rsipstack::transaction::Transaction) {
     let (from, transport) = match tx.connection.as_ref() {
         Some(c) => (
             c.get_remote_addr().and_then(|a| a.get_socketaddr().ok()),
-            if c.is_reliable() { "tcp" } else { "udp" },
+            transport_name(c),
         ),
         None => (None, "udp"),
     };

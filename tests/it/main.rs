@@ -29,5 +29,6 @@ mod sip_forward;
 mod sip_media_e2e;
 mod sip_torture;
 mod sip_transfer;
+mod sip_transports;
 mod sip_trunks;
 mod webhooks;
