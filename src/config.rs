@@ -229,6 +229,9 @@ pub struct SipSettings {
     pub answer_after_ms: u64,
     /// Record calls to `<data.dir>/recordings/<tenant>/<interaction>.wav`.
     pub record_calls: bool,
+    /// `stereo` (the caller left, what the caller hears right) or `mixed`
+    /// (one channel, both summed).
+    pub record_layout: RecordLayout,
     /// Every enabled trunk gets an OPTIONS this often, in seconds (5-3600).
     pub trunk_keepalive_secs: u64,
     /// SIP over TLS (RFC 3261 `sips`/`transport=tls`) on this address, with
@@ -240,6 +243,24 @@ pub struct SipSettings {
     /// browser softphones; put it behind a TLS-terminating proxy for `wss`.
     /// Off when absent.
     pub ws_bind: Option<SocketAddr>,
+}
+
+/// How call recordings lay out their two legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordLayout {
+    #[default]
+    Stereo,
+    Mixed,
+}
+
+impl RecordLayout {
+    pub fn wav(self) -> crate::media::wav::Layout {
+        match self {
+            RecordLayout::Stereo => crate::media::wav::Layout::Stereo,
+            RecordLayout::Mixed => crate::media::wav::Layout::Mixed,
+        }
+    }
 }
 
 impl Default for SipSettings {
@@ -266,6 +287,7 @@ impl Default for SipSettings {
             rtp_timeout_secs: 60,
             answer_after_ms: 0,
             record_calls: true,
+            record_layout: RecordLayout::Stereo,
             trunk_keepalive_secs: 30,
             tls_bind: None,
             tls_cert: None,

@@ -44,7 +44,6 @@ use crate::interactions::domain::{Channel, CloseReason, Direction, Transition};
 use crate::interactions::service::{self as spine, NewInteraction};
 use crate::media::g711::Law;
 use crate::media::session::{MediaEvent, RtpSession, SessionConfig};
-use crate::media::wav::Layout;
 
 const ACTOR: &str = "sip";
 /// How long we wait for the ACK of our 200 (64 * T1).
@@ -1098,7 +1097,10 @@ impl<'a> Call<'a> {
             let path = dir.join(format!("{id}.wav"));
             let started = std::fs::create_dir_all(&dir)
                 .map_err(crate::media::session::SessionError::from)
-                .and_then(|_| self.media.start_recording(&path, Layout::Stereo));
+                .and_then(|_| {
+                    self.media
+                        .start_recording(&path, self.sip.settings.record_layout.wav())
+                });
             match started {
                 Ok(()) => self.recording = Some(path),
                 Err(e) => tracing::warn!(error = %e, "call not recorded"),

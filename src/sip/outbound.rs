@@ -49,7 +49,6 @@ use crate::interactions::domain::{Channel, CloseReason, Direction, Transition};
 use crate::interactions::service::{self as spine, NewInteraction};
 use crate::media::g711::Law;
 use crate::media::session::{MediaEvent, RtpSession, SessionConfig};
-use crate::media::wav::Layout;
 use crate::state::AppState;
 
 const ACTOR: &str = "sip";
@@ -607,7 +606,7 @@ impl OutCall {
             let path = dir.join(format!("{}.wav", self.interaction));
             let r = std::fs::create_dir_all(&dir)
                 .map_err(crate::media::session::SessionError::from)
-                .and_then(|_| media.start_recording(&path, Layout::Stereo));
+                .and_then(|_| media.start_recording(&path, s.record_layout.wav()));
             match r {
                 Ok(()) => self.recording = Some(path),
                 Err(e) => tracing::warn!(error = %e, "outbound call not recorded"),

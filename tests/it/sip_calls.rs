@@ -20,6 +20,11 @@ fn calls_on(s: &mut switchboard::config::Settings) {
     s.sip.rtp_port_max = 41999;
 }
 
+fn mixed_recordings(s: &mut switchboard::config::Settings) {
+    calls_on(s);
+    s.sip.record_layout = switchboard::config::RecordLayout::Mixed;
+}
+
 fn ringing_calls(s: &mut switchboard::config::Settings) {
     calls_on(s);
     s.sip.answer_after_ms = 3000;
@@ -127,6 +132,117 @@ pub(crate) async fn recv_until(
     got
 }
 
+/// SIPp's uac_pcap calls in: audio, a digit, the CDR and the recording
+/// (stereo: two channels, the caller's left; mixed: one).
+async fn sipp_call_with_audio(app: TestApp, stereo: bool) {
+    add_number(&app, NUMBER).await;
+    let server = sip_addr(&app);
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
+    let cwd = dir.path().to_path_buf();
+    // Ports of its own (the two backends' calls may run at once).
+    let sipp_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let media_port = free_udp_block(10).to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sipp")
+            .current_dir(&cwd)
+            .args([
+                &server.to_string(),
+                "-sn",
+                "uac_pcap",
+                "-s",
+                "442071838750",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &sipp_port,
+                "-mp",
+                &media_port,
+                "-m",
+                "1",
+                "-timeout",
+                "30",
+                "-nostdin",
+                "-trace_err",
+            ])
+            .output()
+            .expect("sipp runs")
+    })
+    .await
+    .unwrap();
+    let logs: String = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        out.status.success(),
+        "sipp failed: {}\n{}\n{logs}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (i, evs) = closed_call(&app).await;
+    assert_eq!(i["direction"], "inbound");
+    assert_eq!(i["subject"], NUMBER);
+    let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for k in ["created", "ringing", "answered", "queued", "dtmf", "hangup"] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    let dtmf: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["kind"] == "dtmf")
+        .map(|e| e["data"]["digit"].as_str().unwrap())
+        .collect();
+    assert_eq!(dtmf, vec!["1"], "{evs:?}");
+    let hangup = evs.iter().find(|e| e["kind"] == "hangup").unwrap();
+    assert_eq!(hangup["data"]["cause"], "caller_bye");
+    let cdr = &hangup["data"]["cdr"];
+    assert_eq!(cdr["codec"], "PCMA");
+    let packets = cdr["packets_in"].as_u64().unwrap();
+    // g711a.pcap holds 236 RTP packets, dtmf_2833_1.pcap 10.
+    assert!((200..=260).contains(&packets), "packets in: {cdr}");
+    assert!(cdr["answer"].is_string() && cdr["end"].is_string(), "{cdr}");
+    let rec = app
+        .dir
+        .path()
+        .join(cdr["recording"].as_str().expect("a recording"));
+    let wav = std::fs::read(&rec).expect("the recording exists");
+    // 16-bit at 8 kHz: 16 000 bytes per second and channel.
+    let channels = u16::from_le_bytes([wav[22], wav[23]]);
+    assert_eq!(channels, if stereo { 2 } else { 1 });
+    let secs = (wav.len() as f64 - 44.0) / (16000.0 * channels as f64);
+    let duration = cdr["duration_secs"].as_f64().unwrap();
+    assert!(
+        secs > 4.0 && (secs - duration).abs() < 1.5,
+        "recording {secs} s, call {duration} s"
+    );
+    let samples: Vec<i16> = wav[44..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let loud = samples
+        .iter()
+        .step_by(channels as usize)
+        .filter(|s| s.unsigned_abs() > 1000)
+        .count();
+    assert!(
+        loud > 8000,
+        "the caller's channel is silent ({loud} loud samples)"
+    );
+    // Nothing left: the RTP port is free again, no media task runs.
+    let answered = evs.iter().find(|e| e["kind"] == "answered").unwrap();
+    let rtp: SocketAddr = answered["data"]["rtp"].as_str().unwrap().parse().unwrap();
+    std::net::UdpSocket::bind(rtp).expect("the RTP port can be bound again");
+    std::net::UdpSocket::bind(SocketAddr::new(rtp.ip(), rtp.port() + 1))
+        .expect("the RTCP port too");
+}
+
 both_backends! {
     async fn numbers_are_validated_and_unique(app) configure(calls_on) {
         let admin = app.login("admin").await;
@@ -159,77 +275,11 @@ both_backends! {
     }
 
     async fn sipp_calls_in_with_audio_and_dtmf(app) configure(calls_on) {
-        add_number(&app, NUMBER).await;
-        let server = sip_addr(&app);
-        let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
-        let cwd = dir.path().to_path_buf();
-        // Ports of its own (the two backends' calls may run at once).
-        let sipp_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-        let media_port = free_udp_block(10).to_string();
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("sipp")
-                .current_dir(&cwd)
-                .args([
-                    &server.to_string(),
-                    "-sn", "uac_pcap",
-                    "-s", "442071838750",
-                    "-i", "127.0.0.1",
-                    "-p", &sipp_port,
-                    "-mp", &media_port,
-                    "-m", "1",
-                    "-timeout", "30",
-                    "-nostdin",
-                    "-trace_err",
-                ])
-                .output()
-                .expect("sipp runs")
-        })
-        .await
-        .unwrap();
-        let logs: String = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect();
-        assert!(
-            out.status.success(),
-            "sipp failed: {}\n{}\n{logs}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (i, evs) = closed_call(&app).await;
-        assert_eq!(i["direction"], "inbound");
-        assert_eq!(i["subject"], NUMBER);
-        let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
-        for k in ["created", "ringing", "answered", "queued", "dtmf", "hangup"] {
-            assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
-        }
-        let dtmf: Vec<&str> = evs.iter().filter(|e| e["kind"] == "dtmf").map(|e| e["data"]["digit"].as_str().unwrap()).collect();
-        assert_eq!(dtmf, vec!["1"], "{evs:?}");
-        let hangup = evs.iter().find(|e| e["kind"] == "hangup").unwrap();
-        assert_eq!(hangup["data"]["cause"], "caller_bye");
-        let cdr = &hangup["data"]["cdr"];
-        assert_eq!(cdr["codec"], "PCMA");
-        let packets = cdr["packets_in"].as_u64().unwrap();
-        // g711a.pcap holds 236 RTP packets, dtmf_2833_1.pcap 10.
-        assert!((200..=260).contains(&packets), "packets in: {cdr}");
-        assert!(cdr["answer"].is_string() && cdr["end"].is_string(), "{cdr}");
-        let rec = app.dir.path().join(cdr["recording"].as_str().expect("a recording"));
-        let wav = std::fs::read(&rec).expect("the recording exists");
-        // Stereo 16-bit at 8 kHz: 32 000 bytes per second.
-        let secs = (wav.len() as f64 - 44.0) / 32000.0;
-        let duration = cdr["duration_secs"].as_f64().unwrap();
-        assert!(secs > 4.0 && (secs - duration).abs() < 1.5, "recording {secs} s, call {duration} s");
-        let samples: Vec<i16> = wav[44..].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
-        let loud = samples.iter().step_by(2).filter(|s| s.unsigned_abs() > 1000).count();
-        assert!(loud > 8000, "the caller's channel is silent ({loud} loud samples)");
-        // Nothing left: the RTP port is free again, no media task runs.
-        let answered = evs.iter().find(|e| e["kind"] == "answered").unwrap();
-        let rtp: SocketAddr = answered["data"]["rtp"].as_str().unwrap().parse().unwrap();
-        std::net::UdpSocket::bind(rtp).expect("the RTP port can be bound again");
-        std::net::UdpSocket::bind(SocketAddr::new(rtp.ip(), rtp.port() + 1)).expect("the RTCP port too");
+        sipp_call_with_audio(app, true).await;
+    }
+
+    async fn mixed_recordings_hold_both_legs_in_one_channel(app) configure(mixed_recordings) {
+        sipp_call_with_audio(app, false).await;
     }
 
     async fn unknown_numbers_and_codecs_are_refused(app) configure(calls_on) {
