@@ -18,6 +18,7 @@ pub mod interactions;
 pub mod jobs;
 pub mod media;
 pub mod metrics;
+pub mod prompts;
 pub mod seed;
 pub mod sip;
 pub mod state;

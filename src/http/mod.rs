@@ -44,6 +44,7 @@ use crate::state::AppState;
         (name = "segments", description = "Dynamic segments: filters written as expressions"),
         (name = "consent", description = "Consent, suppression and may-we-contact decisions"),
         (name = "imports", description = "Uploads and CSV imports"),
+        (name = "prompts", description = "Recordings callers hear (WAV, any common format)"),
     )
 )]
 struct ApiDoc;
@@ -77,6 +78,7 @@ fn api_v1(cfg: &mut ServiceConfig) {
     crate::acd::http::configure(cfg);
     crate::contacts::http::configure(cfg);
     crate::sip::configure(cfg);
+    crate::prompts::configure(cfg);
 }
 
 /// The OpenAPI document of the routes above, generated from the code.

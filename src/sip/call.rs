@@ -502,7 +502,10 @@ pub async fn invite(sip: Arc<Sip>, mut tx: Transaction, from: SocketAddr, transp
         }
     }
     if let Some(g) = &target.number.greeting {
-        target.greeting = numbers::prompt_path(&ctx.recordings, target.tenant, g);
+        target.greeting = ctx
+            .recordings
+            .parent()
+            .and_then(|data| crate::prompts::path(data, target.tenant, g));
     }
     let _ = tx.send_trying().await;
     let s = &sip.settings;

@@ -420,7 +420,7 @@ async fn create_number(
         None => None,
     };
     if let Some(g) = &b.greeting
-        && !super::numbers::prompt_name_ok(g)
+        && !crate::prompts::name_ok(g)
     {
         v.add(
             "greeting",

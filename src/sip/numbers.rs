@@ -77,31 +77,6 @@ pub async fn find_by_number(
         .await
 }
 
-/// Whether `name` may name a prompt file (no path tricks).
-pub fn prompt_name_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 100
-        && !name.contains("..")
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
-/// Where a tenant's prompt named `name` is stored.
-pub fn prompt_path(
-    recordings: &std::path::Path,
-    tenant: TenantId,
-    name: &str,
-) -> Option<std::path::PathBuf> {
-    let data = recordings.parent()?;
-    prompt_name_ok(name).then(|| {
-        data.join("prompts")
-            .join(tenant.to_string())
-            .join(format!("{name}.wav"))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

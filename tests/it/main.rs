@@ -2,6 +2,7 @@
 
 mod helpers;
 mod node;
+mod prompts;
 
 mod audience;
 mod auth;

@@ -373,13 +373,17 @@ both_backends! {
     }
 
     async fn a_greeting_plays_before_the_call_is_forwarded(app) configure(forwarding_on) {
-        let admin = app.login("admin").await;
-        let tenant = json_ok(app.get("/api/v1/tenant", &admin).await, 200).await["id"].as_str().unwrap().to_owned();
+        // The greeting is uploaded as supervisors do (espeak-ng's WAV, 22 kHz).
         let tmp = tempfile::tempdir().unwrap();
         let spoken = crate::media_session::espeak_prompt(tmp.path(), "Welcome to the demo company. Your call is being connected.");
-        let prompts = app.dir.path().join("prompts").join(&tenant);
-        std::fs::create_dir_all(&prompts).unwrap();
-        std::fs::copy(&spoken, prompts.join("welcome.wav")).unwrap();
+        let sup = app.login("supervisor").await;
+        let r = app
+            .req(reqwest::Method::PUT, "/api/v1/prompts/welcome", &sup)
+            .body(std::fs::read(&spoken).unwrap())
+            .send()
+            .await
+            .unwrap();
+        json_ok(r, 200).await;
         let far_dir = tempfile::tempdir().unwrap();
         let far_port = free_port();
         let trunk = add_trunk(&app, far_port, json!({})).await;
