@@ -393,7 +393,12 @@ both_backends! {
         let out = caller(&app, dir.path()).await;
         assert!(out.status.success(), "the caller failed: {}\n{}", String::from_utf8_lossy(&out.stdout), sipp_logs(dir.path()));
         assert_ok(&far.await.unwrap(), far_dir.path());
-        let (_, evs) = closed_call(&app).await;
+        // The whole path of a call: greeted, its digit reported, recorded,
+        // bridged to the outbound leg, hung up cleanly and closed.
+        let (i, evs) = closed_call(&app).await;
+        assert_eq!(i["close_reason"], "completed", "{i}");
+        assert_eq!(event(&evs, "dtmf")["data"]["digit"], "1");
+        assert_eq!(event(&evs, "hangup")["data"]["cause"], "caller_bye");
         let k = kinds(&evs);
         let pos = |w: &str| k.iter().position(|x| *x == w).unwrap_or_else(|| panic!("{w} missing from {k:?}"));
         // Answered by us, greeted, then forwarded.
