@@ -114,6 +114,21 @@ pub async fn create(
     new: NewInteraction,
     actor: Option<String>,
 ) -> Result<(interaction::Model, TimelineEvent), InteractionError> {
+    let (m, mut evs) = create_with(db, bus, tenant_id, new, &[], actor).await?;
+    Ok((m, evs.remove(0)))
+}
+
+/// Creates an interaction with its `created` event and the events of
+/// `steps` after it, in one transaction.
+#[instrument(skip_all, fields(tenant_id = %tenant_id))]
+pub async fn create_with(
+    db: &DatabaseConnection,
+    bus: &Bus,
+    tenant_id: TenantId,
+    new: NewInteraction,
+    steps: &[Step],
+    actor: Option<String>,
+) -> Result<(interaction::Model, Vec<TimelineEvent>), InteractionError> {
     let now = Utc::now();
     let id = InteractionId::new();
     let txn = crate::db::begin_write(db).await?;
@@ -153,14 +168,25 @@ pub async fn create(
         "created",
         State::Created,
         data,
-        actor,
+        actor.clone(),
         now,
     )
     .await?;
+    let (m, mut evs) = if steps.is_empty() {
+        (m, Vec::new())
+    } else {
+        // Nobody else knows the interaction yet: the guard cannot fail.
+        steps_in(&txn, tenant_id, &m, steps, actor)
+            .await?
+            .ok_or(InteractionError::Contended)?
+    };
     txn.commit().await?;
-    let ev = TimelineEvent::from(ev);
-    bus.publish(BusMessage::Interaction(Arc::new(ev.clone())));
-    Ok((m, ev))
+    evs.insert(0, ev);
+    let evs: Vec<TimelineEvent> = evs.into_iter().map(TimelineEvent::from).collect();
+    for ev in &evs {
+        bus.publish(BusMessage::Interaction(Arc::new(ev.clone())));
+    }
+    Ok((m, evs))
 }
 
 /// Moves an interaction through its lifecycle. Concurrent changes to the
@@ -209,6 +235,175 @@ pub async fn annotate(
 }
 
 type Decision = Result<(Lifecycle, String, Value), InteractionError>;
+
+/// One step of [`record`]: a transition, or an event that keeps the state.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Transition(Transition),
+    Annotate { kind: String, data: Value },
+}
+
+impl Step {
+    pub fn note(kind: &str, data: Value) -> Step {
+        Step::Annotate {
+            kind: kind.to_owned(),
+            data,
+        }
+    }
+
+    /// What the step makes of `current`: the next state, the event kind
+    /// and its data.
+    fn decide(&self, current: &Lifecycle) -> Decision {
+        match self {
+            Step::Transition(t) => {
+                let next = current.apply(t)?;
+                let data = serde_json::to_value(t).expect("transitions serialise");
+                Ok((next, t.kind().to_owned(), data))
+            }
+            Step::Annotate { kind, data } => {
+                if current.state == State::Closed {
+                    return Err(LifecycleError::Invalid(super::domain::InvalidTransition {
+                        state: State::Closed,
+                        action: "annotate",
+                    })
+                    .into());
+                }
+                Ok((current.clone(), kind.clone(), data.clone()))
+            }
+        }
+    }
+}
+
+/// Several steps in one transaction (the events in order, all or none):
+/// what a call records at once (answered, connected, bridged), so the hot
+/// path writes less often.
+#[instrument(skip_all, fields(tenant_id = %tenant_id, interaction_id = %id, steps = steps.len()))]
+pub async fn record(
+    db: &DatabaseConnection,
+    bus: &Bus,
+    tenant_id: TenantId,
+    id: InteractionId,
+    steps: &[Step],
+    actor: Option<String>,
+) -> Result<(interaction::Model, Vec<TimelineEvent>), InteractionError> {
+    for attempt in 0..8 {
+        match try_record(db, tenant_id, id, actor.clone(), steps).await {
+            Ok(Some((m, evs))) => {
+                let evs: Vec<TimelineEvent> = evs.into_iter().map(TimelineEvent::from).collect();
+                for ev in &evs {
+                    bus.publish(BusMessage::Interaction(Arc::new(ev.clone())));
+                }
+                return Ok((m, evs));
+            }
+            Ok(None) => {}
+            Err(InteractionError::Db(e)) if is_busy(&e) => {}
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+    }
+    Err(InteractionError::Contended)
+}
+
+async fn try_record(
+    db: &DatabaseConnection,
+    tenant_id: TenantId,
+    id: InteractionId,
+    actor: Option<String>,
+    steps: &[Step],
+) -> Result<Option<(interaction::Model, Vec<event::Model>)>, InteractionError> {
+    let txn = crate::db::begin_write(db).await?;
+    lock_feed(&txn, tenant_id).await?;
+    let current = find(&txn, tenant_id, id)
+        .await?
+        .ok_or(InteractionError::NotFound)?;
+    match steps_in(&txn, tenant_id, &current, steps, actor).await? {
+        Some(done) => {
+            txn.commit().await?;
+            Ok(Some(done))
+        }
+        None => {
+            txn.rollback().await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Applies `steps` to `current` in `txn`: one update (guarded by the
+/// sequence number; `None` when another writer got there first), the
+/// events, and their webhook deliveries.
+async fn steps_in(
+    txn: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    current: &interaction::Model,
+    steps: &[Step],
+    actor: Option<String>,
+) -> Result<Option<(interaction::Model, Vec<event::Model>)>, InteractionError> {
+    let before = lifecycle_of(current);
+    let mut state = before.clone();
+    let mut decided = Vec::with_capacity(steps.len());
+    for step in steps {
+        let (next, kind, data) = step.decide(&state)?;
+        decided.push((kind, next.state, data));
+        state = next;
+    }
+    let now = Utc::now();
+    let last = current.last_seq + steps.len() as i32;
+    let closing = state.state == State::Closed && before.state != State::Closed;
+    let mut upd = interaction::Entity::update_many()
+        .col_expr(
+            interaction::Column::State,
+            Expr::value(enum_str(&state.state)),
+        )
+        .col_expr(interaction::Column::QueueId, Expr::value(state.queue_id))
+        .col_expr(interaction::Column::AgentId, Expr::value(state.agent_id))
+        .col_expr(
+            interaction::Column::CloseReason,
+            Expr::value(state.close_reason.as_ref().map(enum_str)),
+        )
+        .col_expr(interaction::Column::LastSeq, Expr::value(last))
+        .col_expr(interaction::Column::UpdatedAt, Expr::value(now));
+    if closing {
+        upd = upd.col_expr(interaction::Column::ClosedAt, Expr::value(Some(now)));
+    }
+    let res = upd
+        .filter(interaction::Column::Id.eq(current.id))
+        .filter(interaction::Column::TenantId.eq(tenant_id))
+        .filter(interaction::Column::LastSeq.eq(current.last_seq))
+        .exec(txn)
+        .await?;
+    if res.rows_affected != 1 {
+        return Ok(None);
+    }
+    let mut events = Vec::with_capacity(decided.len());
+    for (i, (kind, state_after, data)) in decided.into_iter().enumerate() {
+        let ev = event::ActiveModel {
+            id: sea_orm::NotSet,
+            tenant_id: Set(tenant_id),
+            interaction_id: Set(current.id),
+            seq: Set(current.last_seq + 1 + i as i32),
+            kind: Set(kind),
+            state_after: Set(enum_str(&state_after)),
+            data: Set(data),
+            actor: Set(actor.clone()),
+            occurred_at: Set(now),
+        }
+        .insert(txn)
+        .await?;
+        events.push(ev);
+    }
+    enqueue_deliveries(txn, tenant_id, &events, None).await?;
+    let mut updated = current.clone();
+    updated.state = enum_str(&state.state);
+    updated.queue_id = state.queue_id;
+    updated.agent_id = state.agent_id;
+    updated.close_reason = state.close_reason.as_ref().map(enum_str);
+    updated.last_seq = last;
+    updated.updated_at = now;
+    if closing {
+        updated.closed_at = Some(now);
+    }
+    Ok(Some((updated, events)))
+}
 
 async fn change(
     db: &DatabaseConnection,

@@ -41,7 +41,7 @@ use super::uac::InDialog;
 use super::{Sip, tenant_domain};
 use crate::ids::{InteractionId, TenantId};
 use crate::interactions::domain::{Channel, CloseReason, Direction, Transition};
-use crate::interactions::service::{self as spine, NewInteraction};
+use crate::interactions::service::{self as spine, NewInteraction, Step};
 use crate::media::g711::Law;
 use crate::media::session::{MediaEvent, RtpSession, SessionConfig};
 
@@ -748,6 +748,23 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// Several steps in one write (see `spine::record`).
+    async fn record(&self, steps: &[Step]) {
+        let Some(id) = self.interaction else { return };
+        if let Err(e) = spine::record(
+            &self.sip.db,
+            &self.ctx.bus,
+            self.target.tenant,
+            id,
+            steps,
+            Some(ACTOR.into()),
+        )
+        .await
+        {
+            tracing::warn!(error = %e, interaction_id = %id, "call events not recorded");
+        }
+    }
+
     async fn event(&self, kind: &str, data: Value) {
         let Some(id) = self.interaction else { return };
         if let Err(e) = spine::annotate(
@@ -774,7 +791,19 @@ impl<'a> Call<'a> {
         if let Some(a) = &self.target.account {
             attributes.insert("sip_account".into(), json!(a));
         }
-        let created = spine::create(
+        // Created, ringing (and forwarding) in one write.
+        let forward_now = self.target.forward.is_some() && self.target.greeting.is_none();
+        let mut first = vec![Step::note(
+            "ringing",
+            json!({ "number": self.target.number.number }),
+        )];
+        if forward_now && let Some((tr, to)) = &self.target.forward {
+            first.push(Step::note(
+                "forwarding",
+                json!({ "to": to, "trunk_id": tr.id }),
+            ));
+        }
+        let created = spine::create_with(
             &self.sip.db,
             &self.ctx.bus,
             t,
@@ -798,6 +827,7 @@ impl<'a> Call<'a> {
                     contact_id: None,
                 }
             },
+            &first,
             Some(ACTOR.into()),
         )
         .await;
@@ -810,10 +840,8 @@ impl<'a> Call<'a> {
             }
         }
         self.respond(StatusCode::Ringing, vec![], None);
-        self.event("ringing", json!({ "number": self.target.number.number }))
-            .await;
 
-        if self.target.forward.is_some() && self.target.greeting.is_none() {
+        if forward_now {
             // Forwarded at once: the far end's ringing, early media and
             // answer are the caller's.
             if let Err(cause) = self.forward(false).await {
@@ -1082,17 +1110,23 @@ impl<'a> Call<'a> {
 
     /// After our 200: the `answered` event and the recording.
     async fn answered(&mut self) {
+        self.answered_with(Vec::new()).await;
+    }
+
+    /// `answered`, with more steps recorded in the same write.
+    async fn answered_with(&mut self, more: Vec<Step>) {
         self.answered = Some(Utc::now());
         let codec = match self.codec {
             Law::Ulaw => "PCMU",
             Law::Alaw => "PCMA",
         };
         let local = self.media.local_addr();
-        self.event(
+        let mut steps = vec![Step::note(
             "answered",
             json!({ "codec": codec, "rtp": local.to_string() }),
-        )
-        .await;
+        )];
+        steps.extend(more);
+        self.record(&steps).await;
         if self.sip.settings.record_calls
             && let Some(id) = self.interaction
         {
@@ -1191,11 +1225,14 @@ impl<'a> Call<'a> {
                     return Err(cause);
                 }
             };
-        self.event(
-            "forwarding",
-            json!({ "to": to, "trunk_id": trunk.id, "sip_call_id": dialing.call_id() }),
-        )
-        .await;
+        if answered {
+            // (Recorded with the interaction's creation otherwise.)
+            self.event(
+                "forwarding",
+                json!({ "to": to, "trunk_id": trunk.id, "sip_call_id": dialing.call_id() }),
+            )
+            .await;
+        }
         let deadline = tokio::time::sleep(FORWARD_RING);
         tokio::pin!(deadline);
         let stop = self.sip.calls.stop.clone();
@@ -1223,15 +1260,17 @@ impl<'a> Call<'a> {
                         let leg = dialing.answered(*dialog);
                         let call_id = leg.call_id.clone();
                         self.leg = Some(leg);
-                        if !answered {
-                            self.respond_sdp(StatusCode::OK);
-                            self.answered().await;
-                        }
                         self.connected = true;
-                        if let Some(id) = self.interaction {
-                            let _ = spine::apply(&self.sip.db, &self.ctx.bus, self.target.tenant, id, Transition::Connect { agent_id: None }, Some(ACTOR.into())).await;
+                        let steps = vec![
+                            Step::Transition(Transition::Connect { agent_id: None }),
+                            Step::note("bridged", json!({ "to": to, "trunk_id": trunk.id, "remote_rtp": remote.to_string(), "sip_call_id": call_id })),
+                        ];
+                        if answered {
+                            self.record(&steps).await;
+                        } else {
+                            self.respond_sdp(StatusCode::OK);
+                            self.answered_with(steps).await;
                         }
-                        self.event("bridged", json!({ "to": to, "trunk_id": trunk.id, "remote_rtp": remote.to_string(), "sip_call_id": call_id })).await;
                         return Ok(());
                     }
                     Progress::Failed(status, cause, code) => {
@@ -1660,61 +1699,55 @@ impl<'a> Call<'a> {
             "sip_call_id": self.call_id,
             "forwarded": forwarded,
         });
-        self.event("hangup", json!({ "cause": cause, "cdr": cdr }))
-            .await;
+        let hangup = Step::note("hangup", json!({ "cause": cause, "cdr": cdr }));
         let Some(id) = self.interaction else { return };
         let t = self.target.tenant;
         let actor = Some(ACTOR.to_owned());
-        // An agent's hang-up was the ACD's own: the interaction is ended.
-        let r = if cause == "agent_hangup" {
-            Ok(())
+        // The hang-up and the closing transitions in one write; if the
+        // transitions no longer apply, the hang-up is still recorded.
+        let closing: Vec<Step> = if cause == "agent_hangup" || self.routed {
+            // The ACD ends it (an agent's hang-up already did).
+            Vec::new()
         } else if self.connected {
-            let wrap = spine::apply(
-                &self.sip.db,
-                &self.ctx.bus,
-                t,
-                id,
-                Transition::WrapUp,
-                actor.clone(),
-            )
-            .await;
-            let close = Transition::Close {
-                reason: if cause == "rtp_timeout" {
-                    CloseReason::Failed
-                } else {
-                    CloseReason::Completed
-                },
-            };
-            match wrap {
-                Ok(_) => spine::apply(&self.sip.db, &self.ctx.bus, t, id, close, actor)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        } else if self.routed {
-            self.ctx
-                .acd
-                .hang_up(t, id, actor)
-                .await
-                .map_err(|e| e.to_string())
-        } else {
-            let transition = if self.answered.is_some() {
-                Transition::Close {
-                    reason: if cause == "failed" {
+            vec![
+                Step::Transition(Transition::WrapUp),
+                Step::Transition(Transition::Close {
+                    reason: if cause == "rtp_timeout" {
                         CloseReason::Failed
                     } else {
                         CloseReason::Completed
                     },
-                }
-            } else {
-                Transition::Abandon
-            };
-            spine::apply(&self.sip.db, &self.ctx.bus, t, id, transition, actor)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+                }),
+            ]
+        } else if self.answered.is_some() {
+            vec![Step::Transition(Transition::Close {
+                reason: if cause == "failed" {
+                    CloseReason::Failed
+                } else {
+                    CloseReason::Completed
+                },
+            })]
+        } else {
+            vec![Step::Transition(Transition::Abandon)]
         };
+        let mut steps = vec![hangup.clone()];
+        steps.extend(closing);
+        let mut r = spine::record(&self.sip.db, &self.ctx.bus, t, id, &steps, actor.clone())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        if r.is_err() && steps.len() > 1 {
+            let _ =
+                spine::record(&self.sip.db, &self.ctx.bus, t, id, &[hangup], actor.clone()).await;
+        }
+        if self.routed && cause != "agent_hangup" {
+            r = self
+                .ctx
+                .acd
+                .hang_up(t, id, actor)
+                .await
+                .map_err(|e| e.to_string());
+        }
         if let Err(e) = r {
             tracing::warn!(error = %e, interaction_id = %id, "call's interaction not closed");
         }
