@@ -14,6 +14,7 @@ mod m20261130_000004_sip;
 mod m20261130_000005_sip_numbers;
 mod m20261130_000006_sip_trunks;
 mod m20261130_000007_sip_trunk_registration;
+mod m20261130_000008_sip_number_forwarding;
 mod util;
 
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_sip_numbers::Migration),
             Box::new(m20261130_000006_sip_trunks::Migration),
             Box::new(m20261130_000007_sip_trunk_registration::Migration),
+            Box::new(m20261130_000008_sip_number_forwarding::Migration),
         ]
     }
 }

@@ -284,6 +284,10 @@ pub(crate) struct Inner {
     recording: Mutex<Option<RecordQueues>>,
     recorder_stop: Mutex<Option<RecorderStop>>,
     relay: Mutex<Option<Relay>>,
+    /// On hold: no RTP expected (inactivity is not reported).
+    held: AtomicBool,
+    /// The far end does not want our media (sendonly/inactive hold).
+    mute: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -378,6 +382,8 @@ impl RtpSession {
             playback: Mutex::new(None),
             recording: Mutex::new(None),
             recorder_stop: Mutex::new(None),
+            held: AtomicBool::new(false),
+            mute: AtomicBool::new(false),
             relay: Mutex::new(None),
             config,
         });
@@ -419,6 +425,19 @@ impl RtpSession {
         *lock(&self.inner.remote_rtcp) = addr.map(rtcp_of);
         self.inner.latched.store(false, Ordering::SeqCst);
         self.inner.rtcp_latched.store(false, Ordering::SeqCst);
+    }
+
+    /// Hold (re-INVITE): while `held` no RTP is expected from the far end
+    /// (inactivity is not reported); while `mute` nothing is sent to it
+    /// (its offer was sendonly or inactive).
+    pub fn set_hold(&self, held: bool, mute: bool) {
+        self.inner.held.store(held, Ordering::SeqCst);
+        self.inner.mute.store(mute, Ordering::SeqCst);
+    }
+
+    /// Whether the far end put this leg on hold.
+    pub fn is_held(&self) -> bool {
+        self.inner.held.load(Ordering::SeqCst)
     }
 
     /// The event stream; there is one, so the second call gets `None`.
@@ -623,6 +642,9 @@ impl Inner {
     }
 
     fn send_datagram(&self, bytes: &[u8], payload_len: usize) {
+        if self.mute.load(Ordering::Relaxed) {
+            return;
+        }
         let Some(to) = *lock(&self.remote) else {
             return;
         };
@@ -782,6 +804,10 @@ async fn receive_loop(inner: Arc<Inner>) {
         tokio::select! {
             _ = inner.cancel.cancelled() => break,
             _ = tokio::time::sleep_until(deadline), if !inactive_reported => {
+                if inner.held.load(Ordering::SeqCst) {
+                    last_rtp = Instant::now();
+                    continue;
+                }
                 inactive_reported = true;
                 let frames = lock(&inner.rx).jitter.drain();
                 for f in frames {

@@ -329,8 +329,16 @@ impl Leg {
                 self.sip.uac.advertised(None).ip()
             }
         });
+        let us = super::midcall::LegSdp {
+            media: SocketAddr::new(ip, local.port()),
+            contact: format!(
+                "<sip:switchboard@{}>",
+                self.sip.uac.advertised(s.rtp_advertise)
+            ),
+            session_id: rand::random::<u32>() as u64,
+        };
         let offer = sdp::answer(
-            SocketAddr::new(ip, local.port()),
+            us.media,
             &sdp::Negotiated {
                 codec,
                 telephone_event: te,
@@ -440,6 +448,15 @@ impl Leg {
                         let _ = acd.hang_up(self.t, self.interaction, Some(ACTOR.into())).await;
                         break "agent_bye";
                     }
+                    Some(InDialog::ReInvite(tx)) => {
+                        let change = super::midcall::answer_reinvite(*tx, &media, &us).await;
+                        if let Some(kind) = change.event() {
+                            self.event(kind, json!({ "by": "agent", "agent_id": self.agent })).await;
+                        }
+                    }
+                    Some(InDialog::Refer(tx)) => {
+                        super::midcall::refuse(*tx, rsipstack::sip::StatusCode::NotImplemented, "transfer from a desk phone is not supported yet").await;
+                    }
                 },
                 c = self.ctl.recv() => {
                     let _ = c;
@@ -473,7 +490,7 @@ impl Leg {
         loop {
             tokio::select! {
                 ev = calling.next() => match ev {
-                    Some(InviteEvent::Provisional(_)) => {}
+                    Some(InviteEvent::Provisional(..)) => {}
                     Some(InviteEvent::Answered(d, body)) => return Ringing::Answered(d, body),
                     Some(InviteEvent::Failed(486 | 600 | 603)) => return Ringing::Over("declined"),
                     Some(InviteEvent::Failed(code)) => {
@@ -494,7 +511,7 @@ impl Leg {
         let crossed = tokio::time::timeout(CANCEL_WAIT, async {
             loop {
                 match calling.next().await {
-                    Some(InviteEvent::Provisional(_)) => {}
+                    Some(InviteEvent::Provisional(..)) => {}
                     Some(InviteEvent::Answered(d, _)) => return Some(d),
                     Some(InviteEvent::Failed(_)) | None => return None,
                 }

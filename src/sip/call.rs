@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::numbers::{self, number};
 use super::registrar::{self, Reply};
 use super::sdp::{self, SdpError};
+use super::uac::InDialog;
 use super::{Sip, tenant_domain};
 use crate::ids::{InteractionId, TenantId};
 use crate::interactions::domain::{Channel, CloseReason, Direction, Transition};
@@ -48,6 +49,8 @@ use crate::media::wav::Layout;
 const ACTOR: &str = "sip";
 /// How long we wait for the ACK of our 200 (64 * T1).
 const ACK_TIMEOUT: Duration = Duration::from_secs(32);
+/// How long a forwarded call may ring at the far end.
+const FORWARD_RING: Duration = Duration::from_secs(60);
 
 /// What calls need beyond the SIP endpoint (attached once the application
 /// has built them).
@@ -59,13 +62,16 @@ pub struct CallContext {
 }
 
 /// What reaches a call's task from outside.
-#[derive(Debug)]
 enum Signal {
     Cancel,
     Ack,
     Bye,
     /// The ACD ended the interaction (the agent hung up): we BYE the caller.
     Hangup,
+    /// A re-INVITE from the caller (hold, unhold, a new address).
+    ReInvite(Box<Transaction>),
+    /// A REFER from the caller.
+    Refer(Box<Transaction>),
 }
 
 /// A caller's leg as the agent leg sees it (`agent_leg.rs`).
@@ -153,10 +159,17 @@ impl Calls {
     }
 
     fn signal(&self, call_id: &str, local_tag: Option<&str>, s: Signal) -> bool {
+        self.try_signal(call_id, local_tag, s).is_ok()
+    }
+
+    /// Like `signal`, giving the signal back when no call took it.
+    fn try_signal(&self, call_id: &str, local_tag: Option<&str>, s: Signal) -> Result<(), Signal> {
         let m = self.live.lock().unwrap_or_else(|e| e.into_inner());
         match m.get(call_id) {
-            Some(l) if local_tag.is_none_or(|t| t == l.local_tag) => l.signals.send(s).is_ok(),
-            _ => false,
+            Some(l) if local_tag.is_none_or(|t| t == l.local_tag) => {
+                l.signals.send(s).map_err(|e| e.0)
+            }
+            _ => Err(s),
         }
     }
 
@@ -207,6 +220,10 @@ struct Target {
     number: number::Model,
     caller: String,
     account: Option<String>,
+    /// The number forwards its calls: through this trunk, to this E.164.
+    forward: Option<(super::trunks::trunk::Model, String)>,
+    /// The greeting prompt's file.
+    greeting: Option<PathBuf>,
 }
 
 /// Decides who may call in; `Err(reply)` is the refusal (or a challenge).
@@ -240,6 +257,8 @@ async fn resolve(
             number,
             caller: format!("sip:{}@{realm}", account.username),
             account: Some(account.username),
+            forward: None,
+            greeting: None,
         }));
     }
     let found = match numbers::normalise_dialed(&dialed, None) {
@@ -268,6 +287,8 @@ async fn resolve(
         number,
         caller: caller.chars().take(200).collect(),
         account: None,
+        forward: None,
+        greeting: None,
     }))
 }
 
@@ -288,7 +309,7 @@ pub async fn invite(sip: Arc<Sip>, mut tx: Transaction, from: SocketAddr, transp
         )
         .await;
     };
-    // A re-INVITE (To has a tag): no mid-call changes yet.
+    // A re-INVITE (To has a tag) belongs to a call in progress.
     if tx
         .original
         .to_header()
@@ -296,19 +317,12 @@ pub async fn invite(sip: Arc<Sip>, mut tx: Transaction, from: SocketAddr, transp
         .and_then(|t| t.tag().ok().flatten())
         .is_some()
     {
-        return refuse(
-            tx,
-            warning(
-                reply_of(StatusCode::NotAcceptableHere),
-                "re-INVITE not supported",
-            ),
-        )
-        .await;
+        return in_dialog(&sip, tx).await;
     }
     // Refusals go out at once, as the first and only answer; 100 Trying
     // only once the call is taken.
     let req = tx.original.clone();
-    let target = match resolve(&sip, &req, from).await {
+    let mut target = match resolve(&sip, &req, from).await {
         Ok(Ok(t)) => t,
         Ok(Err(reply)) => return refuse(tx, reply).await,
         Err(e) => {
@@ -339,6 +353,37 @@ pub async fn invite(sip: Arc<Sip>, mut tx: Transaction, from: SocketAddr, transp
         }
     };
     let (offer, negotiated) = offer;
+    if let Some(trunk_id) = target.number.forward_trunk_id {
+        let trunk = super::trunks::find_trunk(&sip.db, target.tenant, trunk_id).await;
+        match trunk {
+            Ok(Some(tr)) if tr.enabled => {
+                let dialed = target.number.number.clone();
+                let to = target.number.forward_to.clone().unwrap_or(dialed);
+                target.forward = Some((tr, to));
+            }
+            Ok(_) => {
+                return refuse(
+                    tx,
+                    warning(
+                        reply_of(StatusCode::TemporarilyUnavailable),
+                        "the number's trunk is not available",
+                    ),
+                )
+                .await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "INVITE failed on the database");
+                return refuse(
+                    tx,
+                    reply_of(StatusCode::ServerInternalError).header("Retry-After", "5"),
+                )
+                .await;
+            }
+        }
+    }
+    if let Some(g) = &target.number.greeting {
+        target.greeting = numbers::prompt_path(&ctx.recordings, target.tenant, g);
+    }
     let _ = tx.send_trying().await;
     let s = &sip.settings;
     let media = RtpSession::start(SessionConfig {
@@ -374,6 +419,35 @@ pub async fn invite(sip: Arc<Sip>, mut tx: Transaction, from: SocketAddr, transp
         media,
     );
     call.run().await;
+}
+
+/// A request inside one of our inbound calls' dialogs (re-INVITE, REFER):
+/// handed to the call, or 481.
+pub async fn in_dialog(sip: &Sip, mut tx: Transaction) {
+    let call_id = header(&tx.original, "Call-ID").unwrap_or("").to_owned();
+    let tag = tx
+        .original
+        .to_header()
+        .ok()
+        .and_then(|t| t.tag().ok().flatten())
+        .map(|t| t.value().to_owned());
+    let Some(tag) = tag else {
+        let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+        return;
+    };
+    let signal = match tx.original.method {
+        Method::Invite => Signal::ReInvite(Box::new(tx)),
+        Method::Refer => Signal::Refer(Box::new(tx)),
+        _ => {
+            let _ = tx.reply(StatusCode::NotImplemented).await;
+            return;
+        }
+    };
+    if let Err(Signal::ReInvite(mut tx) | Signal::Refer(mut tx)) =
+        sip.calls.try_signal(&call_id, Some(&tag), signal)
+    {
+        let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+    }
 }
 
 /// A BYE: ends the call it names (200), or 481.
@@ -415,6 +489,16 @@ struct Call<'a> {
     started: DateTime<Utc>,
     answered: Option<DateTime<Utc>>,
     recording: Option<PathBuf>,
+    /// How we present ourselves in SDP and Contact.
+    us: super::midcall::LegSdp,
+    acked: bool,
+    /// The forwarded leg, once answered, and the bridge to it.
+    leg: Option<super::forward::Leg>,
+    bridge: Option<crate::media::bridge::Bridge>,
+    /// The forwarded leg's refusal status, if it had one.
+    forward_status: Option<u16>,
+    /// The interaction was connected (forwarded and answered).
+    connected: bool,
 }
 
 impl<'a> Call<'a> {
@@ -451,6 +535,30 @@ impl<'a> Call<'a> {
             );
         let responder = tx.tu_sender.clone();
         let connection = tx.connection.clone();
+        let us = {
+            let s = &sip.settings;
+            let local = media.local_addr();
+            let ip = s.rtp_advertise.unwrap_or_else(|| {
+                if !local.ip().is_unspecified() {
+                    local.ip()
+                } else if !sip.calls.local.ip().is_unspecified() {
+                    sip.calls.local.ip()
+                } else {
+                    IpAddr::from([127, 0, 0, 1])
+                }
+            });
+            let contact_user = target.number.number.trim_start_matches('+').to_owned();
+            let contact_host = if sip.calls.local.ip().is_unspecified() {
+                SocketAddr::new(ip, sip.calls.local.port())
+            } else {
+                sip.calls.local
+            };
+            super::midcall::LegSdp {
+                media: SocketAddr::new(ip, local.port()),
+                contact: format!("<sip:{contact_user}@{contact_host};transport={transport}>"),
+                session_id: rand::random::<u32>() as u64,
+            }
+        };
         // The transaction is driven by its own task: CANCEL and ACK come
         // out of it, our responses go in through `responder`.
         let pump = tokio::spawn(async move {
@@ -486,6 +594,12 @@ impl<'a> Call<'a> {
             started: Utc::now(),
             answered: None,
             recording: None,
+            us,
+            acked: false,
+            leg: None,
+            bridge: None,
+            forward_status: None,
+            connected: false,
         }
     }
 
@@ -558,61 +672,125 @@ impl<'a> Call<'a> {
         self.event("ringing", json!({ "number": self.target.number.number }))
             .await;
 
-        // Ring, unless the caller gives up first.
-        let ring = tokio::time::sleep(Duration::from_millis(self.sip.settings.answer_after_ms));
-        tokio::pin!(ring);
-        loop {
-            tokio::select! {
-                _ = &mut ring => break,
-                s = self.signals.recv() => match s {
-                    Some(Signal::Cancel) => {
-                        self.respond(StatusCode::RequestTerminated, vec![], None);
-                        return self.finish("cancel").await;
+        if self.target.forward.is_some() && self.target.greeting.is_none() {
+            // Forwarded at once: the far end's ringing, early media and
+            // answer are the caller's.
+            if let Err(cause) = self.forward(false).await {
+                return self.finish(cause).await;
+            }
+        } else {
+            // Ring, unless the caller gives up first.
+            let ring = tokio::time::sleep(Duration::from_millis(self.sip.settings.answer_after_ms));
+            tokio::pin!(ring);
+            loop {
+                tokio::select! {
+                    _ = &mut ring => break,
+                    s = self.signals.recv() => match s {
+                        Some(Signal::Cancel) => {
+                            self.respond(StatusCode::RequestTerminated, vec![], None);
+                            return self.finish("cancel").await;
+                        }
+                        Some(other) => self.early_signal(other).await,
+                        None => return self.finish("failed").await,
+                    },
+                    _ = self.sip.calls.stop.cancelled() => {
+                        self.respond(StatusCode::ServiceUnavailable, vec![], None);
+                        return self.finish("shutdown").await;
                     }
-                    Some(_) => {}
-                    None => return self.finish("failed").await,
-                },
-                _ = self.sip.calls.stop.cancelled() => {
-                    self.respond(StatusCode::ServiceUnavailable, vec![], None);
-                    return self.finish("shutdown").await;
                 }
             }
+            self.respond_sdp(StatusCode::OK);
+            self.answered().await;
+            if let Err(cause) = self.greet().await {
+                return self.finish(cause).await;
+            }
+            if self.target.forward.is_some() {
+                if let Err(cause) = self.forward(true).await {
+                    if cause != "caller_bye" {
+                        self.send_bye().await;
+                    }
+                    return self.finish(cause).await;
+                }
+            } else {
+                self.enter().await;
+            }
         }
-        self.answer().await;
 
-        let mut acked = false;
         let ack_deadline = tokio::time::sleep(ACK_TIMEOUT);
         tokio::pin!(ack_deadline);
         let mut events = self.media.take_events();
+        let mut leg_events = self.leg.as_ref().and_then(|l| l.media.take_events());
+        let mut leg_in = self.leg.as_mut().map(|l| {
+            let (_, dead) = mpsc::unbounded_channel();
+            std::mem::replace(&mut l.in_dialog, dead)
+        });
         let cause = loop {
             tokio::select! {
                 s = self.signals.recv() => match s {
-                    Some(Signal::Ack) => acked = true,
-                    Some(Signal::Bye) => break "caller_bye",
+                    Some(Signal::Ack) => self.acked = true,
+                    Some(Signal::Bye) => {
+                        if let Some(l) = &self.leg {
+                            l.hang_up(&self.sip).await;
+                        }
+                        break "caller_bye";
+                    }
                     Some(Signal::Hangup) => {
                         self.send_bye().await;
                         break "agent_hangup";
                     }
                     Some(Signal::Cancel) => {}
+                    Some(Signal::ReInvite(tx)) => {
+                        let change = super::midcall::answer_reinvite(*tx, &self.media, &self.us).await;
+                        if let Some(kind) = change.event() {
+                            self.event(kind, json!({ "by": "caller" })).await;
+                        }
+                    }
+                    Some(Signal::Refer(tx)) => self.refuse_refer(*tx).await,
                     None => break "failed",
+                },
+                m = async { match leg_in.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => match m {
+                    Some(InDialog::Bye) | None => {
+                        self.send_bye().await;
+                        break "callee_bye";
+                    }
+                    Some(InDialog::ReInvite(tx)) => {
+                        if let Some(l) = &self.leg {
+                            let us = self.leg_sdp(l);
+                            let change = super::midcall::answer_reinvite(*tx, &l.media, &us).await;
+                            if let Some(kind) = change.event() {
+                                self.event(kind, json!({ "by": "callee" })).await;
+                            }
+                        }
+                    }
+                    Some(InDialog::Refer(tx)) => {
+                        super::midcall::refuse(*tx, StatusCode::Forbidden, "transfers are not taken from the called party").await;
+                    }
                 },
                 ev = async { match events.as_mut() { Some(e) => e.recv().await, None => std::future::pending().await } } => match ev {
                     Some(MediaEvent::Dtmf { digit, source }) => {
                         self.event("dtmf", json!({ "digit": digit.to_string(), "source": format!("{source:?}").to_lowercase() })).await;
                     }
                     Some(MediaEvent::Inactive) => {
-                        self.send_bye().await;
+                        self.hang_up_both().await;
                         break "rtp_timeout";
                     }
                     Some(_) => {}
                     None => events = None,
                 },
-                _ = &mut ack_deadline, if !acked => {
-                    self.send_bye().await;
+                ev = async { match leg_events.as_mut() { Some(e) => e.recv().await, None => std::future::pending().await } } => match ev {
+                    Some(MediaEvent::Inactive) => {
+                        self.hang_up_both().await;
+                        break "rtp_timeout";
+                    }
+                    Some(_) => {}
+                    None => leg_events = None,
+                },
+                _ = &mut ack_deadline, if !self.acked => {
+                    self.hang_up_both().await;
                     break "ack_timeout";
                 }
                 _ = self.sip.calls.stop.cancelled() => {
-                    self.send_bye().await;
+                    self.hang_up_both().await;
                     break "shutdown";
                 }
             }
@@ -620,61 +798,96 @@ impl<'a> Call<'a> {
         self.finish(cause).await;
     }
 
-    async fn answer(&mut self) {
-        let s = &self.sip.settings;
-        let local = self.media.local_addr();
-        let ip = s.rtp_advertise.unwrap_or_else(|| {
-            if !local.ip().is_unspecified() {
-                local.ip()
-            } else if !self.sip.calls.local.ip().is_unspecified() {
-                self.sip.calls.local.ip()
-            } else {
-                IpAddr::from([127, 0, 0, 1])
+    /// A signal before the answer.
+    async fn early_signal(&mut self, s: Signal) {
+        match s {
+            Signal::Ack => self.acked = true,
+            Signal::ReInvite(tx) => {
+                super::midcall::refuse(
+                    *tx,
+                    StatusCode::RequestPending,
+                    "the call is not answered yet",
+                )
+                .await
             }
-        });
+            Signal::Refer(tx) => self.refuse_refer(*tx).await,
+            Signal::Cancel | Signal::Bye | Signal::Hangup => {}
+        }
+    }
+
+    /// A caller may not make us call elsewhere (no toll-fraud path).
+    async fn refuse_refer(&self, tx: Transaction) {
+        super::midcall::refuse(
+            tx,
+            StatusCode::Forbidden,
+            "transfers are not taken from callers",
+        )
+        .await;
+    }
+
+    async fn hang_up_both(&self) {
+        if let Some(l) = &self.leg {
+            l.hang_up(&self.sip).await;
+        }
+        self.send_bye().await;
+    }
+
+    /// How we present ourselves on the forwarded leg.
+    fn leg_sdp(&self, l: &super::forward::Leg) -> super::midcall::LegSdp {
+        let local = l.media.local_addr();
+        let ip = if local.ip().is_unspecified() {
+            self.us.media.ip()
+        } else {
+            local.ip()
+        };
+        super::midcall::LegSdp {
+            media: SocketAddr::new(ip, local.port()),
+            contact: format!(
+                "<sip:{}@{}>",
+                self.target.number.number.trim_start_matches('+'),
+                self.sip.uac.advertised(self.sip.settings.rtp_advertise)
+            ),
+            session_id: self.us.session_id,
+        }
+    }
+
+    /// Sends `status` (183 or 200) with our SDP answer.
+    fn respond_sdp(&self, status: StatusCode) {
         let negotiated = sdp::Negotiated {
             codec: self.codec,
             telephone_event: self.media_te(),
             ptime: 20,
             direction: sdp::Direction::SendRecv,
         };
-        let body = sdp::answer(
-            SocketAddr::new(ip, local.port()),
-            &negotiated,
-            rand::random::<u32>() as u64,
-        );
-        let contact_user = self.target.number.number.trim_start_matches('+').to_owned();
-        let contact_host = if self.sip.calls.local.ip().is_unspecified() {
-            SocketAddr::new(ip, self.sip.calls.local.port())
-        } else {
-            self.sip.calls.local
-        };
-        self.answered = Some(Utc::now());
+        let body = sdp::answer(self.us.media, &negotiated, self.us.session_id);
         self.respond(
-            StatusCode::OK,
+            status,
             vec![
-                Header::Other(
-                    "Contact".into(),
-                    format!(
-                        "<sip:{contact_user}@{contact_host};transport={}>",
-                        self.transport
-                    ),
-                ),
+                Header::Other("Contact".into(), self.us.contact.clone()),
                 Header::Other("Content-Type".into(), "application/sdp".into()),
-                Header::Other("Allow".into(), "INVITE, ACK, BYE, CANCEL, OPTIONS".into()),
+                Header::Other(
+                    "Allow".into(),
+                    "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER".into(),
+                ),
             ],
             Some(body.into_bytes()),
         );
+    }
+
+    /// After our 200: the `answered` event and the recording.
+    async fn answered(&mut self) {
+        self.answered = Some(Utc::now());
         let codec = match self.codec {
             Law::Ulaw => "PCMU",
             Law::Alaw => "PCMA",
         };
+        let local = self.media.local_addr();
         self.event(
             "answered",
             json!({ "codec": codec, "rtp": local.to_string() }),
         )
         .await;
-        if s.record_calls
+        if self.sip.settings.record_calls
             && let Some(id) = self.interaction
         {
             let dir = self.ctx.recordings.join(self.target.tenant.to_string());
@@ -687,7 +900,180 @@ impl<'a> Call<'a> {
                 Err(e) => tracing::warn!(error = %e, "call not recorded"),
             }
         }
-        // The entry point.
+    }
+
+    /// Plays the number's greeting, if it has one. A forwarded call waits
+    /// for its end (`Err` if the caller left meanwhile); other calls go on
+    /// while it plays (reaching an agent stops it).
+    async fn greet(&mut self) -> Result<(), &'static str> {
+        let Some(path) = self.target.greeting.clone() else {
+            return Ok(());
+        };
+        let prompt = match self.sip.prompts.get(&path).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "greeting not played");
+                self.event(
+                    "prompt_failed",
+                    json!({ "prompt": self.target.number.greeting, "error": e.to_string() }),
+                )
+                .await;
+                return Ok(());
+            }
+        };
+        let ms = prompt.duration_ms();
+        let playback = match self.media.play(prompt) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "greeting not played");
+                return Ok(());
+            }
+        };
+        self.event(
+            "prompt",
+            json!({ "prompt": self.target.number.greeting, "duration_ms": ms }),
+        )
+        .await;
+        if self.target.forward.is_none() {
+            return Ok(());
+        }
+        let done = playback.wait();
+        tokio::pin!(done);
+        loop {
+            tokio::select! {
+                _ = &mut done => return Ok(()),
+                s = self.signals.recv() => match s {
+                    Some(Signal::Bye) => return Err("caller_bye"),
+                    Some(Signal::ReInvite(tx)) => {
+                        let change = super::midcall::answer_reinvite(*tx, &self.media, &self.us).await;
+                        if let Some(kind) = change.event() {
+                            self.event(kind, json!({ "by": "caller" })).await;
+                        }
+                    }
+                    Some(other) => self.early_signal(other).await,
+                    None => return Err("failed"),
+                },
+                _ = self.sip.calls.stop.cancelled() => return Err("shutdown"),
+            }
+        }
+    }
+
+    /// Forwards the call through the number's trunk. Before our answer
+    /// (`answered` false) the far end's progress is relayed and its answer
+    /// is ours; after it (a greeting played) we only wait for theirs.
+    async fn forward(&mut self, answered: bool) -> Result<(), &'static str> {
+        use super::forward::{Dialing, NotPlaced, Progress};
+        let Some((trunk, to)) = self.target.forward.clone() else {
+            return Err("failed");
+        };
+        // The caller's number when it is one, else the trunk's caller id.
+        let from = if self.target.caller.starts_with('+') {
+            self.target.caller.clone()
+        } else {
+            trunk.caller_id.clone()
+        };
+        let mut dialing =
+            match Dialing::start(self.sip.clone(), &trunk, &to, &from, self.codec).await {
+                Ok(d) => d,
+                Err(NotPlaced(status, cause)) => {
+                    if !answered {
+                        self.respond(status, vec![], None);
+                    }
+                    return Err(cause);
+                }
+            };
+        self.event(
+            "forwarding",
+            json!({ "to": to, "trunk_id": trunk.id, "sip_call_id": dialing.call_id() }),
+        )
+        .await;
+        let deadline = tokio::time::sleep(FORWARD_RING);
+        tokio::pin!(deadline);
+        let stop = self.sip.calls.stop.clone();
+        loop {
+            tokio::select! {
+                p = dialing.next() => match p {
+                    Progress::Ringing => {}
+                    Progress::Early(remote) => {
+                        if self.bridge.is_none() {
+                            dialing.media.set_remote(Some(remote));
+                            self.bridge = Some(crate::media::bridge::Bridge::connect(&self.media, &dialing.media));
+                            if !answered {
+                                self.respond_sdp(StatusCode::SessionProgress);
+                            }
+                            self.event("early_media", json!({ "remote_rtp": remote.to_string() })).await;
+                        }
+                    }
+                    Progress::Answered(dialog, remote) => {
+                        dialing.media.set_remote(Some(remote));
+                        if self.bridge.is_none() {
+                            self.bridge = Some(crate::media::bridge::Bridge::connect(&self.media, &dialing.media));
+                        }
+                        let leg = dialing.answered(*dialog);
+                        let call_id = leg.call_id.clone();
+                        self.leg = Some(leg);
+                        if !answered {
+                            self.respond_sdp(StatusCode::OK);
+                            self.answered().await;
+                        }
+                        self.connected = true;
+                        if let Some(id) = self.interaction {
+                            let _ = spine::apply(&self.sip.db, &self.ctx.bus, self.target.tenant, id, Transition::Connect { agent_id: None }, Some(ACTOR.into())).await;
+                        }
+                        self.event("bridged", json!({ "to": to, "trunk_id": trunk.id, "remote_rtp": remote.to_string(), "sip_call_id": call_id })).await;
+                        return Ok(());
+                    }
+                    Progress::Failed(status, cause, code) => {
+                        self.bridge = None;
+                        self.forward_status = code;
+                        dialing.media.close().await;
+                        if !answered {
+                            self.respond(status, vec![], None);
+                        }
+                        return Err(cause);
+                    }
+                },
+                s = self.signals.recv() => match s {
+                    Some(Signal::Cancel) if !answered => {
+                        self.bridge = None;
+                        self.respond(StatusCode::RequestTerminated, vec![], None);
+                        dialing.cancel().await;
+                        return Err("cancel");
+                    }
+                    Some(Signal::Bye) => {
+                        self.bridge = None;
+                        dialing.cancel().await;
+                        return Err("caller_bye");
+                    }
+                    Some(other) => self.early_signal(other).await,
+                    None => {
+                        self.bridge = None;
+                        dialing.cancel().await;
+                        return Err("failed");
+                    }
+                },
+                _ = &mut deadline => {
+                    self.bridge = None;
+                    dialing.cancel().await;
+                    if !answered {
+                        self.respond(StatusCode::TemporarilyUnavailable, vec![], None);
+                    }
+                    return Err("no_answer");
+                }
+                _ = stop.cancelled() => {
+                    self.bridge = None;
+                    dialing.cancel().await;
+                    if !answered {
+                        self.respond(StatusCode::ServiceUnavailable, vec![], None);
+                    }
+                    return Err("shutdown");
+                }
+            }
+        }
+    }
+
+    /// The number's entry point: its queue or its flow.
+    async fn enter(&mut self) {
         let Some(id) = self.interaction else { return };
         self.sip
             .calls
@@ -807,9 +1193,29 @@ impl<'a> Call<'a> {
     }
 
     async fn finish(mut self, cause: &str) {
+        self.bridge = None;
         let samples = self.media.stop_recording().await.unwrap_or(0);
         let stats = self.media.stats();
         self.media.close().await;
+        let forwarded = match self.leg.take() {
+            Some(l) => {
+                let st = l.close(&self.sip).await;
+                Some(json!({
+                    "to": l.to,
+                    "trunk_id": l.trunk_id,
+                    "sip_call_id": l.call_id,
+                    "packets_in": st.packets_in,
+                    "packets_out": st.packets_out,
+                    "bytes_in": st.bytes_in,
+                    "bytes_out": st.bytes_out,
+                    "lost": st.lost,
+                    "jitter_ms": st.jitter_ms,
+                }))
+            }
+            None => self.target.forward.as_ref().map(|(tr, to)| {
+                json!({ "to": to, "trunk_id": tr.id, "sip_status": self.forward_status })
+            }),
+        };
         self.sip.calls.remove(&self.call_id);
         let ended = Utc::now();
         // Let the transaction send what is queued (487, 2xx retransmits) before it goes.
@@ -846,6 +1252,7 @@ impl<'a> Call<'a> {
             "number": self.target.number.number,
             "caller": self.target.caller,
             "sip_call_id": self.call_id,
+            "forwarded": forwarded,
         });
         self.event("hangup", json!({ "cause": cause, "cdr": cdr }))
             .await;
@@ -855,6 +1262,30 @@ impl<'a> Call<'a> {
         // An agent's hang-up was the ACD's own: the interaction is ended.
         let r = if cause == "agent_hangup" {
             Ok(())
+        } else if self.connected {
+            let wrap = spine::apply(
+                &self.sip.db,
+                &self.ctx.bus,
+                t,
+                id,
+                Transition::WrapUp,
+                actor.clone(),
+            )
+            .await;
+            let close = Transition::Close {
+                reason: if cause == "rtp_timeout" {
+                    CloseReason::Failed
+                } else {
+                    CloseReason::Completed
+                },
+            };
+            match wrap {
+                Ok(_) => spine::apply(&self.sip.db, &self.ctx.bus, t, id, close, actor)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
         } else if self.routed {
             self.ctx
                 .acd

@@ -212,6 +212,7 @@ impl SipServer {
                 Method::Ack,
                 Method::Bye,
                 Method::Cancel,
+                Method::Refer,
             ])
             .with_transport_inspector(Box::new(Inspector {
                 guard: guard.clone(),
@@ -232,6 +233,7 @@ impl SipServer {
             health: super::keepalive::Health::default(),
             registrations: super::trunk_reg::Registrations::default(),
             sealer: crate::crypto::Sealer::new(master_key),
+            prompts: crate::media::prompt::PromptCache::new(),
         });
         super::outbound::register(addrs.udp, &sip);
         tracing::info!(udp = %addrs.udp, tcp = %addrs.tcp, "SIP endpoint bound");
@@ -304,7 +306,7 @@ impl SipServer {
     }
 }
 
-const ALLOW: &str = "REGISTER, OPTIONS, INVITE, ACK, BYE, CANCEL";
+const ALLOW: &str = "REGISTER, OPTIONS, INVITE, ACK, BYE, CANCEL, REFER";
 
 async fn handle(sip: Arc<Sip>, mut tx: rsipstack::transaction::Transaction) {
     let (from, transport) = match tx.connection.as_ref() {
@@ -319,7 +321,19 @@ async fn handle(sip: Arc<Sip>, mut tx: rsipstack::transaction::Transaction) {
     };
     let reply = match tx.original.method {
         Method::Register => registrar::register(&sip, &tx.original, from, transport).await,
-        Method::Invite => return super::call::invite(sip, tx, from, transport).await,
+        Method::Invite => {
+            // A re-INVITE in one of the dialogs we started goes to its owner.
+            let Some(tx) = sip.uac.dispatch(tx).await else {
+                return;
+            };
+            return super::call::invite(sip, tx, from, transport).await;
+        }
+        Method::Refer => {
+            let Some(tx) = sip.uac.dispatch(tx).await else {
+                return;
+            };
+            return super::call::in_dialog(&sip, tx).await;
+        }
         Method::Bye => {
             // Our own calls' dialogs first (agents' phones hanging up).
             let Some(tx) = sip.uac.dispatch(tx).await else {

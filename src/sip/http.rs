@@ -279,8 +279,18 @@ pub struct NumberRequest {
     pub number: String,
     /// The queue calls to this number wait in.
     pub queue_id: Option<crate::ids::QueueId>,
-    /// A flow to run (flows come later); either this or `queue_id`.
+    /// A flow to run (flows come later).
     pub flow: Option<String>,
+    /// Forward calls out through this trunk of the tenant (the B2BUA
+    /// relays ringing, early media and the answer). One of `queue_id`,
+    /// `flow` and `forward_trunk_id` is required.
+    pub forward_trunk_id: Option<uuid::Uuid>,
+    /// Where forwarded calls go (any common format, read in the tenant's
+    /// region); absent: the number dialed.
+    pub forward_to: Option<String>,
+    /// A prompt played to callers once answered: the name of a WAV file
+    /// in `<data.dir>/prompts/<tenant id>/` (without `.wav`).
+    pub greeting: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -290,6 +300,9 @@ pub struct NumberView {
     pub number: String,
     pub queue_id: Option<crate::ids::QueueId>,
     pub flow: Option<String>,
+    pub forward_trunk_id: Option<uuid::Uuid>,
+    pub forward_to: Option<String>,
+    pub greeting: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -300,6 +313,9 @@ impl From<number::Model> for NumberView {
             number: n.number,
             queue_id: n.queue_id,
             flow: n.flow,
+            forward_trunk_id: n.forward_trunk_id,
+            forward_to: n.forward_to,
+            greeting: n.greeting,
             created_at: n.created_at,
         }
     }
@@ -374,10 +390,49 @@ async fn create_number(
             crate::contacts::domain::parse_phone(&b.number, &tenant.default_region),
         )
         .map(|p| p.e164);
-    match (&b.queue_id, &b.flow) {
-        (Some(_), Some(_)) => v.add("flow", "give a queue_id or a flow, not both"),
-        (None, None) => v.add("queue_id", "an entry point is required: queue_id (or flow)"),
-        _ => {}
+    let entries = [
+        b.queue_id.is_some(),
+        b.flow.is_some(),
+        b.forward_trunk_id.is_some(),
+    ];
+    match entries.iter().filter(|x| **x).count() {
+        0 => v.add(
+            "queue_id",
+            "an entry point is required: queue_id, flow or forward_trunk_id",
+        ),
+        1 => {}
+        _ => v.add(
+            "flow",
+            "give one entry point: queue_id, flow or forward_trunk_id",
+        ),
+    }
+    let forward_to = match &b.forward_to {
+        Some(_) if b.forward_trunk_id.is_none() => {
+            v.add("forward_to", "only with forward_trunk_id");
+            None
+        }
+        Some(f) => v
+            .check(
+                "forward_to",
+                crate::contacts::domain::parse_phone(f, &tenant.default_region),
+            )
+            .map(|p| p.e164),
+        None => None,
+    };
+    if let Some(g) = &b.greeting
+        && !super::numbers::prompt_name_ok(g)
+    {
+        v.add(
+            "greeting",
+            "must be a prompt name: 1-100 letters, digits, '.', '_', '-' (no '..')",
+        );
+    }
+    if let Some(tr) = b.forward_trunk_id {
+        match super::trunks::find_trunk(&state.db.conn, t, tr).await? {
+            None => v.add("forward_trunk_id", "no such trunk"),
+            Some(tr) if !tr.enabled => v.add("forward_trunk_id", "the trunk is disabled"),
+            Some(_) => {}
+        }
     }
     if let Some(f) = &b.flow {
         let ok = !f.is_empty()
@@ -418,6 +473,9 @@ async fn create_number(
         queue_id: Set(b.queue_id),
         flow: Set(b.flow.clone()),
         created_at: Set(Utc::now()),
+        forward_trunk_id: Set(b.forward_trunk_id),
+        forward_to: Set(forward_to),
+        greeting: Set(b.greeting.clone()),
     }
     .insert(&state.db.conn)
     .await

@@ -9,9 +9,11 @@ pub mod agent_leg;
 pub mod call;
 pub mod digest;
 pub mod endpoint;
+pub mod forward;
 pub mod guard;
 pub mod http;
 pub mod keepalive;
+pub mod midcall;
 pub mod numbers;
 pub mod outbound;
 pub mod registrar;
@@ -51,4 +53,6 @@ pub struct Sip {
     pub registrations: trunk_reg::Registrations,
     /// Opens trunks' sealed passwords.
     pub sealer: crate::crypto::Sealer,
+    /// Prompts played to callers (greetings), each loaded once.
+    pub prompts: crate::media::prompt::PromptCache,
 }

@@ -1,5 +1,5 @@
 //! The numbers calls come in on (`sip_numbers`): one tenant each, unique
-//! across the service, with an entry point (a queue now, a flow later).
+//! across the service, with an entry point: a queue, a flow, or a trunk to forward to.
 
 use sea_orm::entity::prelude::*;
 
@@ -18,6 +18,13 @@ pub mod number {
         pub queue_id: Option<crate::ids::QueueId>,
         pub flow: Option<String>,
         pub created_at: DateTimeUtc,
+        /// Calls go out through this trunk of the tenant (B2BUA).
+        pub forward_trunk_id: Option<Uuid>,
+        /// E.164 to forward to; none: the number dialed.
+        pub forward_to: Option<String>,
+        /// A prompt (a WAV file in `<data.dir>/prompts/<tenant>/`, by
+        /// name) played to the caller once answered.
+        pub greeting: Option<String>,
     }
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
@@ -68,6 +75,31 @@ pub async fn find_by_number(
         .filter(number::Column::Number.eq(e164))
         .one(db)
         .await
+}
+
+/// Whether `name` may name a prompt file (no path tricks).
+pub fn prompt_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.contains("..")
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Where a tenant's prompt named `name` is stored.
+pub fn prompt_path(
+    recordings: &std::path::Path,
+    tenant: TenantId,
+    name: &str,
+) -> Option<std::path::PathBuf> {
+    let data = recordings.parent()?;
+    prompt_name_ok(name).then(|| {
+        data.join("prompts")
+            .join(tenant.to_string())
+            .join(format!("{name}.wav"))
+    })
 }
 
 #[cfg(test)]

@@ -507,8 +507,17 @@ impl OutCall {
                 sip.uac.advertised(None).ip()
             }
         });
+        let us = super::midcall::LegSdp {
+            media: SocketAddr::new(ip, local.port()),
+            contact: format!(
+                "<sip:{}@{}>",
+                self.from.trim_start_matches('+'),
+                sip.uac.advertised(s.rtp_advertise)
+            ),
+            session_id: rand::random::<u32>() as u64,
+        };
         let offer = sdp::answer(
-            SocketAddr::new(ip, local.port()),
+            us.media,
             &sdp::Negotiated {
                 codec: Law::Ulaw,
                 telephone_event: Some(101),
@@ -610,6 +619,15 @@ impl OutCall {
             tokio::select! {
                 m = in_dialog.recv() => match m {
                     Some(InDialog::Bye) | None => break "callee_bye",
+                    Some(InDialog::ReInvite(tx)) => {
+                        let change = super::midcall::answer_reinvite(*tx, &media, &us).await;
+                        if let Some(kind) = change.event() {
+                            self.event(kind, json!({ "by": "callee" })).await;
+                        }
+                    }
+                    Some(InDialog::Refer(tx)) => {
+                        super::midcall::refuse(*tx, rsipstack::sip::StatusCode::Forbidden, "transfers are not taken from the called party").await;
+                    }
                 },
                 _ = self.hangup.recv() => {
                     sip.uac.bye(&dialog, cseq.next(), advertise).await;
@@ -656,7 +674,7 @@ impl OutCall {
         loop {
             tokio::select! {
                 ev = calling.next() => match ev {
-                    Some(InviteEvent::Provisional(code)) => {
+                    Some(InviteEvent::Provisional(code, _)) => {
                         if !rang && (code == 180 || code == 183) {
                             rang = true;
                             self.event("ringing", json!({ "sip_status": code })).await;
@@ -712,7 +730,7 @@ impl OutCall {
         let crossed = tokio::time::timeout(CANCEL_WAIT, async {
             loop {
                 match calling.next().await {
-                    Some(InviteEvent::Provisional(_)) => {}
+                    Some(InviteEvent::Provisional(..)) => {}
                     Some(InviteEvent::Answered(d, _)) => return Some(d),
                     Some(InviteEvent::Failed(c)) => {
                         status = Some(c);

@@ -99,8 +99,8 @@ pub struct Retry {
 /// What comes out of a call being placed.
 #[derive(Debug)]
 pub enum InviteEvent {
-    /// 1xx (other than 100).
-    Provisional(u16),
+    /// 1xx (other than 100), with its body (an SDP for early media, or empty).
+    Provisional(u16, Vec<u8>),
     /// 2xx: the dialog and the SDP answer. The ACK has been sent.
     Answered(Box<Dialog>, Vec<u8>),
     /// A final refusal (3xx-6xx; 408 when nobody answered at all).
@@ -141,10 +141,24 @@ impl std::fmt::Debug for Uac {
 }
 
 /// A request the far end sent inside one of our dialogs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InDialog {
     /// BYE (already answered 200).
     Bye,
+    /// A re-INVITE (hold, unhold, a new media address): the owner answers
+    /// it (`midcall::answer_reinvite`).
+    ReInvite(Box<Transaction>),
+    /// A REFER (transfer): the owner answers it.
+    Refer(Box<Transaction>),
+}
+
+impl std::fmt::Debug for InDialog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InDialog::Bye => "Bye",
+            InDialog::ReInvite(_) => "ReInvite",
+            InDialog::Refer(_) => "Refer",
+        })
+    }
 }
 
 /// The dialog a 2xx made, from our side (we are the UAC).
@@ -314,7 +328,9 @@ impl Uac {
                 let code = u16::from(resp.status_code.clone());
                 let ev = match resp.status_code.kind() {
                     StatusCodeKind::Provisional if code == 100 => continue,
-                    StatusCodeKind::Provisional if !finished => InviteEvent::Provisional(code),
+                    StatusCodeKind::Provisional if !finished => {
+                        InviteEvent::Provisional(code, resp.body.clone())
+                    }
                     StatusCodeKind::Successful if !answered => {
                         answered = true;
                         finished = true;
@@ -382,12 +398,15 @@ impl Uac {
         let call_id = header_value(&tx.original.headers, "Call-ID")
             .unwrap_or("")
             .to_owned();
-        let tag = tx
+        let Some(tag) = tx
             .original
             .to_header()
             .ok()
             .and_then(|t| t.tag().ok().flatten())
-            .map(|t| t.value().to_owned())?;
+            .map(|t| t.value().to_owned())
+        else {
+            return Some(tx);
+        };
         let owner = self
             .dialogs
             .lock()
@@ -401,6 +420,26 @@ impl Uac {
             Method::Bye => {
                 let _ = owner.send(InDialog::Bye);
                 rsipstack::sip::StatusCode::OK
+            }
+            Method::Invite => {
+                if let Err(mpsc::error::SendError(InDialog::ReInvite(mut tx))) =
+                    owner.send(InDialog::ReInvite(Box::new(tx)))
+                {
+                    let _ = tx
+                        .reply(rsipstack::sip::StatusCode::CallTransactionDoesNotExist)
+                        .await;
+                }
+                return None;
+            }
+            Method::Refer => {
+                if let Err(mpsc::error::SendError(InDialog::Refer(mut tx))) =
+                    owner.send(InDialog::Refer(Box::new(tx)))
+                {
+                    let _ = tx
+                        .reply(rsipstack::sip::StatusCode::CallTransactionDoesNotExist)
+                        .await;
+                }
+                return None;
             }
             _ => rsipstack::sip::StatusCode::NotImplemented,
         };

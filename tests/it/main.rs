@@ -25,6 +25,7 @@ mod schema_fuzz;
 mod sip;
 mod sip_bridge;
 mod sip_calls;
+mod sip_forward;
 mod sip_torture;
 mod sip_trunks;
 mod webhooks;

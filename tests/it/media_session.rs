@@ -194,7 +194,7 @@ async fn sipp_g711a_pcap_is_counted_and_recorded_at_wall_time() {
     session.close().await;
 }
 
-fn espeak_prompt(dir: &Path, text: &str) -> std::path::PathBuf {
+pub(crate) fn espeak_prompt(dir: &Path, text: &str) -> std::path::PathBuf {
     need("espeak-ng");
     need("sox");
     let raw = dir.join("raw.wav");

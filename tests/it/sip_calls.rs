@@ -25,7 +25,7 @@ fn ringing_calls(s: &mut switchboard::config::Settings) {
     s.sip.answer_after_ms = 3000;
 }
 
-fn sip_addr(app: &TestApp) -> SocketAddr {
+pub(crate) fn sip_addr(app: &TestApp) -> SocketAddr {
     app.state.sip.expect("SIP is enabled").udp
 }
 
@@ -49,7 +49,7 @@ async fn add_number(app: &TestApp, number: &str) -> Value {
 }
 
 /// The interaction whose `sip_call_id` attribute is `call_id` (or the only voice one).
-async fn voice_interactions(app: &TestApp) -> Vec<Value> {
+pub(crate) async fn voice_interactions(app: &TestApp) -> Vec<Value> {
     let admin = app.login("admin").await;
     let v = json_ok(app.get("/api/v1/interactions?limit=100", &admin).await, 200).await;
     v["items"]
@@ -61,7 +61,7 @@ async fn voice_interactions(app: &TestApp) -> Vec<Value> {
         .collect()
 }
 
-async fn events(app: &TestApp, id: &str) -> Vec<Value> {
+pub(crate) async fn events(app: &TestApp, id: &str) -> Vec<Value> {
     let admin = app.login("admin").await;
     let v = json_ok(
         app.get(
@@ -86,20 +86,20 @@ async fn closed_call(app: &TestApp) -> (Value, Vec<Value>) {
     .await
 }
 
-fn status(resp: &str) -> u16 {
+pub(crate) fn status(resp: &str) -> u16 {
     resp.split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
 
-fn sdp(port: u16, formats: &str, rtpmap: &str) -> String {
+pub(crate) fn sdp(port: u16, formats: &str, rtpmap: &str) -> String {
     format!(
         "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {formats}\r\n{rtpmap}"
     )
 }
 
-fn invite(sock: &UdpSocket, to_user: &str, call_id: &str, body: &str) -> String {
+pub(crate) fn invite(sock: &UdpSocket, to_user: &str, call_id: &str, body: &str) -> String {
     let local = sock.local_addr().unwrap();
     format!(
         "INVITE sip:{to_user}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{b};rport\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@127.0.0.1>;tag=abc123\r\nTo: <sip:{to_user}@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{local}>\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
@@ -108,7 +108,11 @@ fn invite(sock: &UdpSocket, to_user: &str, call_id: &str, body: &str) -> String 
     )
 }
 
-async fn recv_until(sock: &UdpSocket, secs: u64, want: impl Fn(&str) -> bool) -> Vec<String> {
+pub(crate) async fn recv_until(
+    sock: &UdpSocket,
+    secs: u64,
+    want: impl Fn(&str) -> bool,
+) -> Vec<String> {
     let mut got = Vec::new();
     let mut buf = vec![0u8; 65536];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);

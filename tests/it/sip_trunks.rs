@@ -33,7 +33,7 @@ fn calls_on(s: &mut switchboard::config::Settings) {
     s.sip.rtp_port_max = 51999;
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -41,7 +41,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn sipp_logs(dir: &Path) -> String {
+pub(crate) fn sipp_logs(dir: &Path) -> String {
     std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -52,11 +52,22 @@ fn sipp_logs(dir: &Path) -> String {
 
 /// The trunk's far end: SIPp as a uas on `port` (`scenario` a file's text,
 /// or None for the built-in `uas`), for `calls` calls.
-async fn far_end(
+pub(crate) async fn far_end(
     dir: &Path,
     scenario: Option<&str>,
     port: u16,
     calls: u32,
+) -> tokio::task::JoinHandle<std::process::Output> {
+    far_end_with(dir, scenario, port, calls, &[]).await
+}
+
+/// `far_end` with more SIPp options (`-rtp_echo`, say).
+pub(crate) async fn far_end_with(
+    dir: &Path,
+    scenario: Option<&str>,
+    port: u16,
+    calls: u32,
+    extra: &[&str],
 ) -> tokio::task::JoinHandle<std::process::Output> {
     let mut args: Vec<String> = match scenario {
         Some(text) => {
@@ -81,6 +92,7 @@ async fn far_end(
         "-nostdin".into(),
         "-trace_err".into(),
     ]);
+    args.extend(extra.iter().map(|a| a.to_string()));
     let cwd = dir.to_path_buf();
     let h = tokio::task::spawn_blocking(move || {
         std::process::Command::new("sipp")
@@ -94,7 +106,7 @@ async fn far_end(
     h
 }
 
-fn assert_ok(out: &std::process::Output, dir: &Path) {
+pub(crate) fn assert_ok(out: &std::process::Output, dir: &Path) {
     assert!(
         out.status.success(),
         "the trunk's far end (sipp uas) failed: {}\n{}\n{}",
@@ -366,7 +378,7 @@ fn registration_on(s: &mut switchboard::config::Settings) {
     s.sip.trunk_keepalive_secs = 3600;
 }
 
-async fn add_trunk(app: &TestApp, port: u16, extra: Value) -> String {
+pub(crate) async fn add_trunk(app: &TestApp, port: u16, extra: Value) -> String {
     let admin = app.login("admin").await;
     let mut body = json!({ "name": format!("trunk {port}"), "host": "127.0.0.1", "port": port, "caller_id": CALLER_ID });
     for (k, v) in extra.as_object().unwrap() {
