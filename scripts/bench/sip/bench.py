@@ -15,8 +15,9 @@ Phases (each peer in turn, every trial with freshly started processes):
          passes short windows on SIP retransmissions but cannot sustain the
          rate). The rate doubles from --cps-start until a trial fails, then bisects until the gap is under 5 % (or 25 cps). The
          highest passing rate is then run once more for --confirm seconds
-         (60 s by default, the issue's window); when that fails, 85 % of it
-         is tried, then 70 %.
+         (60 s by default, the issue's window); when that fails, half of it,
+         then 3/4 (when half passed) or 1/4: the confirmed rate is the
+         highest of these that passed.
   media  Concurrent bridged G.711 calls. SIPp does the signalling
          (media_uac.xml -> relay -> media_uas.xml), rtpmeter carries the
          media: PCMA, 20 ms packets, both ways, for every call. N calls are
@@ -634,13 +635,21 @@ def main():
                     a.cps_start, a.cps_cap, 0.05, 25)
                 entry = {"search_max": best, "first_fail": fail, "trials": trials}
                 if a.confirm and best:
-                    for f in (1.0, 0.85, 0.7):
+                    # At most three long trials: the search's rate, then half
+                    # of it, then 3/4 (half passed) or 1/4 (half failed).
+                    f, step = 1.0, 0.5
+                    for _ in range(3):
                         r = int(best * f)
                         c = cps_trial(relay, peer, r, a.confirm, work)
                         entry.setdefault("confirm", []).append(c)
                         if c["passed"]:
-                            entry["confirmed"] = r
-                            break
+                            entry["confirmed"] = max(entry.get("confirmed", 0), r)
+                            if f == 1.0:
+                                break
+                            f += step
+                        else:
+                            f -= step
+                        step /= 2
                 results["cps"].setdefault(peer, []).append(entry)
                 save()
     if "media" in phases:
