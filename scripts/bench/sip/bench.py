@@ -25,7 +25,9 @@ Phases (each peer in turn, every trial with freshly started processes):
          12 s plateau. A trial passes when every call is set up, every call's
          media flows both ways, loss is under 0.1 % and the jitter the relay
          adds (mean over the calls' streams of the RFC 3550 estimator, on
-         kernel receive timestamps) is under 2 ms. Search as above from
+         kernel receive timestamps) is under 2 ms. A failed trial during
+         which rtpmeter's own sends ran late (p99 over 5 ms: the machine was
+         busy, not only the relay) is run again once. Search as above from
          --media-start, doubling, to a 10 % (or 50 calls) gap.
   Memory and CPU per call come from the media trials: PSS (and RSS) and CPU
   time of the relay's processes sampled from /proc over the plateau,
@@ -65,6 +67,9 @@ SB_RTP = (30000, 40999)
 # A set-up rate trial fails when calls are still unfinished this long after
 # the last one should have ended (the relay is building a queue).
 BACKLOG_SLACK_S = 5
+# A failed media trial is repeated once when rtpmeter's sends were this late
+# (p99, ms): the whole machine was busy (other work on it) rather than the relay.
+HARNESS_LATE_MS = 5.0
 CODECS = {"pcma": ("8", "PCMA"), "pcmu": ("0", "PCMU")}
 HZ = os.sysconf("SC_CLK_TCK")
 SIPP_COMMON = ["-i", "127.0.0.1", "-buff_size", "4194304", "-nostdin", "-trace_err"]
@@ -659,8 +664,19 @@ def main():
             for peer in peers:
                 relay = relay_for(peer, True)
                 log(f"- {peer}, search {run + 1}/{a.runs}")
+                def run_media(n):
+                    r = media_trial(relay, peer, n, a.media_rate, a.plateau, work, a.meter, a.codec)
+                    # rtpmeter's own sends were late: the machine, not only
+                    # the relay, was short of CPU. Such a failure is run again once.
+                    late = r.get("meter", {}).get("send_late_ms", {}).get("p99", 0)
+                    if not r["passed"] and late > HARNESS_LATE_MS:
+                        log(f"    (rtpmeter sent late: p99 {late} ms; trial repeated once)")
+                        r2 = media_trial(relay, peer, n, a.media_rate, a.plateau, work, a.meter, a.codec)
+                        r2["repeat_of"] = r
+                        r = r2
+                    return r
                 best, fail, trials = search(
-                    lambda n: media_trial(relay, peer, n, a.media_rate, a.plateau, work, a.meter, a.codec),
+                    run_media,
                     a.media_start, a.media_cap, 0.10, 50)
                 results["media"].setdefault(peer, []).append(
                     {"max_calls": best, "first_fail": fail, "trials": trials})
