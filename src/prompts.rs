@@ -136,7 +136,7 @@ async fn list_prompts(
 }
 
 /// One prompt's audio, as uploaded (`audio/wav`).
-#[utoipa::path(tag = "prompts", responses((status = 200, content_type = "audio/wav", body = Vec<u8>), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prompts", params(("name" = String, Path, description = "The prompt's name")), responses((status = 200, content_type = "audio/wav", body = Vec<u8>), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 #[get("/prompts/{name}")]
 async fn get_prompt(
     state: web::Data<AppState>,
@@ -154,7 +154,7 @@ async fn get_prompt(
 /// Upload (or replace) a prompt: the body is a WAV file of any common rate
 /// and format, up to 20 MiB. It is decoded before it is stored; a file we
 /// cannot play is refused (422) and nothing changes.
-#[utoipa::path(tag = "prompts", request_body(content = Vec<u8>, content_type = "audio/wav", description = "A WAV file"), responses((status = 200, body = PromptView), (status = 413, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prompts", params(("name" = String, Path, description = "The prompt's name: letters, digits, '.', '_', '-'")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A WAV file (sent as application/octet-stream or audio/wav)"), responses((status = 200, body = PromptView), (status = 413, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 #[put("/prompts/{name}")]
 async fn put_prompt(
     state: web::Data<AppState>,
@@ -235,7 +235,7 @@ async fn put_prompt(
 }
 
 /// Delete a prompt: numbers greeting with it play nothing from then on.
-#[utoipa::path(tag = "prompts", responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prompts", params(("name" = String, Path, description = "The prompt's name")), responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 #[delete("/prompts/{name}")]
 async fn delete_prompt(
     state: web::Data<AppState>,

@@ -1096,7 +1096,8 @@ both_backends! {
                 let concrete = path
                     .replace("{id}", &uuid::Uuid::new_v4().to_string())
                     .replace("{key}", "plan")
-                    .replace("{external_id}", "ext-1");
+                    .replace("{external_id}", "ext-1")
+                    .replace("{name}", "welcome");
                 assert!(!concrete.contains('{'), "an unknown path parameter in {path}");
                 for creds in [&Creds::None, &forged_cookie, &forged_key] {
                     let mut rb = app.req(m.clone(), &concrete, creds);
