@@ -155,8 +155,18 @@ async function apiAs(page) {
     expect(res.ok(), `${what} answered ${res.status()}: ${(await res.text()).slice(0, 300)}`);
     return res.json();
   };
+  // A kept-alive connection the server closed while idle (its keep-alive
+  // timeout) can reset the next request on it: a GET is tried once more.
+  const getOnce = async (path) => {
+    try {
+      return await page.request.get(`${BASE}/api/v1${path}`);
+    } catch (e) {
+      if (!/ECONNRESET|socket hang up/.test(String(e))) throw e;
+      return page.request.get(`${BASE}/api/v1${path}`);
+    }
+  };
   return {
-    get: async (path) => check(await page.request.get(`${BASE}/api/v1${path}`), `GET ${path}`),
+    get: async (path) => check(await getOnce(path), `GET ${path}`),
     post: async (path, data) => check(await page.request.post(`${BASE}/api/v1${path}`, { headers, data }), `POST ${path}`),
   };
 }
