@@ -201,12 +201,7 @@ pub async fn apply(
     t: Transition,
     actor: Option<String>,
 ) -> Result<(interaction::Model, TimelineEvent), InteractionError> {
-    let data = serde_json::to_value(&t).expect("transitions serialise");
-    change(db, bus, tenant_id, id, actor, |current| {
-        let next = current.apply(&t)?;
-        Ok((next, t.kind().to_owned(), data.clone()))
-    })
-    .await
+    one(db, bus, tenant_id, id, Step::Transition(t), actor).await
 }
 
 /// Adds an event that does not change the state (a note, a DTMF digit, a
@@ -221,17 +216,20 @@ pub async fn annotate(
     data: Value,
     actor: Option<String>,
 ) -> Result<(interaction::Model, TimelineEvent), InteractionError> {
-    change(db, bus, tenant_id, id, actor, |current| {
-        if current.state == State::Closed {
-            return Err(LifecycleError::Invalid(super::domain::InvalidTransition {
-                state: State::Closed,
-                action: "annotate",
-            })
-            .into());
-        }
-        Ok((current.clone(), kind.clone(), data.clone()))
-    })
-    .await
+    one(db, bus, tenant_id, id, Step::Annotate { kind, data }, actor).await
+}
+
+/// `record` of one step, and its event.
+async fn one(
+    db: &DatabaseConnection,
+    bus: &Bus,
+    tenant_id: TenantId,
+    id: InteractionId,
+    step: Step,
+    actor: Option<String>,
+) -> Result<(interaction::Model, TimelineEvent), InteractionError> {
+    let (m, mut evs) = record(db, bus, tenant_id, id, std::slice::from_ref(&step), actor).await?;
+    Ok((m, evs.remove(0)))
 }
 
 type Decision = Result<(Lifecycle, String, Value), InteractionError>;
@@ -346,7 +344,9 @@ async fn steps_in(
         decided.push((kind, next.state, data));
         state = next;
     }
-    let now = Utc::now();
+    // Microseconds, as the databases keep them: the model returned is the
+    // row as read back.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let last = current.last_seq + steps.len() as i32;
     let closing = state.state == State::Closed && before.state != State::Closed;
     let mut upd = interaction::Entity::update_many()
@@ -405,89 +405,11 @@ async fn steps_in(
     Ok(Some((updated, events)))
 }
 
-async fn change(
-    db: &DatabaseConnection,
-    bus: &Bus,
-    tenant_id: TenantId,
-    id: InteractionId,
-    actor: Option<String>,
-    decide: impl Fn(&Lifecycle) -> Decision,
-) -> Result<(interaction::Model, TimelineEvent), InteractionError> {
-    for attempt in 0..8 {
-        match try_change(db, tenant_id, id, actor.clone(), &decide).await {
-            Ok(Some((m, ev))) => {
-                let ev = TimelineEvent::from(ev);
-                bus.publish(BusMessage::Interaction(Arc::new(ev.clone())));
-                return Ok((m, ev));
-            }
-            Ok(None) => {}
-            Err(InteractionError::Db(e)) if is_busy(&e) => {}
-            Err(e) => return Err(e),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
-    }
-    Err(InteractionError::Contended)
-}
-
 fn is_busy(e: &DbErr) -> bool {
     let s = e.to_string();
     s.contains("database is locked")
         || s.contains("SQLITE_BUSY")
         || s.contains("could not serialize")
-}
-
-/// One attempt; `Ok(None)` when another writer got there first.
-async fn try_change(
-    db: &DatabaseConnection,
-    tenant_id: TenantId,
-    id: InteractionId,
-    actor: Option<String>,
-    decide: &impl Fn(&Lifecycle) -> Decision,
-) -> Result<Option<(interaction::Model, event::Model)>, InteractionError> {
-    let txn = crate::db::begin_write(db).await?;
-    lock_feed(&txn, tenant_id).await?;
-    let current = find(&txn, tenant_id, id)
-        .await?
-        .ok_or(InteractionError::NotFound)?;
-    let (next, kind, data) = decide(&lifecycle_of(&current))?;
-    let now = Utc::now();
-    let seq = current.last_seq + 1;
-    let closing = next.state == State::Closed && lifecycle_of(&current).state != State::Closed;
-    let mut upd = interaction::Entity::update_many()
-        .col_expr(
-            interaction::Column::State,
-            Expr::value(enum_str(&next.state)),
-        )
-        .col_expr(interaction::Column::QueueId, Expr::value(next.queue_id))
-        .col_expr(interaction::Column::AgentId, Expr::value(next.agent_id))
-        .col_expr(
-            interaction::Column::CloseReason,
-            Expr::value(next.close_reason.as_ref().map(enum_str)),
-        )
-        .col_expr(interaction::Column::LastSeq, Expr::value(seq))
-        .col_expr(interaction::Column::UpdatedAt, Expr::value(now));
-    if closing {
-        upd = upd.col_expr(interaction::Column::ClosedAt, Expr::value(Some(now)));
-    }
-    let res = upd
-        .filter(interaction::Column::Id.eq(id))
-        .filter(interaction::Column::TenantId.eq(tenant_id))
-        .filter(interaction::Column::LastSeq.eq(current.last_seq))
-        .exec(&txn)
-        .await?;
-    if res.rows_affected != 1 {
-        txn.rollback().await?;
-        return Ok(None);
-    }
-    let ev = append_event(
-        &txn, tenant_id, id, seq, &kind, next.state, data, actor, now,
-    )
-    .await?;
-    let updated = find(&txn, tenant_id, id)
-        .await?
-        .ok_or(InteractionError::NotFound)?;
-    txn.commit().await?;
-    Ok(Some((updated, ev)))
 }
 
 /// Makes a tenant's event ids become visible in order. Event ids come from
