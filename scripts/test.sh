@@ -74,6 +74,14 @@ else
   say "PostgreSQL is not reachable: only the SQLite variants run (set TEST_POSTGRES_URL)"
 fi
 
+# --- formatting and lints (the whole suite only) ---------------------------------
+if (($# == 0)); then
+  say "cargo fmt --check"
+  cargo fmt --all -- --check
+  say "cargo clippy -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings
+fi
+
 # --- the suite -------------------------------------------------------------------
 if command -v cargo-nextest >/dev/null 2>&1; then
   say "cargo nextest run"
