@@ -15,6 +15,7 @@ pub mod http;
 pub mod iam;
 pub mod ids;
 pub mod interactions;
+pub mod ivr;
 pub mod jobs;
 pub mod media;
 pub mod metrics;

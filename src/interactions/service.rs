@@ -239,6 +239,9 @@ type Decision = Result<(Lifecycle, String, Value), InteractionError>;
 pub enum Step {
     Transition(Transition),
     Annotate { kind: String, data: Value },
+    /// Merges these attributes into the interaction's (an IVR flow's
+    /// `set`); recorded as an `attributes_set` event.
+    Attributes(Map<String, Value>),
 }
 
 impl Step {
@@ -267,6 +270,20 @@ impl Step {
                     .into());
                 }
                 Ok((current.clone(), kind.clone(), data.clone()))
+            }
+            Step::Attributes(set) => {
+                if current.state == State::Closed {
+                    return Err(LifecycleError::Invalid(super::domain::InvalidTransition {
+                        state: State::Closed,
+                        action: "annotate",
+                    })
+                    .into());
+                }
+                Ok((
+                    current.clone(),
+                    "attributes_set".to_owned(),
+                    Value::Object(set.clone()),
+                ))
             }
         }
     }
@@ -349,6 +366,16 @@ async fn steps_in(
     let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let last = current.last_seq + steps.len() as i32;
     let closing = state.state == State::Closed && before.state != State::Closed;
+    let mut attributes = None;
+    for step in steps {
+        if let Step::Attributes(set) = step {
+            let merged = attributes.get_or_insert_with(|| match &current.attributes {
+                Value::Object(m) => m.clone(),
+                _ => Map::new(),
+            });
+            merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
     let mut upd = interaction::Entity::update_many()
         .col_expr(
             interaction::Column::State,
@@ -364,6 +391,12 @@ async fn steps_in(
         .col_expr(interaction::Column::UpdatedAt, Expr::value(now));
     if closing {
         upd = upd.col_expr(interaction::Column::ClosedAt, Expr::value(Some(now)));
+    }
+    if let Some(a) = &attributes {
+        upd = upd.col_expr(
+            interaction::Column::Attributes,
+            Expr::value(Value::Object(a.clone())),
+        );
     }
     let res = upd
         .filter(interaction::Column::Id.eq(current.id))
@@ -399,6 +432,9 @@ async fn steps_in(
     updated.close_reason = state.close_reason.as_ref().map(enum_str);
     updated.last_seq = last;
     updated.updated_at = now;
+    if let Some(a) = attributes {
+        updated.attributes = Value::Object(a);
+    }
     if closing {
         updated.closed_at = Some(now);
     }
