@@ -7,6 +7,7 @@
 //! - `contacts.mjs`: a marketer imports a CSV (progress to completion, the
 //!   failed rows downloaded), builds a segment whose count matches the API,
 //!   fills a list and exports; an agent opens a contact card.
+//! - `flows.mjs`: the supervisor's flow editor (Supervisor › Flows).
 //!
 //! Needs `node`, `tests/browser/node_modules/playwright-core` and
 //! `/usr/bin/chromium` (or `$CHROMIUM`); `scripts/test.sh` installs them.
@@ -39,6 +40,15 @@ async fn contacts_work_in_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_works_in_chromium() {
     run_browser_script("routing.mjs").await;
+}
+
+/// `flows.mjs`: the supervisor writes an IVR flow in the console's editor (a
+/// syntax error shown inline on its line, then a menu), simulates it key by
+/// key, runs its tests (a pass, then a failure with its diff), saves,
+/// publishes and rolls back; an admin saves the flow settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_editor_in_chromium() {
+    run_browser_script("flows.mjs").await;
 }
 
 /// Runs `tests/browser/<script>` against a fresh server (SQLite, demo
