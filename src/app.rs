@@ -102,14 +102,24 @@ impl Application {
             bus.clone(),
             metrics.acd.clone(),
         ));
+        let flows = std::sync::Arc::new(crate::ivr::service::Flows::new(
+            db.conn.clone(),
+            settings.data.dir.clone(),
+            settings.ivr.limits(),
+            metrics.flows.clone(),
+        ));
+        load_speech(&settings.asr, &flows).await;
         if let Some(s) = &sip {
             s.attach_calls(crate::sip::call::CallContext {
                 bus: bus.clone(),
                 acd: acd.clone(),
                 recordings: settings.data.dir.join("recordings"),
+                flows: flows.clone(),
+                http: crate::interactions::webhooks::http_client(&settings.webhooks),
             });
         }
         let state = AppState {
+            flows,
             sip: sip.as_ref().map(|s| s.addrs()),
             acd,
             hasher: Hasher::new(sec.argon2_memory_kib, sec.argon2_iterations),
@@ -314,4 +324,31 @@ fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
         f.sync_all()?;
     }
     Ok(key)
+}
+
+/// Loads the speech model (about 1-2 s and 500 MB for a small model), or
+/// says why speech recognition is off.
+async fn load_speech(settings: &crate::config::AsrSettings, flows: &crate::ivr::service::Flows) {
+    let Some(dir) = settings.model_dir.clone() else {
+        tracing::info!(
+            "speech recognition is off (asr.model_dir is not set): flows' listen() reports speech unavailable and falls back to digits"
+        );
+        return;
+    };
+    let pool = settings.pool_size;
+    let shown = dir.display().to_string();
+    match tokio::task::spawn_blocking(move || crate::asr::Asr::load(&dir, pool)).await {
+        Ok(Ok(asr)) => {
+            tracing::info!(model = %shown, sample_rate = asr.sample_rate(), "speech recognition ready");
+            flows.set_asr(asr);
+        }
+        Ok(Err(e)) => tracing::error!(
+            model = %shown,
+            error = %e,
+            "speech recognition is off: the model did not load; flows' listen() falls back to digits"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "speech recognition is off: loading the model failed")
+        }
+    }
 }

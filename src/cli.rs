@@ -58,6 +58,41 @@ pub enum Command {
     /// Routing tools: replay a recorded period under another strategy.
     #[command(subcommand)]
     Acd(AcdCommand),
+    /// IVR flow tools: run flow tests offline.
+    #[command(subcommand)]
+    Flow(FlowCommand),
+}
+
+const FLOW_TEST_HELP: &str = "\
+PATH is a folder (every *.test.toml under it, default: flows), one test
+file, or a flow script (x.rhai, tested by x.test.toml beside it). Nothing
+is needed but the files: no database, no server, no network. The exit code
+is 1 when a case fails, 2 when nothing could be run.
+
+A test file:
+  flow = \"main-menu.rhai\"
+  [[case]]
+  name = \"sales by DTMF\"
+  time = \"2026-12-01T10:00:00+01:00\"
+  inputs = [\"digits:1\"]          # digits:12#, speech:words, text:words, silence, hangup
+  [case.expect]
+  prompts = [\"welcome\", \"main_menu\"]
+  queue = \"Sales\"
+  end = \"queue\"                  # queue, transfer, hangup, finished, fallback, caller_hangup
+
+Example:
+  switchboard flow test flows/";
+
+#[derive(Debug, Subcommand)]
+pub enum FlowCommand {
+    /// Run flow tests (scripted callers against flow scripts) and show a
+    /// readable diff for each failing case.
+    #[command(after_help = FLOW_TEST_HELP)]
+    Test {
+        /// A folder, a .test.toml file or a .rhai flow.
+        #[arg(default_value = "flows")]
+        path: PathBuf,
+    },
 }
 
 const REPLAY_HELP: &str = "\
@@ -182,6 +217,18 @@ pub enum TenantCommand {
 
 /// Runs the CLI; returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
+    if let Command::Flow(FlowCommand::Test { path }) = &cli.command {
+        // Offline: no settings, database or runtime.
+        let mut out = std::io::stdout().lock();
+        return match crate::ivr::files::run(path, &mut out) {
+            Ok(s) if s.failed == 0 => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("switchboard flow test: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -235,7 +282,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             );
             let r = crate::seed::load(&db.conn, &hasher, &seed).await?;
             let contacts = match (args.demo && args.file.is_none(), r.tenant_id) {
-                (true, Some(t)) => crate::seed::load_demo_contacts(&db.conn, t).await?,
+                (true, Some(t)) => {
+                    crate::seed::load_demo_flows(&db.conn, t).await?;
+                    crate::seed::load_demo_contacts(&db.conn, t).await?
+                }
                 _ => 0,
             };
             println!(
@@ -252,6 +302,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             region,
         }) => create_tenant(&settings, &slug, &name, &admin_email, &timezone, &region).await,
         Command::Serve(args) => serve(settings, args.demo).await,
+        Command::Flow(_) => unreachable!("flow commands run before settings load"),
         Command::Acd(AcdCommand::Replay(args)) => replay(&settings, args).await,
         Command::Acd(AcdCommand::ExportDay { period, output }) => {
             let day = recorded(&settings, &period).await?;
@@ -409,7 +460,10 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         let seed = crate::seed::parse(crate::seed::DEMO)?;
         let r = crate::seed::load(&state.db.conn, &state.hasher, &seed).await?;
         let contacts = match r.tenant_id {
-            Some(t) => crate::seed::load_demo_contacts(&state.db.conn, t).await?,
+            Some(t) => {
+                crate::seed::load_demo_flows(&state.db.conn, t).await?;
+                crate::seed::load_demo_contacts(&state.db.conn, t).await?
+            }
             None => 0,
         };
         tracing::info!(

@@ -48,6 +48,55 @@ pub struct Settings {
     pub bus: BusSettings,
     pub contacts: ContactSettings,
     pub sip: SipSettings,
+    pub ivr: IvrSettings,
+    pub asr: AsrSettings,
+}
+
+/// IVR flows: the sandbox's limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvrSettings {
+    /// Rhai operations one step of a flow may run.
+    pub max_operations: u64,
+    /// Wall-clock milliseconds one step may take.
+    pub step_time_ms: u64,
+    /// Commands (prompts, gathers, ...) one session may issue.
+    pub max_commands: usize,
+}
+
+impl Default for IvrSettings {
+    fn default() -> Self {
+        let l = crate::ivr::Limits::default();
+        Self {
+            max_operations: l.operations,
+            step_time_ms: l.step_time.as_millis() as u64,
+            max_commands: l.commands,
+        }
+    }
+}
+
+impl IvrSettings {
+    pub fn limits(&self) -> crate::ivr::Limits {
+        crate::ivr::Limits {
+            operations: self.max_operations,
+            step_time: std::time::Duration::from_millis(self.step_time_ms),
+            commands: self.max_commands,
+            ..crate::ivr::Limits::default()
+        }
+    }
+}
+
+/// Speech recognition (Vosk).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsrSettings {
+    /// A Vosk model folder. Without one, `listen` reports that speech is
+    /// unavailable and flows fall back to digits.
+    pub model_dir: Option<PathBuf>,
+    /// Free-form recognizers kept ready (voicemail and call transcription).
+    pub pool_size: usize,
+    /// Transcribe whole calls (the recording) when they end.
+    pub transcribe_calls: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -471,6 +520,15 @@ impl Settings {
             return bad(
                 "database.url must start with sqlite:, postgres:// or postgresql://".into(),
             );
+        }
+        if self.ivr.max_operations < 1_000
+            || self.ivr.step_time_ms == 0
+            || self.ivr.max_commands == 0
+        {
+            return bad("ivr.max_operations must be at least 1000, ivr.step_time_ms and ivr.max_commands at least 1".into());
+        }
+        if self.asr.pool_size > 64 {
+            return bad("asr.pool_size must be at most 64".into());
         }
         if self.database.max_connections == 0 {
             return bad("database.max_connections must be at least 1".into());

@@ -17,6 +17,9 @@ use utoipa::ToSchema;
 pub enum ErrorCode {
     MalformedJson,
     ValidationFailed,
+    /// A flow script (or its tests) does not compile or names what does
+    /// not exist: details are diagnostics with line and column.
+    InvalidFlow,
     BadRequest,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -38,7 +41,7 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             MalformedJson | BadRequest => StatusCode::BAD_REQUEST,
-            ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ValidationFailed | InvalidFlow => StatusCode::UNPROCESSABLE_ENTITY,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Unauthenticated | InvalidCredentials => StatusCode::UNAUTHORIZED,
@@ -57,6 +60,7 @@ impl ErrorCode {
         match self {
             MalformedJson => "malformed_json",
             ValidationFailed => "validation_failed",
+            InvalidFlow => "invalid_flow",
             BadRequest => "bad_request",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",

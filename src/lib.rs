@@ -4,6 +4,7 @@
 
 pub mod acd;
 pub mod app;
+pub mod asr;
 pub mod bus;
 pub mod cli;
 pub mod config;

@@ -54,6 +54,25 @@ pub struct Metrics {
     /// The routing counters of this node, rendered as `switchboard_acd_*`
     /// gauges at each scrape (share it with `Acd::with_metrics`).
     pub acd: Arc<crate::acd::metrics::Store>,
+    /// IVR flows on calls (share it with `Flows::new`).
+    pub flows: FlowMetrics,
+}
+
+/// IVR flow sessions by how they ended, and the time of each step.
+#[derive(Clone, Debug)]
+pub struct FlowMetrics {
+    pub sessions: Family<OutcomeLabel, Counter>,
+    pub step_seconds: Histogram,
+}
+
+impl Default for FlowMetrics {
+    fn default() -> Self {
+        FlowMetrics {
+            sessions: Family::default(),
+            // 10 µs to about 160 ms.
+            step_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 15)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -122,6 +141,17 @@ impl Metrics {
             )])
             .set(1);
         r.register("build_info", "Build information", build);
+        let flows = FlowMetrics::default();
+        r.register(
+            "flow_sessions",
+            "IVR flow sessions on calls by end (queue, transfer, hangup, fallback, caller_left)",
+            flows.sessions.clone(),
+        );
+        r.register(
+            "flow_step_duration_seconds",
+            "Time of one IVR flow step (a replay to the next command)",
+            flows.step_seconds.clone(),
+        );
         let acd = Arc::new(crate::acd::metrics::Store::new());
         r.register_collector(Box::new(AcdCollector(acd.clone())));
         Self {
@@ -134,6 +164,7 @@ impl Metrics {
             jobs_finished,
             interactions_created,
             acd,
+            flows,
         }
     }
 

@@ -296,6 +296,42 @@ pub async fn load(
 /// `seed --file`), once: a tenant that has any of them is left alone.
 pub const DEMO_CONTACTS: &str = include_str!("../seed-data/demo-contacts.csv");
 
+/// The example flows of `flows/` (script and tests), built in.
+pub const DEMO_FLOWS: [(&str, &str, &str); 3] = [
+    (
+        "main-menu",
+        include_str!("../flows/main-menu.rhai"),
+        include_str!("../flows/main-menu.test.toml"),
+    ),
+    (
+        "speech-menu",
+        include_str!("../flows/speech-menu.rhai"),
+        include_str!("../flows/speech-menu.test.toml"),
+    ),
+    (
+        "chat-welcome",
+        include_str!("../flows/chat-welcome.rhai"),
+        include_str!("../flows/chat-welcome.test.toml"),
+    ),
+];
+
+/// Saves and publishes the example flows for the demo tenant (those it
+/// does not have yet); returns how many were added.
+pub async fn load_demo_flows(db: &DatabaseConnection, t: TenantId) -> anyhow::Result<usize> {
+    let mut added = 0;
+    for (name, source, tests) in DEMO_FLOWS {
+        if crate::ivr::store::find(db, t, name).await?.is_some() {
+            continue;
+        }
+        let v = crate::ivr::store::save(db, t, name, source, tests, "example flow", None).await?;
+        if let Some(f) = crate::ivr::store::find(db, t, name).await? {
+            crate::ivr::store::publish(db, t, &f, v).await?;
+        }
+        added += 1;
+    }
+    Ok(added)
+}
+
 pub async fn load_demo_contacts(
     db: &DatabaseConnection,
     tenant_id: TenantId,

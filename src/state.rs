@@ -33,6 +33,8 @@ pub struct AppState {
     pub openapi_json: String,
     /// The API's routes, for 405 answers.
     pub api_routes: crate::http::RouteTable,
+    /// IVR flows: the engine, compiled versions, validation.
+    pub flows: Arc<crate::ivr::service::Flows>,
     /// Where the SIP endpoint listens, when it runs.
     pub sip: Option<crate::sip::SipAddrs>,
 }

@@ -15,6 +15,7 @@ mod m20261130_000005_sip_numbers;
 mod m20261130_000006_sip_trunks;
 mod m20261130_000007_sip_trunk_registration;
 mod m20261130_000008_sip_number_forwarding;
+mod m20261130_000009_flows;
 mod util;
 
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000006_sip_trunks::Migration),
             Box::new(m20261130_000007_sip_trunk_registration::Migration),
             Box::new(m20261130_000008_sip_number_forwarding::Migration),
+            Box::new(m20261130_000009_flows::Migration),
         ]
     }
 }

@@ -810,6 +810,23 @@ impl Acd {
         callback: bool,
         actor: Option<String>,
     ) -> Result<Option<Position>, AcdError> {
+        self.route_with(t, interaction, queue, priority, callback, Vec::new(), actor)
+            .await
+    }
+
+    /// [`route`](Self::route), with skills the interaction needs beyond
+    /// the queue's (an IVR flow's choice of language, say).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn route_with(
+        &self,
+        t: TenantId,
+        interaction: InteractionId,
+        queue: QueueId,
+        priority: i32,
+        callback: bool,
+        extra_skills: Vec<SkillReq>,
+        actor: Option<String>,
+    ) -> Result<Option<Position>, AcdError> {
         let m = spine::find(&self.db, t, interaction)
             .await?
             .ok_or(AcdError::NoInteraction)?;
@@ -825,6 +842,11 @@ impl Acd {
         let due = g.engine.tick(now);
         self.carry_out(t, &mut g, due, &actor).await;
         let mut arrival = Arrival::new(interaction, queue, channel);
+        let skills_note: Vec<_> = extra_skills
+            .iter()
+            .map(|s| json!({ "skill": s.skill, "min_level": s.min_level }))
+            .collect();
+        arrival.extra_skills = extra_skills;
         arrival.priority = priority;
         arrival.callback = callback;
         let actions = g.engine.arrive(now, arrival)?;
@@ -846,7 +868,7 @@ impl Acd {
                 t,
                 interaction,
                 "routed".into(),
-                json!({ "queue_id": queue, "priority": priority, "callback": callback, "enqueued_at": now }),
+                json!({ "queue_id": queue, "priority": priority, "callback": callback, "enqueued_at": now, "extra_skills": skills_note }),
                 by(&actor),
             )
             .await?;

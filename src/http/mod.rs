@@ -79,6 +79,7 @@ fn api_v1(cfg: &mut ServiceConfig) {
     crate::contacts::http::configure(cfg);
     crate::sip::configure(cfg);
     crate::prompts::configure(cfg);
+    crate::ivr::http::configure(cfg);
 }
 
 /// The OpenAPI document of the routes above, generated from the code.

@@ -234,11 +234,17 @@ async fn one(
 
 type Decision = Result<(Lifecycle, String, Value), InteractionError>;
 
+/// Event kinds a closed interaction still takes.
+pub const AFTER_CLOSE: &[&str] = &["transcript"];
+
 /// One step of [`record`]: a transition, or an event that keeps the state.
 #[derive(Debug, Clone)]
 pub enum Step {
     Transition(Transition),
-    Annotate { kind: String, data: Value },
+    Annotate {
+        kind: String,
+        data: Value,
+    },
     /// Merges these attributes into the interaction's (an IVR flow's
     /// `set`); recorded as an `attributes_set` event.
     Attributes(Map<String, Value>),
@@ -262,7 +268,9 @@ impl Step {
                 Ok((next, t.kind().to_owned(), data))
             }
             Step::Annotate { kind, data } => {
-                if current.state == State::Closed {
+                // What is learnt after the end (a call's transcript) may
+                // still be told.
+                if current.state == State::Closed && !AFTER_CLOSE.contains(&kind.as_str()) {
                     return Err(LifecycleError::Invalid(super::domain::InvalidTransition {
                         state: State::Closed,
                         action: "annotate",

@@ -6,11 +6,19 @@
 //! - `calendar.rs`: business hours and holidays in a time zone.
 //! - `refs.rs`: the prompts, queues, skills, phrases and hosts a script
 //!   names, for validation on save.
-//! - `testing.rs`: the simulator and offline flow tests (`*.test.toml`).
+//! - `testing.rs`: the simulator and offline flow tests (`*.test.toml`);
+//!   `files.rs` runs test files from disk (`switchboard flow test`).
+//! - `store.rs`, `service.rs`, `http.rs`: versions, publishing, the
+//!   compiled cache, validation and the API. The voice channel is
+//!   `sip/call_flow.rs`.
 
 pub mod calendar;
 pub mod engine;
+pub mod files;
+pub mod http;
 pub mod refs;
+pub mod service;
+pub mod store;
 pub mod testing;
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
@@ -186,6 +187,26 @@ pub fn simulate(
     inputs: &[Input],
     interactive: bool,
 ) -> Result<Outcome, String> {
+    simulate_within(
+        engine,
+        flow,
+        setting,
+        inputs,
+        interactive,
+        Duration::from_secs(60),
+    )
+}
+
+/// [`simulate`], ending with an error once `budget` is spent.
+pub fn simulate_within(
+    engine: &FlowEngine,
+    flow: &Flow,
+    setting: &Setting,
+    inputs: &[Input],
+    interactive: bool,
+    budget: Duration,
+) -> Result<Outcome, String> {
+    let started = Instant::now();
     let (context, time) = setting.context()?;
     let mut inputs: VecDeque<Input> = inputs.iter().cloned().collect();
     let mut journal: Vec<Entry> = Vec::new();
@@ -199,6 +220,17 @@ pub fn simulate(
         attributes: context.attributes.clone(),
     };
     loop {
+        if started.elapsed() > budget {
+            let end = End::Error {
+                message: format!("the simulation ran longer than {} s", budget.as_secs()),
+                line: 0,
+                column: 0,
+            };
+            out.path
+                .push(json!({ "kind": "error", "message": "time budget spent", "line": 0 }));
+            out.end = Some(end);
+            break;
+        }
         let (next, j) = engine.advance(flow, &context, journal);
         journal = j;
         let (command, line) = match next {

@@ -284,6 +284,8 @@ pub(crate) struct Inner {
     recording: Mutex<Option<RecordQueues>>,
     recorder_stop: Mutex<Option<RecorderStop>>,
     relay: Mutex<Option<Relay>>,
+    /// A copy of the decoded incoming audio (speech recognition, messages).
+    tap: Mutex<Option<mpsc::Sender<Vec<i16>>>>,
     /// The source RTP is latched to, and when it last sent.
     source: Mutex<Option<(SocketAddr, Instant)>>,
     /// On hold: no RTP expected (inactivity is not reported).
@@ -383,6 +385,7 @@ impl RtpSession {
             remote_rtcp: Mutex::new(config.remote.map(rtcp_of)),
             playback: Mutex::new(None),
             recording: Mutex::new(None),
+            tap: Mutex::new(None),
             recorder_stop: Mutex::new(None),
             source: Mutex::new(None),
             held: AtomicBool::new(false),
@@ -550,6 +553,12 @@ impl RtpSession {
         });
         *stop = Some((cancel, done_rx));
         Ok(())
+    }
+
+    /// Sends a copy of each decoded incoming frame (8 kHz, 20 ms) to `tap`
+    /// (frames are dropped when it is full); `None` stops.
+    pub fn set_tap(&self, tap: Option<mpsc::Sender<Vec<i16>>>) {
+        *lock(&self.inner.tap) = tap;
     }
 
     /// Stops recording and closes the file; returns the samples per channel written.
@@ -971,6 +980,10 @@ fn handle_frame(inner: &Inner, a: &mut Analysis, timestamp: u32, (pt, payload): 
     a.pcm.clear();
     inner.config.codec.decode(&payload, &mut a.pcm);
     inner.record_rx(&a.pcm);
+    if let Some(tap) = lock(&inner.tap).as_ref() {
+        // A slow reader loses audio rather than holding up the call.
+        let _ = tap.try_send(a.pcm.clone());
+    }
     if !a.telephone_events_seen {
         for d in a.inband.push(&a.pcm) {
             inner.emit(MediaEvent::Dtmf {

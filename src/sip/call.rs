@@ -45,6 +45,9 @@ use crate::interactions::service::{self as spine, NewInteraction, Step};
 use crate::media::g711::Law;
 use crate::media::session::{MediaEvent, RtpSession, SessionConfig};
 
+#[path = "call_flow.rs"]
+mod flow;
+
 const ACTOR: &str = "sip";
 /// How long we wait for the ACK of our 200 (64 * T1).
 const ACK_TIMEOUT: Duration = Duration::from_secs(32);
@@ -58,6 +61,11 @@ pub struct CallContext {
     pub acd: Arc<crate::acd::service::Acd>,
     /// `<data.dir>/recordings`.
     pub recordings: PathBuf,
+    /// IVR flows for numbers that name one.
+    pub flows: Arc<crate::ivr::service::Flows>,
+    /// For flows' `http_get`/`http_post` (no redirects; private addresses
+    /// only where webhooks may reach them).
+    pub http: reqwest::Client,
 }
 
 /// What reaches a call's task from outside.
@@ -626,6 +634,10 @@ struct Call<'a> {
     hangup_pending: bool,
     /// The caller hung up while a transfer was ringing.
     caller_left: bool,
+    /// The media events, once an IVR flow took them.
+    flow_events: Option<mpsc::Receiver<MediaEvent>>,
+    /// Hold music and position announcements while queued by a flow.
+    hold_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl<'a> Call<'a> {
@@ -729,6 +741,8 @@ impl<'a> Call<'a> {
             connected: false,
             hangup_pending: false,
             caller_left: false,
+            flow_events: None,
+            hold_task: None,
         }
     }
 
@@ -880,14 +894,14 @@ impl<'a> Call<'a> {
                     }
                     return self.finish(cause).await;
                 }
-            } else {
-                self.enter().await;
+            } else if let Err(cause) = self.enter().await {
+                return self.finish(cause).await;
             }
         }
 
         let ack_deadline = tokio::time::sleep(ACK_TIMEOUT);
         tokio::pin!(ack_deadline);
-        let mut events = self.media.take_events();
+        let mut events = self.flow_events.take().or_else(|| self.media.take_events());
         let mut leg_events = self.leg.as_mut().and_then(|l| l.events.take());
         let mut leg_in = self.leg.as_mut().map(|l| {
             let (_, dead) = mpsc::unbounded_channel();
@@ -1512,9 +1526,12 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// The number's entry point: its queue or its flow.
-    async fn enter(&mut self) {
-        let Some(id) = self.interaction else { return };
+    /// The number's entry point: its queue or its flow (`Err`: the call
+    /// ended in the flow, with this cause).
+    async fn enter(&mut self) -> Result<(), &'static str> {
+        let Some(id) = self.interaction else {
+            return Ok(());
+        };
         self.sip
             .calls
             .callers
@@ -1545,14 +1562,16 @@ impl<'a> Call<'a> {
                 &self.ctx.bus,
                 t,
                 id,
-                Transition::EnterFlow { flow },
+                Transition::EnterFlow { flow: flow.clone() },
                 Some(ACTOR.into()),
             )
             .await;
             if let Err(e) = r {
                 tracing::warn!(error = %e, interaction_id = %id, "call did not enter its flow");
             }
+            return self.run_flow(&flow).await;
         }
+        Ok(())
     }
 
     fn media_te(&self) -> Option<u8> {
@@ -1634,6 +1653,9 @@ impl<'a> Call<'a> {
     }
 
     async fn finish(mut self, cause: &str) {
+        if let Some(h) = self.hold_task.take() {
+            h.abort();
+        }
         self.bridge = None;
         let samples = self.media.stop_recording().await.unwrap_or(0);
         let stats = self.media.stats();
@@ -1750,6 +1772,11 @@ impl<'a> Call<'a> {
         }
         if let Err(e) = r {
             tracing::warn!(error = %e, interaction_id = %id, "call's interaction not closed");
+        }
+        if let Some(path) = self.recording.clone()
+            && samples > 0
+        {
+            self.transcribe_recording(id, path);
         }
     }
 }

@@ -435,14 +435,15 @@ async fn create_number(
         }
     }
     if let Some(f) = &b.flow {
-        let ok = !f.is_empty()
-            && f.len() <= 100
-            && f.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !ok {
+        if !crate::ivr::store::name_ok(f) {
+            v.add("flow", "must be a flow name: 1-64 of a-z, 0-9, '-' and '_'");
+        } else if crate::ivr::store::find(&state.db.conn, t, f)
+            .await?
+            .is_none()
+        {
             v.add(
                 "flow",
-                "must be 1-100 characters: letters, digits, '.', '_', '-'",
+                "no such flow (save and publish it under Flows first)",
             );
         }
     }

@@ -224,8 +224,8 @@ async fn next_answered(app: &TestApp, known: &[String]) -> (String, SocketAddr) 
 
 /// Speech as G.711 mu-law (8 kHz), made by espeak-ng and sox, and the same
 /// codes decoded back to PCM by sox: the reference the recording is held to.
-struct Speech {
-    ulaw: Vec<u8>,
+pub(crate) struct Speech {
+    pub(crate) ulaw: Vec<u8>,
     pcm: Vec<i16>,
 }
 
@@ -240,10 +240,19 @@ impl Speech {
 }
 
 fn speech(dir: &Path, text: &str) -> Speech {
+    speech_in(dir, None, text)
+}
+
+/// [`speech`] in an espeak-ng voice (`ko`, say).
+pub(crate) fn speech_in(dir: &Path, voice: Option<&str>, text: &str) -> Speech {
     need("espeak-ng");
     need("sox");
     let wav = dir.join("speech.wav");
-    run(Command::new("espeak-ng").arg("-w").arg(&wav).arg(text));
+    let mut espeak = Command::new("espeak-ng");
+    if let Some(v) = voice {
+        espeak.args(["-v", v, "-s", "140"]);
+    }
+    run(espeak.arg("-w").arg(&wav).arg(text));
     let ul = dir.join("speech.ul");
     run(Command::new("sox")
         .arg(&wav)
@@ -361,7 +370,7 @@ fn pcmu_pcap(ulaw: &[u8], ssrc: u32, seq0: u16, ts0: u32) -> Vec<u8> {
 
 /// Writes the speech's pcap to `path`, after reading it back: every packet
 /// PCMU, in sequence, 20 ms apart, the codes in order.
-fn write_speech_pcap(path: &Path, speech: &Speech) {
+pub(crate) fn write_speech_pcap(path: &Path, speech: &Speech) {
     let (ssrc, seq0, ts0) = (0x5B0A_11CE, 65_500u16, 4_294_960_000u32);
     std::fs::write(path, pcmu_pcap(&speech.ulaw, ssrc, seq0, ts0)).unwrap();
     let back = read_pcap(path);
@@ -397,12 +406,12 @@ fn speech_ms(samples: &[i16]) -> u64 {
 // ---------------------------------------------------------------------------
 // SIPp.
 
-enum Step {
+pub(crate) enum Step {
     Play(PathBuf),
     Pause(u64),
 }
 
-fn digit_pcap(d: &str) -> Step {
+pub(crate) fn digit_pcap(d: &str) -> Step {
     let name = match d {
         "#" => "pound",
         "*" => "star",
@@ -509,6 +518,18 @@ fn sipp(
     steps: &[Step],
     calls: u32,
 ) -> tokio::task::JoinHandle<std::process::Output> {
+    sipp_to(app, dir, name, NUMBER, steps, calls)
+}
+
+/// [`sipp`], calling `number`.
+pub(crate) fn sipp_to(
+    app: &TestApp,
+    dir: &Path,
+    name: &str,
+    number: &str,
+    steps: &[Step],
+    calls: u32,
+) -> tokio::task::JoinHandle<std::process::Output> {
     let scenario = dir.join(format!("{name}.xml"));
     std::fs::write(&scenario, uac_scenario(steps)).unwrap();
     let per_call = scenario_millis(steps) / 1000 + 20;
@@ -517,7 +538,7 @@ fn sipp(
         "-sf".into(),
         scenario.to_string_lossy().into_owned(),
         "-s".into(),
-        NUMBER.trim_start_matches('+').into(),
+        number.trim_start_matches('+').into(),
         "-i".into(),
         "127.0.0.1".into(),
         "-p".into(),
@@ -543,7 +564,7 @@ fn sipp(
     })
 }
 
-fn assert_sipp_ok(out: &std::process::Output, what: &str, dir: &Path) {
+pub(crate) fn assert_sipp_ok(out: &std::process::Output, what: &str, dir: &Path) {
     let logs: String = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())

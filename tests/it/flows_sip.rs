@@ -1,0 +1,318 @@
+//! IVR flows on real calls: a supervisor's flow, saved with its tests and
+//! published through the API, answers SIPp calls to a number bound to it.
+//! By DTMF (SIPp's RFC 2833 pcaps) the menu sends the caller to the
+//! queue of the key pressed; by speech (Korean phrases spoken by
+//! espeak-ng, sent as PCMU from a pcap the test makes, recognised by the
+//! real Vosk model through `listen`) to the queue named. A flow that
+//! fails mid-call hands the caller to the tenant's fallback queue; a
+//! number whose flow is not published gets the apology and a hang-up.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+use crate::sip_calls::{events, voice_interactions};
+use crate::sip_media_e2e::{
+    Step, assert_sipp_ok, digit_pcap, sipp_to, speech_in, write_speech_pcap,
+};
+
+const NUMBER: &str = "+442071838760";
+
+fn calls_on(s: &mut switchboard::config::Settings) {
+    s.sip.enabled = true;
+    s.sip.rtp_bind = "127.0.0.1".parse().unwrap();
+    // Apart from the other SIP tests' ranges (they may run at once).
+    s.sip.rtp_port_min = 47000;
+    s.sip.rtp_port_max = 47999;
+}
+
+/// The Korean model `scripts/setup-vosk.sh` fetched (or
+/// `SWITCHBOARD_TEST_VOSK_MODEL`): the test fails without it.
+pub(crate) fn vosk_model() -> PathBuf {
+    let dir = std::env::var_os("SWITCHBOARD_TEST_VOSK_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/vosk/model-ko"));
+    assert!(
+        dir.join("am").is_dir(),
+        "no Vosk model at {}: run scripts/setup-vosk.sh (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+fn speech_on(s: &mut switchboard::config::Settings) {
+    calls_on(s);
+    s.sip.rtp_port_min = 48000;
+    s.sip.rtp_port_max = 48999;
+    s.asr.model_dir = Some(vosk_model());
+}
+
+const MENU: &str = r#"answer();
+let c = menu(#{ prompt: "main_menu", options: "12", retries: 2, timeout: 6 });
+set("choice", c);
+if c == "1" {
+    queue("Sales", #{ priority: 7 })
+} else if c == "2" {
+    queue("Support", #{ skills: ["english"] })
+} else {
+    hangup()
+}
+"#;
+
+const MENU_TESTS: &str = r#"
+[[case]]
+name = "support by 2"
+inputs = ["digits:2"]
+[case.expect]
+prompts = ["main_menu"]
+queue = "Support"
+skills = ["english"]
+"#;
+
+/// Saves and publishes a flow; returns its version.
+async fn publish(app: &TestApp, name: &str, source: &str, tests: &str) -> i64 {
+    let sup = app.login("supervisor").await;
+    let saved = json_ok(
+        app.post(
+            &format!("/api/v1/flows/{name}/versions"),
+            &sup,
+            &json!({ "source": source, "tests": tests, "comment": "e2e" }),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let v = saved["version"].as_i64().unwrap();
+    json_ok(
+        app.post(
+            &format!("/api/v1/flows/{name}/publish"),
+            &sup,
+            &json!({ "version": v }),
+        )
+        .await,
+        200,
+    )
+    .await;
+    v
+}
+
+async fn bind_number(app: &TestApp, flow: &str) {
+    let admin = app.login("admin").await;
+    json_ok(
+        app.post(
+            "/api/v1/sip/numbers",
+            &admin,
+            &json!({ "number": NUMBER, "flow": flow }),
+        )
+        .await,
+        201,
+    )
+    .await;
+}
+
+async fn put_prompt(app: &TestApp, name: &str, dir: &Path, text: &str) {
+    let wav = dir.join(format!("{name}.wav"));
+    let out = std::process::Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&wav)
+        .arg(text)
+        .output()
+        .expect("espeak-ng runs");
+    assert!(out.status.success());
+    let sup = app.login("supervisor").await;
+    let r = app
+        .req(
+            reqwest::Method::PUT,
+            &format!("/api/v1/prompts/{name}"),
+            &sup,
+        )
+        .header("Content-Type", "audio/wav")
+        .body(std::fs::read(&wav).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "prompt upload: {}", r.status());
+}
+
+async fn queue_id(app: &TestApp, name: &str) -> String {
+    let admin = app.login("admin").await;
+    let v = json_ok(app.get("/api/v1/queues", &admin).await, 200).await;
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == name)
+        .unwrap_or_else(|| panic!("no queue {name}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn kinds(evs: &[Value]) -> Vec<&str> {
+    evs.iter().map(|e| e["kind"].as_str().unwrap()).collect()
+}
+
+/// The call's interaction once it has reached `kind` (and its events).
+async fn call_with(app: &TestApp, kind: &str, secs: u64) -> (Value, Vec<Value>) {
+    eventually(secs, &format!("the call has a {kind} event"), || async {
+        let i = voice_interactions(app).await.first()?.clone();
+        let evs = events(app, i["id"].as_str().unwrap()).await;
+        evs.iter().any(|e| e["kind"] == kind).then_some((i, evs))
+    })
+    .await
+}
+
+fn steps_of<'a>(evs: &'a [Value], command: &str) -> Vec<&'a Value> {
+    evs.iter()
+        .filter(|e| e["kind"] == "flow_step" && e["data"]["kind"] == command)
+        .collect()
+}
+
+both_backends! {
+    async fn a_published_flow_takes_a_call_by_dtmf_into_its_queue(app) configure(calls_on) {
+        let dir = tempfile::tempdir().unwrap();
+        put_prompt(&app, "main_menu", dir.path(), "For sales press one. For support press two.").await;
+        let v = publish(&app, "ivr-e2e", MENU, MENU_TESTS).await;
+        bind_number(&app, "ivr-e2e").await;
+        // The caller presses 2 a second into the menu prompt, waits, hangs up.
+        let sipp = sipp_to(&app, dir.path(), "dtmf", NUMBER, &[Step::Pause(1000), digit_pcap("2"), Step::Pause(4000)], 1);
+        let (i, evs) = call_with(&app, "queued", 30).await;
+        let out = sipp.await.unwrap();
+        assert_sipp_ok(&out, "the DTMF caller", dir.path());
+        let k = kinds(&evs);
+        for want in ["ringing", "answered", "flow_entered", "flow_step", "dtmf", "attributes_set", "flow_ended", "queued", "routed"] {
+            assert!(k.contains(&want), "no {want} in {k:?}");
+        }
+        // The menu's prompt was played and collected the 2 (barge-in).
+        let gathers = steps_of(&evs, "gather");
+        assert_eq!(gathers.len(), 1, "{evs:?}");
+        assert_eq!(gathers[0]["data"]["prompt"], "main_menu");
+        assert_eq!(gathers[0]["data"]["answer"], "2");
+        assert_eq!(gathers[0]["data"]["flow"], "ivr-e2e");
+        assert_eq!(gathers[0]["data"]["version"], v);
+        assert_eq!(gathers[0]["data"]["line"], 2);
+        // Into Support with the english skill.
+        let queued = evs.iter().find(|e| e["kind"] == "queued").unwrap();
+        assert_eq!(queued["data"]["queue_id"], queue_id(&app, "Support").await);
+        let routed = evs.iter().find(|e| e["kind"] == "routed").unwrap();
+        assert_eq!(routed["data"]["extra_skills"].as_array().unwrap().len(), 1);
+        let ended = evs.iter().find(|e| e["kind"] == "flow_ended").unwrap();
+        assert_eq!(ended["data"]["end"]["queue"], "Support");
+        // The attribute the flow set is on the interaction.
+        let admin = app.login("admin").await;
+        let id = i["id"].as_str().unwrap();
+        let got = json_ok(app.get(&format!("/api/v1/interactions/{id}"), &admin).await, 200).await;
+        assert_eq!(got["attributes"]["choice"], "2", "{got}");
+        // Counted for Prometheus.
+        let text = app.get("/metrics", &Creds::None).await.text().await.unwrap();
+        assert!(text.contains("switchboard_flow_sessions_total{outcome=\"queue\"} 1"), "{text}");
+        assert!(text.contains("switchboard_flow_step_duration_seconds_count"), "{text}");
+    }
+
+    async fn a_failing_flow_hands_the_caller_to_the_fallback_queue(app) configure(calls_on) {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = app.login("admin").await;
+        json_ok(
+            app.req(reqwest::Method::PUT, "/api/v1/flow-settings", &admin)
+                .json(&json!({ "fallback_queue": "Billing", "http_allowed_hosts": [] }))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        // Runs fine until the caller answers, then indexes out of range.
+        let broken = "answer();\nlet d = gather(#{ timeout: 3 });\nlet x = [1, 2][5];\nqueue(\"Sales\");\n";
+        publish(&app, "broken", broken, "").await;
+        bind_number(&app, "broken").await;
+        let sipp = sipp_to(&app, dir.path(), "fallback", NUMBER, &[Step::Pause(500), digit_pcap("1"), Step::Pause(3000)], 1);
+        let (_, evs) = call_with(&app, "queued", 30).await;
+        assert_sipp_ok(&sipp.await.unwrap(), "the caller", dir.path());
+        let err = evs.iter().find(|e| e["kind"] == "flow_error").expect("a flow_error event");
+        assert_eq!(err["data"]["flow"], "broken");
+        assert_eq!(err["data"]["line"], 3, "{err}");
+        assert!(err["data"]["message"].as_str().unwrap().to_lowercase().contains("index"), "{err}");
+        let queued = evs.iter().find(|e| e["kind"] == "queued").unwrap();
+        assert_eq!(queued["data"]["queue_id"], queue_id(&app, "Billing").await);
+        assert!(kinds(&evs).contains(&"flow_fallback"));
+    }
+}
+
+both_backends! {
+    async fn a_live_call_finishes_on_its_version_while_another_is_published(app) configure(calls_on) {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = "answer();\nlet d = gather(#{ timeout: 8 });\nqueue(\"Sales\");\n";
+        publish(&app, "hot", v1, "").await;
+        bind_number(&app, "hot").await;
+        let sipp = sipp_to(&app, dir.path(), "hot", NUMBER, &[Step::Pause(3000), digit_pcap("5"), Step::Pause(2000)], 1);
+        // The call is in version 1, waiting for a digit: publish version 2.
+        call_with(&app, "flow_entered", 20).await;
+        let v2 = publish(&app, "hot", "answer();\nqueue(\"Support\");\n", "").await;
+        assert_eq!(v2, 2);
+        let (_, evs) = call_with(&app, "queued", 30).await;
+        assert_sipp_ok(&sipp.await.unwrap(), "the caller", dir.path());
+        let ended = evs.iter().find(|e| e["kind"] == "flow_ended").unwrap();
+        assert_eq!(ended["data"]["version"], 1, "{ended}");
+        assert_eq!(ended["data"]["end"]["queue"], "Sales");
+        let gather = steps_of(&evs, "gather");
+        assert_eq!(gather[0]["data"]["answer"], "5");
+        let queued = evs.iter().find(|e| e["kind"] == "queued").unwrap();
+        assert_eq!(queued["data"]["queue_id"], queue_id(&app, "Sales").await);
+    }
+
+    async fn a_call_is_routed_by_what_the_caller_says(app) configure(speech_on) {
+        let dir = tempfile::tempdir().unwrap();
+        let flow = r#"answer();
+let h = listen(#{ phrases: ["영업부", "고객 지원", "상담원 연결"], timeout: 10 });
+set("heard", h.text);
+if h.text == "고객 지원" { queue("Support") }
+else if h.text == "영업부" { queue("Sales") }
+else { hangup() }
+"#;
+        publish(&app, "speech-e2e", flow, "").await;
+        bind_number(&app, "speech-e2e").await;
+        // Whole calls are transcribed too, once they end.
+        let admin = app.login("admin").await;
+        json_ok(
+            app.req(reqwest::Method::PUT, "/api/v1/flow-settings", &admin)
+                .json(&json!({ "transcribe_calls": true }))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        // "고객 지원" (customer support) in espeak-ng's Korean voice, then
+        // a second of silence (the recogniser hears the utterance end).
+        let mut speech = speech_in(dir.path(), Some("ko"), "고객 지원");
+        let ms = speech.ulaw.len() as u64 / 8 + 1000;
+        speech.ulaw.extend(std::iter::repeat_n(0xFFu8, 8000));
+        let pcap = dir.path().join("speech.pcap");
+        write_speech_pcap(&pcap, &speech);
+        let sipp = sipp_to(&app, dir.path(), "speech", NUMBER, &[Step::Pause(300), Step::Play(pcap), Step::Pause(ms + 2500)], 1);
+        let (i, evs) = call_with(&app, "queued", 40).await;
+        assert_sipp_ok(&sipp.await.unwrap(), "the speaking caller", dir.path());
+        let listens = steps_of(&evs, "listen");
+        assert_eq!(listens.len(), 1, "{:?}", kinds(&evs));
+        let heard = &listens[0]["data"]["answer"];
+        assert_eq!(heard["text"], "고객 지원", "{heard}");
+        assert_eq!(heard["available"], true);
+        assert!(heard["confidence"].as_f64().unwrap() > 0.3, "{heard}");
+        let queued = evs.iter().find(|e| e["kind"] == "queued").unwrap();
+        assert_eq!(queued["data"]["queue_id"], queue_id(&app, "Support").await);
+        let admin = app.login("admin").await;
+        let id = i["id"].as_str().unwrap();
+        let got = json_ok(app.get(&format!("/api/v1/interactions/{id}"), &admin).await, 200).await;
+        assert_eq!(got["attributes"]["heard"], "고객 지원");
+        // The caller hung up: the recording's transcript follows the close.
+        let (_, evs) = call_with(&app, "transcript", 60).await;
+        let t = evs.iter().find(|e| e["kind"] == "transcript").unwrap();
+        assert_eq!(t["data"]["source"], "call");
+        assert!(t["data"]["secs"].as_f64().unwrap() > 1.0, "{t}");
+        assert!(t["data"]["text"].is_string(), "{t}");
+        assert_eq!(t["actor"], "asr");
+        assert_eq!(evs.iter().filter(|e| e["kind"] == "hangup").count(), 1);
+    }
+}
