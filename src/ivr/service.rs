@@ -129,7 +129,12 @@ impl Flows {
         if let Some(tests) = tests.filter(|s| !s.trim().is_empty())
             && let Err(e) = TestFile::parse(tests)
         {
-            out.push(Diagnostic::error(0, 0, format!("tests: {e}")));
+            // The test file's line, when the parser knows it.
+            let line = e
+                .rsplit_once("(line ")
+                .and_then(|(_, r)| r.trim_end_matches(')').parse().ok())
+                .unwrap_or(0);
+            out.push(Diagnostic::error(line, 0, format!("tests: {e}")));
         }
         let found = refs::scan(source);
         if found.is_empty() {

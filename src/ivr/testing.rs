@@ -114,13 +114,14 @@ pub struct Setting {
     /// Whether speech recognition is available (default true).
     pub speech: Option<bool>,
     /// The contact found for the caller (none: unknown caller).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub contact: Option<Value>,
     /// The interaction's attributes at the start.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub attributes: Option<Map<String, Value>>,
     /// Hosts the flow may call (default: those of the scripted answers).
     pub http_hosts: Option<Vec<String>>,
+    /// Scripted HTTP answers.
     #[serde(default)]
     pub http: Vec<HttpMock>,
 }
@@ -132,6 +133,9 @@ impl Setting {
         let time = self.time.as_deref().unwrap_or(DEFAULT_TIME);
         let time = DateTime::parse_from_rfc3339(time)
             .map_err(|_| format!("time {time:?} is not RFC 3339 (2026-12-01T10:00:00+01:00)"))?;
+        if self.contact.as_ref().is_some_and(|c| !c.is_object()) {
+            return Err("contact must be a map of the contact's fields (name, tags, ...)".into());
+        }
         let channel = self.channel.clone().unwrap_or_else(|| "voice".into());
         if !matches!(channel.as_str(), "voice" | "chat") {
             return Err(format!("channel {channel:?}: voice or chat"));
