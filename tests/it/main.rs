@@ -33,4 +33,5 @@ mod sip_torture;
 mod sip_transfer;
 mod sip_transports;
 mod sip_trunks;
+mod sipp;
 mod webhooks;

@@ -15,6 +15,11 @@ use tokio::net::UdpSocket;
 
 use crate::both_backends;
 use crate::helpers::*;
+use crate::sip_calls::{events, sip_addr, status, voice_interactions};
+use crate::sipp::Provisional::{Ringing, RingingWithContact};
+use crate::sipp::{
+    self, Final, HangsUp, PCMA, Sdp, assert_ran, free_port, play_pcap, uas_scenario,
+};
 
 const NUMBER: &str = "+442071838750";
 pub(crate) const PASSWORD: &str = "desk-phone-secret-1";
@@ -25,17 +30,6 @@ pub(crate) fn calls_on(s: &mut switchboard::config::Settings) {
     // Apart from the other SIP tests' ports (they may run at once).
     s.sip.rtp_port_min = 48000;
     s.sip.rtp_port_max = 48999;
-}
-
-pub(crate) fn sip_addr(app: &TestApp) -> SocketAddr {
-    app.state.sip.expect("SIP is enabled").udp
-}
-
-fn status(resp: &str) -> u16 {
-    resp.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Alex (agent@example.com, the only agent with the Sales skill) and the
@@ -170,122 +164,28 @@ pub(crate) async fn register(server: SocketAddr, contact: &str) {
 
 /// The agent's phone: answers with PCMA and plays g711a.pcap, then waits
 /// for the BYE.
-const ANSWERING_PHONE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="agent phone answers">
-  <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-
-]]></send>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=phone 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8
-a=rtpmap:8 PCMA/8000
-
-]]></send>
-  <recv request="ACK" crlf="true"/>
-  <nop><action><exec play_pcap_audio="pcap/g711a.pcap"/></action></nop>
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
-"#;
+fn answering_phone() -> String {
+    let sdp = Sdp {
+        origin: "phone 53655765 2353687637",
+        media: PCMA,
+    };
+    let then = play_pcap("pcap/g711a.pcap");
+    let answered = Final::Answered {
+        sdp,
+        then: &then,
+        hangs_up: HangsUp::Caller,
+    };
+    uas_scenario("agent phone answers", &[RingingWithContact], 0, answered)
+}
 
 /// The agent's phone is busy: 180, then 486.
-const BUSY_PHONE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="agent phone busy">
-  <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <send><![CDATA[
-SIP/2.0 486 Busy Here
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK"/>
-</scenario>
-"#;
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn sipp_logs(dir: &Path) -> String {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect()
-}
-
-/// Runs SIPp with `args` in `dir` (which has `pcap` linked to SIPp's pcaps).
-fn sipp(dir: &Path, args: Vec<String>) -> tokio::task::JoinHandle<std::process::Output> {
-    let cwd = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new("sipp")
-            .current_dir(&cwd)
-            .args(&args)
-            .args(["-nostdin", "-trace_err"])
-            .output()
-            .expect("sipp runs")
-    })
-}
-
-fn assert_ok(out: &std::process::Output, what: &str, dir: &Path) {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        sipp_logs(dir)
-    );
+fn busy_phone() -> String {
+    uas_scenario(
+        "agent phone busy",
+        &[Ringing],
+        0,
+        Final::Refused("486 Busy Here", ""),
+    )
 }
 
 /// The phone (SIPp uas with `scenario`) registered as account 1001; its
@@ -295,80 +195,27 @@ async fn phone(
     dir: &Path,
     scenario: &str,
 ) -> (tokio::task::JoinHandle<std::process::Output>, u16) {
-    let path = dir.join("phone.xml");
-    std::fs::write(&path, scenario).unwrap();
     let port = free_port();
     let media = free_udp_block(20);
-    let uas = sipp(
-        dir,
-        vec![
-            "-sf".into(),
-            path.to_string_lossy().into_owned(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
-            "-mp".into(),
-            (media + 10).to_string(),
-            "-m".into(),
-            "1".into(),
-            "-timeout".into(),
-            "40".into(),
-        ],
-    );
-    // Let it bind before anything calls it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let uas = sipp::uas(dir, Some(scenario), port, media + 10, 1, &[]).await;
     register(sip_addr(app), &format!("sip:1001@127.0.0.1:{port}")).await;
     (uas, media)
 }
 
 /// SIPp `uac_pcap` calling our number (about 5 s of PCMA, a digit, BYE).
 fn caller(app: &TestApp, dir: &Path, media: u16) -> tokio::task::JoinHandle<std::process::Output> {
-    sipp(
+    sipp::uac(
         dir,
-        vec![
-            sip_addr(app).to_string(),
-            "-sn".into(),
-            "uac_pcap".into(),
-            "-s".into(),
-            "442071838750".into(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            free_port().to_string(),
-            "-mp".into(),
-            media.to_string(),
-            "-m".into(),
-            "1".into(),
-            "-timeout".into(),
-            "30".into(),
-        ],
+        sip_addr(app),
+        ["-sn", "uac_pcap"],
+        "442071838750",
+        media,
+        30,
     )
 }
 
 pub(crate) async fn the_call(app: &TestApp) -> Option<Value> {
-    let admin = app.login("admin").await;
-    let v = json_ok(app.get("/api/v1/interactions?limit=100", &admin).await, 200).await;
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["channel"] == "voice")
-        .cloned()
-}
-
-pub(crate) async fn events(app: &TestApp, id: &str) -> Vec<Value> {
-    let admin = app.login("admin").await;
-    let v = json_ok(
-        app.get(
-            &format!("/api/v1/interactions/{id}/events?limit=200"),
-            &admin,
-        )
-        .await,
-        200,
-    )
-    .await;
-    v.as_array().unwrap().clone()
+    voice_interactions(app).await.into_iter().next()
 }
 
 pub(crate) fn event<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
@@ -395,14 +242,14 @@ both_backends! {
         let alex = set_up(&app).await;
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
-        let (uas, media) = phone(&app, dir.path(), ANSWERING_PHONE).await;
+        let (uas, media) = phone(&app, dir.path(), &answering_phone()).await;
         available(&app, &alex).await;
         let uac = caller(&app, dir.path(), media);
         let out = uac.await.unwrap();
-        assert_ok(&out, "the caller (sipp uac_pcap)", dir.path());
+        assert_ran(&out, "the caller (sipp uac_pcap)", dir.path());
         // The phone got the INVITE, answered, and got the BYE.
         let out = uas.await.unwrap();
-        assert_ok(&out, "the agent's phone (sipp uas)", dir.path());
+        assert_ran(&out, "the agent's phone (sipp uas)", dir.path());
 
         let (i, evs) = eventually(20, "the agent leg has ended", || async {
             let i = the_call(&app).await?;
@@ -452,7 +299,7 @@ both_backends! {
         let alex = set_up(&app).await;
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).unwrap();
-        let (uas, media) = phone(&app, dir.path(), BUSY_PHONE).await;
+        let (uas, media) = phone(&app, dir.path(), &busy_phone()).await;
         available(&app, &alex).await;
         let uac = caller(&app, dir.path(), media);
         // While the caller is still on (its pcap plays for ~5 s): the offer
@@ -472,9 +319,9 @@ both_backends! {
         let i = json_ok(app.get(&format!("/api/v1/interactions/{id}"), &sup).await, 200).await;
         assert_eq!(i["state"], "queued", "{i}");
         let out = uas.await.unwrap();
-        assert_ok(&out, "the agent's phone (sipp uas)", dir.path());
+        assert_ran(&out, "the agent's phone (sipp uas)", dir.path());
         let out = uac.await.unwrap();
-        assert_ok(&out, "the caller (sipp uac_pcap)", dir.path());
+        assert_ran(&out, "the caller (sipp uac_pcap)", dir.path());
         let i = eventually(20, "the call is over", || async {
             let i = json_ok(app.get(&format!("/api/v1/interactions/{id}"), &sup).await, 200).await;
             (i["state"] == "closed").then_some(i)
@@ -559,6 +406,31 @@ pub(crate) async fn next_request(
     }
 }
 
+/// A raw caller's call from `caller` to the Sales number: the INVITE
+/// with `sdp` (Call-ID `call_id`, Via branch `z9hG4bK{branch}1`), and our
+/// 200 (returned) ACKed (branch `z9hG4bK{branch}2`).
+pub(crate) async fn invite_sales(
+    caller: &UdpSocket,
+    server: SocketAddr,
+    call_id: &str,
+    branch: &str,
+    sdp: &str,
+) -> String {
+    let cl = caller.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:442071838750@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cl};branch=z9hG4bK{branch}1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@127.0.0.1>;tag=caller1\r\nTo: <sip:442071838750@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{cl}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    caller.send_to(invite.as_bytes(), server).await.unwrap();
+    let ok = next_response(caller, 200, 5).await;
+    let ack = format!(
+        "ACK sip:442071838750@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cl};branch=z9hG4bK{branch}2;rport\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@127.0.0.1>;tag=caller1\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        hv(&ok, "To")
+    );
+    caller.send_to(ack.as_bytes(), server).await.unwrap();
+    ok
+}
+
 pub(crate) async fn next_response(sock: &UdpSocket, code: u16, secs: u64) -> String {
     let mut buf = vec![0u8; 65536];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -598,19 +470,8 @@ both_backends! {
         available(&app, &alex).await;
         // The caller: a raw INVITE to the number (no RTP needed).
         let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let cl = caller.local_addr().unwrap();
         let body = "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49990 RTP/AVP 0\r\n";
-        let invite = format!(
-            "INVITE sip:442071838750@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cl};branch=z9hG4bKc1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@127.0.0.1>;tag=caller1\r\nTo: <sip:442071838750@127.0.0.1>\r\nCall-ID: raw-caller@test\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{cl}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        caller.send_to(invite.as_bytes(), server).await.unwrap();
-        let ok = next_response(&caller, 200, 5).await;
-        let ack = format!(
-            "ACK sip:442071838750@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cl};branch=z9hG4bKc2;rport\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@127.0.0.1>;tag=caller1\r\nTo: {}\r\nCall-ID: raw-caller@test\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-            hv(&ok, "To")
-        );
-        caller.send_to(ack.as_bytes(), server).await.unwrap();
+        invite_sales(&caller, server, "raw-caller@test", "c", body).await;
 
         // First offer: the phone rings and nobody answers; the ACD's
         // no-answer CANCELs it (200 to the CANCEL, 487 to the INVITE, ACK).

@@ -20,7 +20,11 @@ use tokio::net::UdpSocket;
 use crate::both_backends;
 use crate::helpers::*;
 use crate::sip_calls::{events, invite, recv_until, sdp, sip_addr, status, voice_interactions};
-use crate::sip_trunks::{add_trunk, assert_ok, far_end, far_end_with, free_port, sipp_logs};
+use crate::sip_trunks::add_trunk;
+use crate::sipp::{
+    self, Final, HangsUp, PCMU, Sdp, assert_ok, early_media_then_answer, far_end, far_end_with,
+    free_port, uas_scenario,
+};
 
 const NUMBER: &str = "+442071838790";
 const FORWARD_TO: &str = "+442071838799";
@@ -69,9 +73,6 @@ fn event<'a>(evs: &'a [Value], kind: &str) -> &'a Value {
 /// The caller: SIPp's `uac_pcap` (PCMA, 7 s of speech and the digit 1).
 async fn caller(app: &TestApp, dir: &std::path::Path) -> std::process::Output {
     std::os::unix::fs::symlink("/usr/share/sip-tester", dir.join("pcap")).unwrap();
-    let server = sip_addr(app).to_string();
-    let port = free_port().to_string();
-    let media = free_udp_block(10).to_string();
     // SIPp's own uac_pcap, taking a 183 (early media) as well as a 180.
     let dumped = std::process::Command::new("sipp")
         .args(["-sd", "uac_pcap"])
@@ -88,167 +89,39 @@ async fn caller(app: &TestApp, dir: &std::path::Path) -> std::process::Output {
     );
     let path = dir.join("caller.xml");
     std::fs::write(&path, scenario).unwrap();
-    let scenario = path.to_string_lossy().into_owned();
-    let cwd = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new("sipp")
-            .current_dir(&cwd)
-            .args([
-                &server,
-                "-sf",
-                &scenario,
-                "-s",
-                NUMBER.trim_start_matches('+'),
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-mp",
-                &media,
-                "-m",
-                "1",
-                "-timeout",
-                "60",
-                "-nostdin",
-                "-trace_err",
-            ])
-            .output()
-            .expect("sipp runs")
-    })
-    .await
-    .unwrap()
+    let (path, number) = (path.to_string_lossy(), NUMBER.trim_start_matches('+'));
+    let media = free_udp_block(10);
+    sipp::uac(dir, sip_addr(app), ["-sf", &path], number, media, 60)
+        .await
+        .unwrap()
 }
-
-/// The far end: 183 with SDP (early media), 200 a second later, then the
-/// caller's BYE. Run with `-rtp_echo`: what it hears goes back.
-pub(crate) const EARLY_THEN_ANSWER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="far end with early media">
-  <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 183 Session Progress
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=far 1 1 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-
-]]></send>
-  <pause milliseconds="1000"/>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=far 1 2 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-
-]]></send>
-  <recv request="ACK"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
-"#;
 
 /// The far end answers at once and hangs up after `pause` ms (its BYE
 /// goes to `server`, To our tag taken from the ACK).
 fn answers_then_hangs_up(pause: u32, server: SocketAddr) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="far end hangs up">
-  <recv request="INVITE" crlf="true"/>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=far 1 1 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-
-]]></send>
-  <recv request="ACK">
-    <action>
-      <ereg regexp="tag=([^;> ]+)" search_in="hdr" header="From:" assign_to="all,ours"/>
-    </action>
-  </recv>
-  <pause milliseconds="{pause}"/>
-  <send retrans="500"><![CDATA[
-BYE sip:switchboard@{server} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:far@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
-To: <sip:switchboard@{server}>;tag=[$ours]
-[last_Call-ID:]
-CSeq: 2 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200"/>
-  <Reference variables="all"/>
-</scenario>
-"#
+    let sdp = Sdp {
+        origin: "far 1 1",
+        media: PCMU,
+    };
+    let hangs_up = HangsUp::FarEnd {
+        after_ms: pause,
+        server,
+    };
+    uas_scenario(
+        "far end hangs up",
+        &[],
+        0,
+        Final::Answered {
+            sdp,
+            then: "",
+            hangs_up,
+        },
     )
 }
 
-const BUSY: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="far end busy">
-  <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 486 Busy Here
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK"/>
-</scenario>
-"#;
+fn busy() -> String {
+    uas_scenario("far end busy", &[], 0, Final::Refused("486 Busy Here", ""))
+}
 
 /// The value of a header in a message's text.
 fn hv<'a>(msg: &'a str, name: &str) -> &'a str {
@@ -336,10 +209,10 @@ both_backends! {
         let far_port = free_port();
         let trunk = add_trunk(&app, far_port, json!({})).await;
         forwarding_number(&app, &trunk, json!({})).await;
-        let far = far_end_with(far_dir.path(), Some(EARLY_THEN_ANSWER), far_port, 1, &["-rtp_echo"]).await;
+        let far = far_end_with(far_dir.path(), Some(&early_media_then_answer()), far_port, 1, &["-rtp_echo"]).await;
         let dir = tempfile::tempdir().unwrap();
         let out = caller(&app, dir.path()).await;
-        assert!(out.status.success(), "the caller (sipp uac_pcap) failed: {}\n{}", String::from_utf8_lossy(&out.stdout), sipp_logs(dir.path()));
+        assert!(out.status.success(), "the caller (sipp uac_pcap) failed: {}\n{}", String::from_utf8_lossy(&out.stdout), sipp::logs(dir.path()));
         assert_ok(&far.await.unwrap(), far_dir.path());
 
         let (i, evs) = closed_call(&app).await;
@@ -388,10 +261,10 @@ both_backends! {
         let far_port = free_port();
         let trunk = add_trunk(&app, far_port, json!({})).await;
         forwarding_number(&app, &trunk, json!({ "greeting": "welcome" })).await;
-        let far = far_end_with(far_dir.path(), Some(EARLY_THEN_ANSWER), far_port, 1, &["-rtp_echo"]).await;
+        let far = far_end_with(far_dir.path(), Some(&early_media_then_answer()), far_port, 1, &["-rtp_echo"]).await;
         let dir = tempfile::tempdir().unwrap();
         let out = caller(&app, dir.path()).await;
-        assert!(out.status.success(), "the caller failed: {}\n{}", String::from_utf8_lossy(&out.stdout), sipp_logs(dir.path()));
+        assert!(out.status.success(), "the caller failed: {}\n{}", String::from_utf8_lossy(&out.stdout), sipp::logs(dir.path()));
         assert_ok(&far.await.unwrap(), far_dir.path());
         // The whole path of a call: greeted, its digit reported, recorded,
         // bridged to the outbound leg, hung up cleanly and closed.
@@ -444,7 +317,7 @@ both_backends! {
         let n = forwarding_number(&app, &trunk, json!({})).await;
         assert_eq!(n["forward_trunk_id"], trunk.as_str());
         assert_eq!(n["forward_to"], FORWARD_TO);
-        let far = far_end(far_dir.path(), Some(BUSY), far_port, 1).await;
+        let far = far_end(far_dir.path(), Some(&busy()), far_port, 1).await;
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let body = sdp(sock.local_addr().unwrap().port() + 2, "0", "a=rtpmap:0 PCMU/8000\r\n");
         send(&sock, sip_addr(&app), &invite(&sock, NUMBER.trim_start_matches('+'), "fwd-busy@test", &body)).await;
@@ -504,7 +377,7 @@ both_backends! {
         let got = recv_until(&sock, 15, |m| m.starts_with("BYE ")).await;
         let Some(bye) = got.iter().find(|m| m.starts_with("BYE ")) else {
             let out = far.await.unwrap();
-            panic!("the caller got no BYE: {got:?}\nfar end: {}\n{}", String::from_utf8_lossy(&out.stdout), sipp_logs(far_dir.path()));
+            panic!("the caller got no BYE: {got:?}\nfar end: {}\n{}", String::from_utf8_lossy(&out.stdout), sipp::logs(far_dir.path()));
         };
         let mut reply = String::from("SIP/2.0 200 OK\r\n");
         for h in ["Via", "From", "To", "Call-ID", "CSeq"] {

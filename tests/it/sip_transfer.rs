@@ -17,17 +17,18 @@
 
 use std::net::SocketAddr;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::UdpSocket;
 
 use crate::both_backends;
 use crate::helpers::*;
 use crate::sip_bridge::{
-    PASSWORD, available, event, events, hv, next_request, next_response, nothing_left, register,
-    reply, set_up,
+    PASSWORD, available, event, hv, invite_sales, next_request, next_response, nothing_left,
+    register, reply, set_up,
 };
-use crate::sip_forward::EARLY_THEN_ANSWER;
-use crate::sip_trunks::{add_trunk, assert_ok, far_end_with, free_port};
+use crate::sip_calls::{events, sip_addr, voice_interactions as voice};
+use crate::sip_trunks::add_trunk;
+use crate::sipp::{assert_ok, early_media_then_answer, far_end_with, free_port};
 
 fn transfers_on(s: &mut switchboard::config::Settings) {
     crate::sip_bridge::calls_on(s);
@@ -65,23 +66,12 @@ async fn call_sales(
     call_id: &str,
 ) -> (UdpSocket, String, tokio::task::JoinHandle<()>) {
     let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let cl = caller.local_addr().unwrap();
     let caller_media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let body = format!(
         "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n",
         caller_media.local_addr().unwrap().port()
     );
-    let invite = format!(
-        "INVITE sip:442071838750@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cl};branch=z9hG4bKt1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@127.0.0.1>;tag=caller1\r\nTo: <sip:442071838750@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{cl}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    caller.send_to(invite.as_bytes(), server).await.unwrap();
-    let ok = next_response(&caller, 200, 5).await;
-    let ack = format!(
-        "ACK sip:442071838750@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cl};branch=z9hG4bKt2;rport\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@127.0.0.1>;tag=caller1\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-        hv(&ok, "To")
-    );
-    caller.send_to(ack.as_bytes(), server).await.unwrap();
+    let ok = invite_sales(&caller, server, call_id, "t", &body).await;
     let our_media: SocketAddr = {
         let sdp = ok.split("\r\n\r\n").nth(1).unwrap();
         let port: u16 = sdp
@@ -109,16 +99,37 @@ async fn call_sales(
     (caller, ok, talker)
 }
 
-/// The caller hangs up (BYE, 200).
-async fn caller_hangs_up(caller: &UdpSocket, server: SocketAddr, ok: &str) {
-    let cl = caller.local_addr().unwrap();
-    let bye = format!(
-        "BYE sip:442071838750@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cl};branch=z9hG4bKt3;rport\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@127.0.0.1>;tag=caller1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-        hv(ok, "To"),
-        hv(ok, "Call-ID"),
-    );
-    caller.send_to(bye.as_bytes(), server).await.unwrap();
-    next_response(caller, 200, 5).await;
+/// The caller's side of a call (talking from `call_sales` on) and the far
+/// end it is transferred to.
+struct Caller {
+    server: SocketAddr,
+    socket: UdpSocket,
+    /// Our 200 to its INVITE.
+    ok: String,
+    talker: tokio::task::JoinHandle<()>,
+    far: tokio::task::JoinHandle<std::process::Output>,
+    far_dir: tempfile::TempDir,
+}
+
+impl Caller {
+    /// The caller talks for a while (to the far end, by now), then hangs
+    /// up (BYE, 200); the far end's scenario ran through.
+    async fn hangs_up_later(self) {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let Caller {
+            server, socket, ok, ..
+        } = &self;
+        let cl = socket.local_addr().unwrap();
+        let bye = format!(
+            "BYE sip:442071838750@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {cl};branch=z9hG4bKt3;rport\r\nMax-Forwards: 70\r\nFrom: <sip:+441632960001@127.0.0.1>;tag=caller1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+            hv(ok, "To"),
+            hv(ok, "Call-ID"),
+        );
+        socket.send_to(bye.as_bytes(), *server).await.unwrap();
+        next_response(socket, 200, 5).await;
+        self.talker.abort();
+        assert_ok(&self.far.await.unwrap(), self.far_dir.path());
+    }
 }
 
 /// The phone answers our INVITE (tag `tag`, PCMA) and gets the ACK.
@@ -133,40 +144,75 @@ async fn phone_answers(phone: &UdpSocket, tag: &str) -> (String, SocketAddr) {
     (inv, from)
 }
 
-async fn voice(app: &TestApp) -> Vec<Value> {
-    let admin = app.login("admin").await;
-    let v = json_ok(app.get("/api/v1/interactions?limit=100", &admin).await, 200).await;
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["channel"] == "voice")
-        .cloned()
-        .collect()
+/// Both transfers' start: the tenant's trunk to a SIPp far end (early
+/// media, then an echo), Alex's phone (a raw socket registered as 1001)
+/// available, and a caller (Call-ID `call_id`) to Sales that the phone
+/// answers (tag `tag`) and is bridged to.
+struct Bridged {
+    alex: String,
+    server: SocketAddr,
+    trunk: String,
+    phone: UdpSocket,
+    /// The phone's address.
+    pl: SocketAddr,
+    /// Our INVITE to the phone, and where it came from.
+    inv: String,
+    from: SocketAddr,
+    /// The caller's interaction.
+    original: String,
+    caller: Caller,
+}
+
+async fn bridged_to_alex(app: &TestApp, call_id: &str, tag: &str) -> Bridged {
+    let alex = set_up(app).await;
+    let server = sip_addr(app);
+    let far_dir = tempfile::tempdir().unwrap();
+    let far_port = free_port();
+    let trunk = add_trunk(app, far_port, json!({})).await;
+    let scenario = early_media_then_answer();
+    let far = far_end_with(far_dir.path(), Some(&scenario), far_port, 1, &["-rtp_echo"]).await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let pl = phone.local_addr().unwrap();
+    register(server, &format!("sip:1001@{pl}")).await;
+    available(app, &alex).await;
+    let (socket, ok, talker) = call_sales(server, call_id).await;
+    // Alex's phone rings and answers.
+    let (inv, from) = phone_answers(&phone, tag).await;
+    let original = eventually(10, "the call is bridged to Alex", || async {
+        let i = voice(app).await.into_iter().next()?;
+        let id = i["id"].as_str().unwrap().to_owned();
+        events(app, &id)
+            .await
+            .iter()
+            .any(|e| e["kind"] == "bridged")
+            .then_some(id)
+    })
+    .await;
+    let caller = Caller {
+        server,
+        socket,
+        ok,
+        talker,
+        far,
+        far_dir,
+    };
+    Bridged {
+        alex,
+        server,
+        trunk,
+        phone,
+        pl,
+        inv,
+        from,
+        original,
+        caller,
+    }
 }
 
 both_backends! {
     async fn the_agents_phone_transfers_the_caller_blind_to_an_outside_number(app) configure(transfers_on) {
-        let alex = set_up(&app).await;
-        let server = crate::sip_bridge::sip_addr(&app);
-        let far_dir = tempfile::tempdir().unwrap();
-        let far_port = free_port();
-        let trunk = add_trunk(&app, far_port, json!({})).await;
-        let far = far_end_with(far_dir.path(), Some(EARLY_THEN_ANSWER), far_port, 1, &["-rtp_echo"]).await;
-
-        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let pl = phone.local_addr().unwrap();
-        register(server, &format!("sip:1001@{pl}")).await;
-        available(&app, &alex).await;
-        let (caller, ok, talker) = call_sales(server, "transfer-caller@test").await;
-        // Alex's phone rings and answers.
-        let (inv, from) = phone_answers(&phone, "ph9").await;
-        let original = eventually(10, "the call is bridged to Alex", || async {
-            let i = voice(&app).await.into_iter().next()?;
-            let id = i["id"].as_str().unwrap().to_owned();
-            events(&app, &id).await.iter().any(|e| e["kind"] == "bridged").then_some(id)
-        })
-        .await;
+        let Bridged { alex, trunk, phone, pl, inv, from, original, caller, .. } =
+            bridged_to_alex(&app, "transfer-caller@test", "ph9").await;
 
         // Refused: abroad, premium rate, a Replaces naming no call, no user.
         for (cseq, refer_to, want) in [
@@ -196,10 +242,7 @@ both_backends! {
         phone.send_to(reply(&bye, "200 OK", "ph9", "").as_bytes(), bfrom).await.unwrap();
 
         // The caller is with the far end now; a while later it hangs up.
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        caller_hangs_up(&caller, server, &ok).await;
-        talker.abort();
-        assert_ok(&far.await.unwrap(), far_dir.path());
+        caller.hangs_up_later().await;
 
         let sup = app.login("supervisor").await;
         let transferred = eventually(15, "the transferred call is closed", || async {
@@ -233,24 +276,8 @@ both_backends! {
     }
 
     async fn the_agents_phone_consults_an_outside_number_then_transfers_attended(app) configure(transfers_on) {
-        let alex = set_up(&app).await;
-        let server = crate::sip_bridge::sip_addr(&app);
-        let far_dir = tempfile::tempdir().unwrap();
-        let far_port = free_port();
-        let trunk = add_trunk(&app, far_port, json!({})).await;
-        let far = far_end_with(far_dir.path(), Some(EARLY_THEN_ANSWER), far_port, 1, &["-rtp_echo"]).await;
-        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let pl = phone.local_addr().unwrap();
-        register(server, &format!("sip:1001@{pl}")).await;
-        available(&app, &alex).await;
-        let (caller, ok, talker) = call_sales(server, "attended-caller@test").await;
-        let (inv_a, from_a) = phone_answers(&phone, "pa1").await;
-        let original = eventually(10, "the call is bridged to Alex", || async {
-            let i = voice(&app).await.into_iter().next()?;
-            let id = i["id"].as_str().unwrap().to_owned();
-            events(&app, &id).await.iter().any(|e| e["kind"] == "bridged").then_some(id)
-        })
-        .await;
+        let Bridged { server, trunk, phone, pl, inv: inv_a, from: from_a, original, caller, .. } =
+            bridged_to_alex(&app, "attended-caller@test", "pa1").await;
 
         // The consult call: the phone calls an outside number through us,
         // answering our digest challenge.
@@ -330,10 +357,7 @@ both_backends! {
         assert_eq!(byes, want, "both of the phone's calls end");
 
         // The caller talks to the far end for a while, then hangs up.
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        caller_hangs_up(&caller, server, &ok).await;
-        talker.abort();
-        assert_ok(&far.await.unwrap(), far_dir.path());
+        caller.hangs_up_later().await;
 
         let transferred = eventually(15, "the transferred call is closed", || async {
             let t = voice(&app).await.into_iter().find(|i| i["attributes"]["transferred_from"] == original.as_str())?;

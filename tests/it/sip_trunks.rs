@@ -13,7 +13,6 @@
 //! 2 s, and gets the refresh (challenged and checked again); a registrar
 //! that never answers leaves the trunk `failed`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use sea_orm::EntityTrait;
@@ -21,6 +20,12 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::*;
+use crate::sip_calls::events;
+use crate::sipp::Provisional::Ringing;
+use crate::sipp::{
+    self, Final, HangsUp, PCMU, Reply, Sdp, assert_ok, far_end, free_port, label,
+    recv_checking_auth, recv_first, recv_then, uas_scenario, uas_steps,
+};
 
 const TO: &str = "+442071838770";
 const CALLER_ID: &str = "+442071838760";
@@ -33,155 +38,27 @@ fn calls_on(s: &mut switchboard::config::Settings) {
     s.sip.rtp_port_max = 51999;
 }
 
-pub(crate) fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub(crate) fn sipp_logs(dir: &Path) -> String {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect()
-}
-
-/// The trunk's far end: SIPp as a uas on `port` (`scenario` a file's text,
-/// or None for the built-in `uas`), for `calls` calls.
-pub(crate) async fn far_end(
-    dir: &Path,
-    scenario: Option<&str>,
-    port: u16,
-    calls: u32,
-) -> tokio::task::JoinHandle<std::process::Output> {
-    far_end_with(dir, scenario, port, calls, &[]).await
-}
-
-/// `far_end` with more SIPp options (`-rtp_echo`, say).
-pub(crate) async fn far_end_with(
-    dir: &Path,
-    scenario: Option<&str>,
-    port: u16,
-    calls: u32,
-    extra: &[&str],
-) -> tokio::task::JoinHandle<std::process::Output> {
-    let mut args: Vec<String> = match scenario {
-        Some(text) => {
-            let path = dir.join("trunk.xml");
-            std::fs::write(&path, text).unwrap();
-            vec!["-sf".into(), path.to_string_lossy().into_owned()]
-        }
-        None => vec!["-sn".into(), "uas".into()],
-    };
-    let media = free_udp_block(10);
-    args.extend([
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.to_string(),
-        "-mp".into(),
-        media.to_string(),
-        "-m".into(),
-        calls.to_string(),
-        "-timeout".into(),
-        "40".into(),
-        "-nostdin".into(),
-        "-trace_err".into(),
-    ]);
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let cwd = dir.to_path_buf();
-    let h = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("sipp")
-            .current_dir(&cwd)
-            .args(&args)
-            .output()
-            .expect("sipp runs")
-    });
-    // Let it bind before anything calls it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    h
-}
-
-pub(crate) fn assert_ok(out: &std::process::Output, dir: &Path) {
-    assert!(
-        out.status.success(),
-        "the trunk's far end (sipp uas) failed: {}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        sipp_logs(dir)
-    );
+/// A digest challenge (`n`, when given, ends the nonce).
+fn challenge(n: &str) -> String {
+    format!(
+        r#"WWW-Authenticate: Digest realm="trunk.test", nonce="4a7b1c9d2e5f{n}", algorithm=MD5"#
+    )
 }
 
 /// 180, then 486.
-const BUSY: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="trunk busy">
-  <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <send><![CDATA[
-SIP/2.0 486 Busy Here
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK"/>
-</scenario>
-"#;
+fn busy() -> String {
+    uas_scenario(
+        "trunk busy",
+        &[Ringing],
+        0,
+        Final::Refused("486 Busy Here", ""),
+    )
+}
 
 /// 180, and nothing more until the CANCEL (200, then 487 and its ACK).
-const RINGS_FOREVER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="trunk rings forever">
-  <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <recv request="CANCEL"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <send><![CDATA[
-SIP/2.0 487 Request Terminated
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-CSeq: [last_cseq_number] INVITE
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK"/>
-</scenario>
-"#;
+fn rings_forever() -> String {
+    uas_scenario("trunk rings forever", &[Ringing], 0, Final::Cancelled)
+}
 
 const TRUNK_USER: &str = "trunkuser";
 const TRUNK_PASSWORD: &str = "trunk-secret-1";
@@ -189,181 +66,81 @@ const TRUNK_PASSWORD: &str = "trunk-secret-1";
 /// 401 with a challenge; the repeated INVITE's Authorization is checked
 /// (`verifyauth`): 403 when wrong, else 180, 200 and the BYE.
 fn challenging() -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="trunk challenges">
-  <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 401 Unauthorized
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-WWW-Authenticate: Digest realm="trunk.test", nonce="4a7b1c9d2e5f", algorithm=MD5
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK"/>
-  <recv request="INVITE" crlf="true">
-    <action>
-      <verifyauth assign_to="authvalid" username="{TRUNK_USER}" password="{TRUNK_PASSWORD}"/>
-    </action>
-  </recv>
-  <nop hide="true" test="authvalid" next="good"/>
-  <send><![CDATA[
-SIP/2.0 403 Forbidden
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag02[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK" next="done"/>
-  <label id="good"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag02[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag02[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=trunk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-
-]]></send>
-  <recv request="ACK"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <label id="done"/>
-</scenario>
-"#
+    let sdp = Sdp {
+        origin: "trunk 53655765 2353687637",
+        media: PCMU,
+    };
+    let answered = Final::Answered {
+        sdp,
+        then: "",
+        hangs_up: HangsUp::Caller,
+    };
+    sipp::scenario(
+        "trunk challenges",
+        &[
+            recv_first("INVITE"),
+            uas_steps(
+                1,
+                &[],
+                0,
+                Final::Refused("401 Unauthorized", &challenge("")),
+            ),
+            recv_checking_auth("INVITE", TRUNK_USER, TRUNK_PASSWORD, "good"),
+            Reply::new("403 Forbidden", 2).to_string(),
+            recv_then("ACK", "done"),
+            label("good"),
+            uas_steps(2, &[Ringing], 0, answered),
+            label("done"),
+        ],
     )
 }
 
 /// Only the challenge (for a trunk without credentials).
-const CHALLENGE_ONLY: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="trunk challenges once">
-  <recv request="INVITE" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 401 Unauthorized
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-WWW-Authenticate: Digest realm="trunk.test", nonce="4a7b1c9d2e5f", algorithm=MD5
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK"/>
-</scenario>
-"#;
+fn challenge_only() -> String {
+    let challenge = challenge("");
+    uas_scenario(
+        "trunk challenges once",
+        &[],
+        0,
+        Final::Refused("401 Unauthorized", &challenge),
+    )
+}
 
 /// Answers an OPTIONS with 200 (each OPTIONS is a SIPp call of its own).
-const ANSWERS_OPTIONS: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="trunk answers OPTIONS">
-  <recv request="OPTIONS" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Allow: INVITE, ACK, BYE, CANCEL, OPTIONS
-Content-Length: 0
-
-]]></send>
-</scenario>
-"#;
+fn answers_options() -> String {
+    let ok = Reply::new("200 OK", 1).header("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS");
+    sipp::scenario(
+        "trunk answers OPTIONS",
+        &[recv_first("OPTIONS"), ok.to_string()],
+    )
+}
 
 /// A registrar: 401, then the credentials checked (403 when wrong) and
 /// 200 granting 2 s; the refresh the same way, granted an hour.
 fn registrar() -> String {
-    let challenge_then_check = |n: u32, expires: u32| {
-        format!(
-            r#"  <recv request="REGISTER" crlf="true"/>
-  <send><![CDATA[
-SIP/2.0 401 Unauthorized
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag0{n}[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-WWW-Authenticate: Digest realm="trunk.test", nonce="4a7b1c9d2e5f{n}", algorithm=MD5
-Content-Length: 0
-
-]]></send>
-  <recv request="REGISTER" crlf="true">
-    <action>
-      <verifyauth assign_to="authvalid" username="{TRUNK_USER}" password="{TRUNK_PASSWORD}"/>
-    </action>
-  </recv>
-  <nop hide="true" test="authvalid" next="good{n}"/>
-  <send next="done"><![CDATA[
-SIP/2.0 403 Forbidden
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag0{n}[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <label id="good{n}"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag0{n}[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-[last_Contact:];expires={expires}
-Content-Length: 0
-
-]]></send>
-"#
-        )
+    let challenge_then_check = |n: u8, expires: u32| {
+        let good = format!("good{n}");
+        [
+            recv_first("REGISTER"),
+            Reply::new("401 Unauthorized", n)
+                .header(&challenge(&n.to_string()))
+                .to_string(),
+            recv_checking_auth("REGISTER", TRUNK_USER, TRUNK_PASSWORD, &good),
+            Reply::new("403 Forbidden", n).next("done").to_string(),
+            label(&good),
+            Reply::new("200 OK", n)
+                .header(&format!("[last_Contact:];expires={expires}"))
+                .to_string(),
+        ]
+        .concat()
     };
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="trunk registrar">
-{}{}  <label id="done"/>
-</scenario>
-"#,
-        challenge_then_check(1, 2),
-        challenge_then_check(2, 3600)
+    sipp::scenario(
+        "trunk registrar",
+        &[
+            challenge_then_check(1, 2),
+            challenge_then_check(2, 3600),
+            label("done"),
+        ],
     )
 }
 
@@ -398,20 +175,6 @@ async fn call(app: &TestApp, trunk: &str, extra: Value) -> String {
     let v = json_ok(r, 202).await;
     assert_eq!(v["to"], TO);
     v["interaction_id"].as_str().unwrap().to_owned()
-}
-
-async fn events(app: &TestApp, id: &str) -> Vec<Value> {
-    let admin = app.login("admin").await;
-    let v = json_ok(
-        app.get(
-            &format!("/api/v1/interactions/{id}/events?limit=200"),
-            &admin,
-        )
-        .await,
-        200,
-    )
-    .await;
-    v.as_array().unwrap().clone()
 }
 
 fn kinds(evs: &[Value]) -> Vec<String> {
@@ -638,7 +401,7 @@ both_backends! {
     async fn a_busy_trunk_ends_the_call_as_busy(app) configure(calls_on) {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let uas = far_end(dir.path(), Some(BUSY), port, 1).await;
+        let uas = far_end(dir.path(), Some(&busy()), port, 1).await;
         let trunk = add_trunk(&app, port, json!({})).await;
         let id = call(&app, &trunk, json!({})).await;
         let (i, evs) = closed(&app, &id).await;
@@ -654,7 +417,7 @@ both_backends! {
     async fn no_answer_cancels_on_the_ring_timeout(app) configure(calls_on) {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let uas = far_end(dir.path(), Some(RINGS_FOREVER), port, 2).await;
+        let uas = far_end(dir.path(), Some(&rings_forever()), port, 2).await;
         let trunk = add_trunk(&app, port, json!({})).await;
         // Our hang-up while it rings is a CANCEL too.
         let id = call(&app, &trunk, json!({ "ring_timeout_secs": 60 })).await;
@@ -694,7 +457,7 @@ both_backends! {
         // Without credentials the call fails with auth_required.
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let uas = far_end(dir.path(), Some(CHALLENGE_ONLY), port, 1).await;
+        let uas = far_end(dir.path(), Some(&challenge_only()), port, 1).await;
         let trunk = add_trunk(&app, port, json!({})).await;
         let id = call(&app, &trunk, json!({})).await;
         let (i, evs) = closed(&app, &id).await;
@@ -743,7 +506,7 @@ both_backends! {
     async fn the_keepalive_shows_trunks_up_or_down(app) configure(keepalive_on) {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let uas = far_end(dir.path(), Some(ANSWERS_OPTIONS), port, 2).await;
+        let uas = far_end(dir.path(), Some(&answers_options()), port, 2).await;
         let admin = app.login("admin").await;
         let up = add_trunk(&app, port, json!({})).await;
         let closed_port = free_port();
