@@ -45,6 +45,7 @@ use crate::state::AppState;
         (name = "consent", description = "Consent, suppression and may-we-contact decisions"),
         (name = "imports", description = "Uploads and CSV imports"),
         (name = "prompts", description = "Recordings callers hear (WAV, any common format)"),
+        (name = "flows", description = "IVR flows (Rhai): versions, validation, simulation, offline tests, publishing; flow settings"),
     )
 )]
 struct ApiDoc;

@@ -134,7 +134,7 @@ fn invalid(diagnostics: Vec<Diagnostic>) -> ApiError {
         ErrorCode::InvalidFlow,
         format!("the flow is not valid: {first}"),
     )
-    .with_details(json!(diagnostics))
+    .with_details(json!({ "diagnostics": diagnostics }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -151,7 +151,9 @@ pub struct SaveRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Saved {
     pub version: i32,
-    /// Warnings (a version with errors is not saved).
+    /// What validation found: warnings, and errors that do not stop the
+    /// script from running (a queue not created yet) but stop publishing.
+    /// Compile errors refuse the save.
     pub diagnostics: Vec<Diagnostic>,
 }
 

@@ -65,6 +65,21 @@ fn lex(src: &str) -> Vec<(Tok, u32, u32)> {
                     advance(&mut i, &mut line, &mut col);
                 }
             }
+        } else if c == '\'' {
+            // A character literal ('"', '\'', '\n'): not a string.
+            advance(&mut i, &mut line, &mut col);
+            if i < chars.len() && chars[i] == '\\' {
+                advance(&mut i, &mut line, &mut col);
+            }
+            if i < chars.len() {
+                advance(&mut i, &mut line, &mut col);
+            }
+            while i < chars.len() && chars[i] != '\'' && chars[i] != '\n' {
+                advance(&mut i, &mut line, &mut col);
+            }
+            if i < chars.len() && chars[i] == '\'' {
+                advance(&mut i, &mut line, &mut col);
+            }
         } else if c == '"' || c == '`' {
             let quote = c;
             advance(&mut i, &mut line, &mut col);
@@ -202,6 +217,7 @@ if c == "1" { queue("Sales", #{ skills: ["french", "billing"], hold: "music" }) 
 let h = listen(#{ phrases: ["agent please", "sales"] });
 http_get("https://crm.example.com/x");
 let s = "play(\"inside a string\")";
+let q = '"'; queue("AfterChar"); let e = '\'';
 "#;
         let f = scan(src);
         let what: Vec<_> = f.iter().map(|f| (f.what.clone(), f.line)).collect();
@@ -218,6 +234,7 @@ let s = "play(\"inside a string\")";
                 (Ref::Phrase("agent please".into()), 7),
                 (Ref::Phrase("sales".into()), 7),
                 (Ref::Url("https://crm.example.com/x".into()), 8),
+                (Ref::Queue("AfterChar".into()), 10),
             ]
         );
         assert_eq!(f[0].column, 6);

@@ -145,7 +145,7 @@ pub async fn save(
         let f = match find(&txn, t, name).await? {
             Some(f) => f,
             None => {
-                flow::ActiveModel {
+                let created = flow::ActiveModel {
                     id: Set(Uuid::now_v7()),
                     tenant_id: Set(t),
                     name: Set(name.to_owned()),
@@ -155,7 +155,16 @@ pub async fn save(
                     updated_at: Set(now),
                 }
                 .insert(&txn)
-                .await?
+                .await;
+                match created {
+                    Ok(f) => f,
+                    // Created by a concurrent save: take it next time round.
+                    Err(e) if is_conflict(&e) => {
+                        let _ = txn.rollback().await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         };
         let v = f.latest_version + 1;
@@ -250,24 +259,41 @@ pub async fn put_settings(
     hosts: Vec<String>,
     transcribe_calls: bool,
 ) -> Result<settings::Model, DbErr> {
-    let txn = crate::db::begin_write(db).await?;
-    settings::Entity::delete_many()
-        .filter(settings::Column::TenantId.eq(t))
-        .exec(&txn)
-        .await?;
-    let m = settings::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        tenant_id: Set(t),
-        fallback_queue: Set(fallback_queue),
-        apology_prompt: Set(apology_prompt),
-        http_allowed_hosts: Set(json!(hosts)),
-        transcribe_calls: Set(transcribe_calls),
-        updated_at: Set(Utc::now()),
+    // Replace the row; a concurrent change that inserted first makes this
+    // one retry (the last writer wins, as with any PUT).
+    for _ in 0..5 {
+        let txn = crate::db::begin_write(db).await?;
+        settings::Entity::delete_many()
+            .filter(settings::Column::TenantId.eq(t))
+            .exec(&txn)
+            .await?;
+        let inserted = settings::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(t),
+            fallback_queue: Set(fallback_queue.clone()),
+            apology_prompt: Set(apology_prompt.clone()),
+            http_allowed_hosts: Set(json!(hosts)),
+            transcribe_calls: Set(transcribe_calls),
+            updated_at: Set(Utc::now()),
+        }
+        .insert(&txn)
+        .await;
+        match inserted {
+            Ok(m) => match txn.commit().await {
+                Ok(()) => return Ok(m),
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(e),
+            },
+            Err(e) if is_conflict(&e) => {
+                let _ = txn.rollback().await;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    .insert(&txn)
-    .await?;
-    txn.commit().await?;
-    Ok(m)
+    Err(DbErr::Custom(
+        "the flow settings are being changed by someone else: try again".into(),
+    ))
 }
 
 pub fn hosts_of(s: &settings::Model) -> Vec<String> {

@@ -83,8 +83,8 @@ fn default_settings() -> Value {
     json!({ "fallback_queue": null, "apology_prompt": null, "http_allowed_hosts": [], "transcribe_calls": false })
 }
 
-/// Asserts a 422 `invalid_flow` and returns its diagnostics (details is the
-/// list of diagnostics, per the flow API).
+/// Asserts a 422 `invalid_flow` and returns its diagnostics
+/// (`details.diagnostics`, an object like every error's details).
 async fn invalid_flow(r: reqwest::Response) -> Vec<Value> {
     let status = r.status().as_u16();
     let body: Value = r.json().await.unwrap_or(Value::Null);
@@ -96,9 +96,9 @@ async fn invalid_flow(r: reqwest::Response) -> Vec<Value> {
             .is_some_and(|m| !m.is_empty()),
         "an error needs a message: {body}"
     );
-    let details = body["error"]["details"]
+    let details = body["error"]["details"]["diagnostics"]
         .as_array()
-        .unwrap_or_else(|| panic!("details must be the diagnostics: {body}"))
+        .unwrap_or_else(|| panic!("details.diagnostics must be the diagnostics: {body}"))
         .clone();
     assert!(!details.is_empty(), "{body}");
     for d in &details {

@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod contacts;
+mod flows;
 mod flows_sip;
 mod health;
 mod imports;
