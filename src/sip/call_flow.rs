@@ -308,6 +308,7 @@ impl Call<'_> {
         let sip = self.sip.clone();
         let t = self.target.tenant;
         let stop = self.sip.calls.stop.clone();
+        let bus = self.ctx.bus.clone();
         let task = tokio::spawn(async move {
             let waiting = || async { acd.read(t, |e| e.position(id)).await.ok().flatten() };
             let mut last_announce = tokio::time::Instant::now();
@@ -325,10 +326,25 @@ impl Call<'_> {
                 } else {
                     hold.clone()
                 };
-                let prompt = match name.and_then(|n| crate::prompts::path(&data, t, &n)) {
+                let prompt = match name
+                    .as_deref()
+                    .and_then(|n| crate::prompts::path(&data, t, n))
+                {
                     Some(p) => sip.prompts.get(&p).await.ok(),
                     None => None,
                 };
+                if due && prompt.is_some() {
+                    let _ = crate::interactions::service::annotate(
+                        &sip.db,
+                        &bus,
+                        t,
+                        id,
+                        "queue_position_announced".into(),
+                        json!({ "place": pos.place, "waiting": pos.waiting, "prompt": name }),
+                        Some(super::ACTOR.into()),
+                    )
+                    .await;
+                }
                 let Some(prompt) = prompt else {
                     // Nothing to play (yet): look again in a second.
                     tokio::select! {

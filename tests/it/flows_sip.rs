@@ -4,8 +4,12 @@
 //! queue of the key pressed; by speech (Korean phrases spoken by
 //! espeak-ng, sent as PCMU from a pcap the test makes, recognised by the
 //! real Vosk model through `listen`) to the queue named. A flow that
-//! fails mid-call hands the caller to the tenant's fallback queue; a
-//! number whose flow is not published gets the apology and a hang-up.
+//! fails mid-call hands the caller to the tenant's fallback queue; a live
+//! call finishes on its version while another is published. While queued
+//! the caller hears hold music and position announcements; a message is
+//! recorded, stored and transcribed; HTTP lookups answer, and are cut at
+//! 64 KiB and at their timeout. Recorded calls are transcribed when the
+//! tenant asks.
 
 use std::path::{Path, PathBuf};
 
@@ -314,5 +318,117 @@ else { hangup() }
         assert!(t["data"]["text"].is_string(), "{t}");
         assert_eq!(t["actor"], "asr");
         assert_eq!(evs.iter().filter(|e| e["kind"] == "hangup").count(), 1);
+    }
+}
+
+/// A tiny HTTP server for flows' lookups: `/small` answers a short JSON
+/// body, `/big` 100 KiB, `/slow` never answers.
+async fn lookup_server() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let body = if req.starts_with("GET /small") {
+                    "{\"tier\":\"gold\"}".to_owned()
+                } else if req.starts_with("GET /big") {
+                    "x".repeat(100 * 1024)
+                } else {
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    return;
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+both_backends! {
+    async fn hold_music_and_position_announcements_while_queued(app) configure(calls_on) {
+        let dir = tempfile::tempdir().unwrap();
+        put_prompt(&app, "hold_music", dir.path(), "Please hold, your call is important to us.").await;
+        put_prompt(&app, "queue_position_1", dir.path(), "You are first in line.").await;
+        publish(&app, "held", "answer();\nqueue(\"Sales\", #{ hold: \"hold_music\", announce: 2 });\n", "").await;
+        bind_number(&app, "held").await;
+        // Nobody is available in the demo's Sales queue: the caller waits 7 s.
+        let sipp = sipp_to(&app, dir.path(), "held", NUMBER, &[Step::Pause(7000)], 1);
+        assert_sipp_ok(&sipp.await.unwrap(), "the waiting caller", dir.path());
+        let (_, evs) = call_with(&app, "hangup", 30).await;
+        let announced: Vec<_> = evs.iter().filter(|e| e["kind"] == "queue_position_announced").collect();
+        assert!(!announced.is_empty(), "{:?}", kinds(&evs));
+        assert_eq!(announced[0]["data"]["place"], 1);
+        assert_eq!(announced[0]["data"]["prompt"], "queue_position_1");
+        // The caller heard audio all along (hold music and announcements):
+        // 7 s of 20 ms packets is 350; allow for the start.
+        let cdr = &evs.iter().find(|e| e["kind"] == "hangup").unwrap()["data"]["cdr"];
+        assert!(cdr["packets_out"].as_u64().unwrap() > 200, "{cdr}");
+    }
+
+    async fn a_message_is_recorded_stored_and_transcribed(app) configure(speech_on) {
+        let dir = tempfile::tempdir().unwrap();
+        let flow = "answer();\nlet m = record(#{ max_secs: 10 });\nset(\"secs\", m.secs);\nset(\"voicemail\", m.recording);\nqueue(\"Support\");\n";
+        publish(&app, "voicemail", flow, "").await;
+        bind_number(&app, "voicemail").await;
+        let mut speech = speech_in(dir.path(), Some("ko"), "안녕하세요 내일 다시 전화 주세요");
+        let ms = speech.ulaw.len() as u64 / 8;
+        // Then the caller presses # to end the message.
+        speech.ulaw.extend(std::iter::repeat_n(0xFFu8, 4000));
+        let pcap = dir.path().join("message.pcap");
+        write_speech_pcap(&pcap, &speech);
+        let sipp = sipp_to(&app, dir.path(), "voicemail", NUMBER, &[Step::Pause(300), Step::Play(pcap), Step::Pause(ms + 600), digit_pcap("#"), Step::Pause(3000)], 1);
+        let (_, evs) = call_with(&app, "queued", 40).await;
+        assert_sipp_ok(&sipp.await.unwrap(), "the caller leaving a message", dir.path());
+        let vm = evs.iter().find(|e| e["kind"] == "voicemail").expect("a voicemail event");
+        let secs = vm["data"]["secs"].as_f64().unwrap();
+        // The message is the speech (and the half second after it), ended by #.
+        assert!(secs > ms as f64 / 1000.0 * 0.8 && secs < ms as f64 / 1000.0 + 3.0, "{vm}");
+        let path = app.dir.path().join(vm["data"]["recording"].as_str().unwrap());
+        let audio = switchboard::media::wav::load(&path).expect("the message is a WAV file");
+        assert!((audio.duration_secs() - secs).abs() < 0.1, "{vm}");
+        assert!(!vm["data"]["transcript"].as_str().unwrap().is_empty(), "the message was transcribed: {vm}");
+        let rec = steps_of(&evs, "record");
+        assert_eq!(rec[0]["data"]["answer"]["recording"], vm["data"]["recording"]);
+    }
+
+    async fn flow_http_lookups_are_limited_in_size_and_time(app) configure(calls_on) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = lookup_server().await;
+        let admin = app.login("admin").await;
+        json_ok(
+            app.req(reqwest::Method::PUT, "/api/v1/flow-settings", &admin)
+                .json(&json!({ "http_allowed_hosts": ["127.0.0.1"] }))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        let flow = format!(
+            "answer();\nlet a = http_get(\"http://127.0.0.1:{port}/small\");\nset(\"tier\", parse_json(a.body).tier);\nlet b = http_get(\"http://127.0.0.1:{port}/big\");\nset(\"big\", b.error);\nlet c = http_get(\"http://127.0.0.1:{port}/slow\", #{{ timeout: 1 }});\nset(\"slow\", c.status);\nqueue(\"Sales\");\n"
+        );
+        publish(&app, "lookups", &flow, "").await;
+        bind_number(&app, "lookups").await;
+        let sipp = sipp_to(&app, dir.path(), "lookups", NUMBER, &[Step::Pause(5000)], 1);
+        let (i, evs) = call_with(&app, "queued", 30).await;
+        assert_sipp_ok(&sipp.await.unwrap(), "the caller", dir.path());
+        let id = i["id"].as_str().unwrap();
+        let got = json_ok(app.get(&format!("/api/v1/interactions/{id}"), &admin).await, 200).await;
+        assert_eq!(got["attributes"]["tier"], "gold", "{got}");
+        assert!(got["attributes"]["big"].as_str().unwrap().contains("64 KiB"), "{got}");
+        assert_eq!(got["attributes"]["slow"], 0, "{got}");
+        assert_eq!(steps_of(&evs, "http").len(), 3);
     }
 }
