@@ -9,7 +9,8 @@
 //! the caller hears hold music and position announcements; a message is
 //! recorded, stored and transcribed; HTTP lookups answer, and are cut at
 //! 64 KiB and at their timeout. Recorded calls are transcribed when the
-//! tenant asks.
+//! tenant asks. A flow's transfer goes out through the tenant's trunk to a
+//! SIPp far end and bridges the caller.
 
 use std::path::{Path, PathBuf};
 
@@ -430,5 +431,44 @@ both_backends! {
         assert!(got["attributes"]["big"].as_str().unwrap().contains("64 KiB"), "{got}");
         assert_eq!(got["attributes"]["slow"], 0, "{got}");
         assert_eq!(steps_of(&evs, "http").len(), 3);
+    }
+}
+
+fn transfer_on(s: &mut switchboard::config::Settings) {
+    calls_on(s);
+    s.sip.rtp_port_min = 49000;
+    s.sip.rtp_port_max = 49999;
+    // No OPTIONS keep-alive at the far end (SIPp would take it for a call).
+    s.sip.trunk_keepalive_secs = 3600;
+}
+
+both_backends! {
+    async fn a_flow_transfers_the_caller_out_through_the_trunk(app) configure(transfer_on) {
+        let far_dir = tempfile::tempdir().unwrap();
+        let far_port = crate::sipp::free_port();
+        let trunk = crate::sip_trunks::add_trunk(&app, far_port, json!({})).await;
+        // SIPp's own UAS: rings, answers, waits for the BYE.
+        let far = crate::sipp::far_end(far_dir.path(), None, far_port, 1).await;
+        publish(&app, "out", "answer();\nlog(\"to the head office\");\ntransfer(\"+12024561414\");\n", "").await;
+        bind_number(&app, "out").await;
+        let dir = tempfile::tempdir().unwrap();
+        let sipp = sipp_to(&app, dir.path(), "transferred", NUMBER, &[Step::Pause(4000)], 1);
+        let (i, evs) = call_with(&app, "bridged", 30).await;
+        assert_sipp_ok(&sipp.await.unwrap(), "the caller", dir.path());
+        crate::sipp::assert_ok(&far.await.unwrap(), far_dir.path());
+        let ended = evs.iter().find(|e| e["kind"] == "flow_ended").unwrap();
+        assert_eq!(ended["data"]["end"]["kind"], "transfer");
+        assert_eq!(ended["data"]["end"]["to"], "+12024561414");
+        let bridged = evs.iter().find(|e| e["kind"] == "bridged").unwrap();
+        assert_eq!(bridged["data"]["to"], "+12024561414");
+        assert_eq!(bridged["data"]["trunk_id"], trunk.as_str());
+        let k = kinds(&evs);
+        let pos = |w: &str| k.iter().position(|x| *x == w).unwrap();
+        assert!(pos("flow_ended") < pos("connected") && pos("connected") <= pos("bridged"), "{k:?}");
+        // Both legs ended with the caller's BYE.
+        let (_, evs) = call_with(&app, "hangup", 20).await;
+        let hangup = evs.iter().find(|e| e["kind"] == "hangup").unwrap();
+        assert_eq!(hangup["data"]["cdr"]["forwarded"]["to"], "+12024561414", "{hangup}");
+        assert_eq!(i["direction"], "inbound");
     }
 }
