@@ -40,6 +40,7 @@ fn help_describes_every_command_and_the_configuration() {
         "seed",
         "tenant",
         "config",
+        "flow",
         "--config",
         "SWITCHBOARD__SECTION__KEY",
     ] {
@@ -49,6 +50,11 @@ fn help_describes_every_command_and_the_configuration() {
     assert!(text(&o).contains("--demo"));
     let o = switchboard(dir.path(), &["seed", "--help"], &[]);
     assert!(text(&o).contains("--file"));
+    // The flow test format is explained where it is used.
+    let o = switchboard(dir.path(), &["flow", "test", "--help"], &[]);
+    for word in ["digits:", "[case.expect]", "caller_hangup", "exit code"] {
+        assert!(text(&o).contains(word), "flow test --help lacks {word}");
+    }
     let o = switchboard(dir.path(), &["--version"], &[]);
     assert!(text(&o).contains(env!("CARGO_PKG_VERSION")));
     let o = switchboard(dir.path(), &["frobnicate"], &[]);
@@ -95,6 +101,16 @@ fn bad_configuration_fails_at_start_and_says_what_to_fix() {
             &[("SWITCHBOARD__SIP__REGISTER_MIN_EXPIRES", "0")],
             "sip.register_min_expires",
         ),
+        (
+            &[("SWITCHBOARD__IVR__MAX_OPERATIONS", "10")],
+            "ivr.max_operations",
+        ),
+        (
+            &[("SWITCHBOARD__IVR__STEP_TIME_MS", "soon")],
+            "SWITCHBOARD__IVR__STEP_TIME_MS",
+        ),
+        (&[("SWITCHBOARD__ASR__POOL_SIZE", "1000")], "asr.pool_size"),
+        (&[("SWITCHBOARD__ASR__MODELDIR", "/x")], "modeldir"),
     ];
     for (env, needle) in cases {
         let o = switchboard(dir.path(), &["serve"], env);
@@ -255,6 +271,8 @@ async fn json_logs_carry_the_request_id_and_never_the_password() {
         .env("SWITCHBOARD__SECURITY__ARGON2_ITERATIONS", "1")
         .env("SWITCHBOARD__LOG__FORMAT", "json")
         .env("SWITCHBOARD__LOG__LEVEL", "info")
+        // A speech model folder that holds none: start-up says so and goes on.
+        .env("SWITCHBOARD__ASR__MODEL_DIR", dir.path().join("no-model"))
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -308,6 +326,22 @@ async fn json_logs_carry_the_request_id_and_never_the_password() {
         served
             .iter()
             .any(|v| v["fields"]["message"] == "served" && v["fields"]["status"] == 401)
+    );
+    let speech_off = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("speech recognition is off"))
+        })
+        .unwrap_or_else(|| panic!("start-up says speech recognition is off: {log:#?}"));
+    assert_eq!(speech_off["level"], "ERROR", "{speech_off}");
+    assert!(
+        speech_off["fields"]["model"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("no-model")),
+        "{speech_off}"
     );
     // The log (not the start-up banner, which tells demo users how to sign in)
     // never holds a password.
