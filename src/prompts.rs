@@ -17,6 +17,8 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::extract::{check_declared_length, payload_too_large};
+use crate::iam::store::audit_principal;
 use crate::iam::{Auth, Staff, Supervisors};
 use crate::ids::TenantId;
 use crate::media::wav;
@@ -167,20 +169,12 @@ async fn put_prompt(
     let name = name.into_inner();
     let p = path(&state.settings.data.dir, auth.tenant_id, &name).ok_or_else(bad_name)?;
     let too_large = || {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
+        payload_too_large(
             format!("a prompt may be at most {MAX_PROMPT_BYTES} bytes"),
+            MAX_PROMPT_BYTES,
         )
-        .with_details(json!({ "limit_bytes": MAX_PROMPT_BYTES }))
     };
-    let declared = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_PROMPT_BYTES) {
-        return Err(too_large());
-    }
+    check_declared_length(&req, MAX_PROMPT_BYTES, too_large)?;
     let mut bytes = Vec::new();
     while let Some(chunk) = body.next().await {
         let chunk =
@@ -216,19 +210,14 @@ async fn put_prompt(
         return Err(ApiError::internal(e));
     }
     forget(&state, &p);
-    crate::iam::store::audit(
+    audit_principal(
         &state.db.conn,
-        crate::iam::store::AuditEntry {
-            tenant_id: auth.tenant_id,
-            actor_type: auth.actor.kind(),
-            actor_id: Some(auth.actor.id()),
-            action: "prompt.saved",
-            target_type: Some("prompt"),
-            target_id: None,
-            ip: meta.ip.clone(),
-            request_id: meta.request_id.clone(),
-            details: json!({ "name": name, "bytes": bytes.len() }),
-        },
+        &auth,
+        &meta,
+        "prompt.saved",
+        "prompt",
+        None,
+        json!({ "name": name, "bytes": bytes.len() }),
     )
     .await?;
     Ok(HttpResponse::Ok().json(view(name, p).await?))
@@ -253,19 +242,14 @@ async fn delete_prompt(
         Err(e) => return Err(ApiError::internal(e)),
     }
     forget(&state, &p);
-    crate::iam::store::audit(
+    audit_principal(
         &state.db.conn,
-        crate::iam::store::AuditEntry {
-            tenant_id: auth.tenant_id,
-            actor_type: auth.actor.kind(),
-            actor_id: Some(auth.actor.id()),
-            action: "prompt.deleted",
-            target_type: Some("prompt"),
-            target_id: None,
-            ip: meta.ip.clone(),
-            request_id: meta.request_id.clone(),
-            details: json!({ "name": name }),
-        },
+        &auth,
+        &meta,
+        "prompt.deleted",
+        "prompt",
+        None,
+        json!({ "name": name }),
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -2044,18 +2044,12 @@ async fn create_upload(
     }
     v.finish()?;
     let max = state.settings.contacts.max_upload_bytes;
-    let declared = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
+    crate::http::extract::check_declared_length(&req, max, || {
+        crate::http::extract::payload_too_large(
             format!("the upload is larger than {max} bytes"),
+            max,
         )
-        .with_details(json!({ "limit_bytes": max })));
-    }
+    })?;
     let content_type = req
         .headers()
         .get("content-type")
@@ -2076,8 +2070,7 @@ async fn create_upload(
     .await
     .map_err(|e| match e {
         import::UploadError::TooLarge(max) => {
-            ApiError::new(ErrorCode::PayloadTooLarge, e.to_string())
-                .with_details(json!({ "limit_bytes": max }))
+            crate::http::extract::payload_too_large(e.to_string(), max)
         }
         import::UploadError::Empty => ApiError::field("body", "the upload is empty"),
         import::UploadError::Read(m) => ApiError::bad_request(m),

@@ -46,11 +46,6 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 mime == "application/json" || mime.ends_with("+json")
             })
             .unwrap_or(false);
-        let declared = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
         let req = req.clone();
         Box::pin(async move {
@@ -70,15 +65,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 ));
             }
             let too_large = || {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
+                payload_too_large(
                     format!("the body is larger than {limit} bytes"),
+                    limit as u64,
                 )
-                .with_details(serde_json::json!({ "limit_bytes": limit }))
             };
-            if declared.is_some_and(|n| n > limit) {
-                return Err(too_large());
-            }
+            check_declared_length(&req, limit as u64, too_large)?;
             let mut body = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk
@@ -90,6 +82,33 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             }
             parse_json(&body).map(Json)
         })
+    }
+}
+
+/// 413 for a body over `limit` bytes: `message`, and the limit in the
+/// details (`limit_bytes`).
+pub fn payload_too_large(message: impl Into<String>, limit: u64) -> ApiError {
+    ApiError::new(ErrorCode::PayloadTooLarge, message)
+        .with_details(serde_json::json!({ "limit_bytes": limit }))
+}
+
+/// Refuses a body whose `Content-Length` says it is over `limit` bytes
+/// (with `too_large()`, as a rule a [`payload_too_large`]) before any of it
+/// is read. A body that does not declare its length must still be counted
+/// as it is read.
+pub fn check_declared_length(
+    req: &HttpRequest,
+    limit: u64,
+    too_large: impl FnOnce() -> ApiError,
+) -> Result<(), ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit => Err(too_large()),
+        _ => Ok(()),
     }
 }
 

@@ -517,6 +517,35 @@ pub async fn audit(db: &impl ConnectionTrait, e: AuditEntry<'_>) -> Result<(), D
     Ok(())
 }
 
+/// Audits what `principal` did in the request `meta` describes: `action`
+/// on the `target_type` object `target_id` (None when it has no id, as a
+/// prompt, which its name in `details` tells).
+pub async fn audit_principal(
+    db: &impl ConnectionTrait,
+    principal: &super::auth::Principal,
+    meta: &super::auth::RequestMeta,
+    action: &str,
+    target_type: &str,
+    target_id: Option<uuid::Uuid>,
+    details: Value,
+) -> Result<(), DbErr> {
+    audit(
+        db,
+        AuditEntry {
+            tenant_id: principal.tenant_id,
+            actor_type: principal.actor.kind(),
+            actor_id: Some(principal.actor.id()),
+            action,
+            target_type: Some(target_type),
+            target_id,
+            ip: meta.ip.clone(),
+            request_id: meta.request_id.clone(),
+            details,
+        },
+    )
+    .await
+}
+
 pub async fn list_audit(
     db: &impl ConnectionTrait,
     tenant_id: TenantId,

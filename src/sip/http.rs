@@ -484,12 +484,13 @@ async fn create_number(
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => taken(),
         _ => e.into(),
     })?;
-    audit_as(
-        &state,
+    crate::iam::store::audit_principal(
+        &state.db.conn,
         &auth,
         &meta,
-        ("sip_number.created", "sip_number"),
-        m.id,
+        "sip_number.created",
+        "sip_number",
+        Some(m.id),
         serde_json::json!({ "number": m.number }),
     )
     .await?;
@@ -511,12 +512,13 @@ async fn delete_number(
         .filter(number::Column::TenantId.eq(t))
         .exec(&state.db.conn)
         .await?;
-    audit_as(
-        &state,
+    crate::iam::store::audit_principal(
+        &state.db.conn,
         &auth,
         &meta,
-        ("sip_number.deleted", "sip_number"),
-        n.id,
+        "sip_number.deleted",
+        "sip_number",
+        Some(n.id),
         serde_json::json!({ "number": n.number }),
     )
     .await?;
@@ -531,30 +533,14 @@ pub(super) async fn audit_trunk(
     target: uuid::Uuid,
     details: serde_json::Value,
 ) -> ApiResult<()> {
-    audit_as(state, p, meta, (action, "sip_trunk"), target, details).await
-}
-
-async fn audit_as(
-    state: &AppState,
-    p: &crate::iam::auth::Principal,
-    meta: &crate::iam::auth::RequestMeta,
-    (action, target_type): (&str, &'static str),
-    target: uuid::Uuid,
-    details: serde_json::Value,
-) -> ApiResult<()> {
-    crate::iam::store::audit(
+    crate::iam::store::audit_principal(
         &state.db.conn,
-        crate::iam::store::AuditEntry {
-            tenant_id: p.tenant_id,
-            actor_type: p.actor.kind(),
-            actor_id: Some(p.actor.id()),
-            action,
-            target_type: Some(target_type),
-            target_id: Some(target),
-            ip: meta.ip.clone(),
-            request_id: meta.request_id.clone(),
-            details,
-        },
+        p,
+        meta,
+        action,
+        "sip_trunk",
+        Some(target),
+        details,
     )
     .await?;
     Ok(())

@@ -9,22 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Sip;
-use super::trunks::trunk;
+use super::trunks::{self, Swept, trunk};
 
 /// How long an OPTIONS may go unanswered before the trunk is `down`.
 pub const PROBE_WAIT: Duration = Duration::from_secs(5);
-/// Probes in flight at once.
-const CONCURRENCY: usize = 32;
-/// Trunks probed per round, at most.
-const MAX_TRUNKS: u64 = 10_000;
 
 /// The last OPTIONS' outcome for a trunk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -107,45 +101,29 @@ async fn probe(sip: &Sip, t: &trunk::Model) -> TrunkHealth {
     }
 }
 
-/// One round: every enabled trunk, a few at a time.
-async fn round(sip: &Arc<Sip>) {
-    let trunks = match trunk::Entity::find()
-        .filter(trunk::Column::Enabled.eq(true))
-        .limit(MAX_TRUNKS)
-        .all(&sip.db)
-        .await
-    {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "trunk keep-alive: cannot read the trunks");
-            return;
-        }
-    };
-    sip.health
-        .keep_only(&trunks.iter().map(|t| t.id).collect::<Vec<_>>());
-    futures_util::stream::iter(trunks)
-        .for_each_concurrent(CONCURRENCY, |t| async move {
-            let h = probe(sip, &t).await;
-            sip.health.set(t.id, h);
-        })
-        .await;
-}
-
-/// Probes the trunks every `sip.trunk_keepalive_secs` until `stop`.
+/// Probes the trunks every `sip.trunk_keepalive_secs` until `stop`: each
+/// round every enabled trunk, a few at a time.
 pub async fn run(sip: Arc<Sip>, stop: CancellationToken) {
     let every = Duration::from_secs(sip.settings.trunk_keepalive_secs.max(1));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = round(&sip) => {}
-        }
-    }
+    let tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let sip = &sip;
+    trunks::sweep(
+        &sip.db,
+        &stop,
+        tick,
+        Swept::Enabled,
+        "trunk keep-alive",
+        |found| {
+            sip.health
+                .keep_only(&found.iter().map(|t| t.id).collect::<Vec<_>>());
+            found
+        },
+        move |t| async move {
+            let h = probe(sip, &t).await;
+            sip.health.set(t.id, h);
+        },
+    )
+    .await;
 }
 
 /// The health of `trunk` as this node's SIP endpoint last saw it (None

@@ -46,7 +46,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode, Validator};
 use crate::iam::{Auth, Supervisors};
 use crate::ids::{InteractionId, TenantId};
 use crate::interactions::domain::{Channel, CloseReason, Direction, Transition};
-use crate::interactions::service::{self as spine, NewInteraction};
+use crate::interactions::service::{self as spine, NewInteraction, Step};
 use crate::media::g711::Law;
 use crate::media::session::{MediaEvent, RtpSession, SessionConfig};
 use crate::state::AppState;
@@ -440,41 +440,39 @@ pub(crate) fn host_part(h: &str) -> String {
 }
 
 impl OutCall {
-    async fn event(&self, kind: &str, data: Value) {
+    /// Records one moment of the call on its interaction: its steps in one
+    /// write. Should that fail (a transition that no longer applies), each
+    /// step is tried alone, so what still applies is recorded all the same.
+    async fn record(&self, steps: &[Step]) {
         let Some(ctx) = self.sip.calls.context() else {
             return;
         };
-        if let Err(e) = spine::annotate(
-            &self.sip.db,
-            &ctx.bus,
-            self.t,
-            self.interaction,
-            kind.into(),
-            data,
-            Some(ACTOR.into()),
-        )
-        .await
+        let (db, bus, t, id) = (&self.sip.db, &ctx.bus, self.t, self.interaction);
+        if steps.len() > 1
+            && spine::record(db, bus, t, id, steps, Some(ACTOR.into()))
+                .await
+                .is_ok()
         {
-            tracing::warn!(error = %e, interaction_id = %self.interaction, kind, "outbound call event not recorded");
+            return;
+        }
+        for step in steps {
+            let one = std::slice::from_ref(step);
+            let Err(e) = spine::record(db, bus, t, id, one, Some(ACTOR.into())).await else {
+                continue;
+            };
+            match step {
+                Step::Annotate { kind, .. } => {
+                    tracing::warn!(error = %e, interaction_id = %self.interaction, kind, "outbound call event not recorded");
+                }
+                _ => {
+                    tracing::warn!(error = %e, interaction_id = %self.interaction, "outbound call's interaction not moved");
+                }
+            }
         }
     }
 
-    async fn transition(&self, t: Transition) {
-        let Some(ctx) = self.sip.calls.context() else {
-            return;
-        };
-        if let Err(e) = spine::apply(
-            &self.sip.db,
-            &ctx.bus,
-            self.t,
-            self.interaction,
-            t,
-            Some(ACTOR.into()),
-        )
-        .await
-        {
-            tracing::warn!(error = %e, interaction_id = %self.interaction, "outbound call's interaction not moved");
-        }
+    async fn event(&self, kind: &str, data: Value) {
+        self.record(&[Step::note(kind, data)]).await;
     }
 
     async fn run(mut self) {
@@ -592,13 +590,14 @@ impl OutCall {
         media.set_remote(Some(remote));
         let (in_tx, mut in_dialog) = mpsc::unbounded_channel();
         sip.uac.track(&dialog, in_tx);
-        self.event(
-            "answered",
-            json!({ "codec": "PCMU", "rtp": local.to_string(), "remote_rtp": remote.to_string(), "sip_call_id": call_id }),
-        )
+        self.record(&[
+            Step::note(
+                "answered",
+                json!({ "codec": "PCMU", "rtp": local.to_string(), "remote_rtp": remote.to_string(), "sip_call_id": call_id }),
+            ),
+            Step::Transition(Transition::Connect { agent_id: None }),
+        ])
         .await;
-        self.transition(Transition::Connect { agent_id: None })
-            .await;
         if s.record_calls
             && let Some(ctx) = sip.calls.context()
         {
@@ -803,39 +802,23 @@ impl OutCall {
             "sip_status": sip_status,
             "sip_call_id": call_id,
         });
-        self.event(
+        let hangup = Step::note(
             "hangup",
             json!({ "cause": cause, "sip_status": sip_status, "cdr": cdr }),
-        )
-        .await;
-        match (answered.is_some(), cause) {
-            (true, "rtp_timeout" | "bad_answer") => {
-                self.transition(Transition::Close {
-                    reason: CloseReason::Failed,
-                })
-                .await
-            }
-            (true, _) => {
-                self.transition(Transition::WrapUp).await;
-                self.transition(Transition::Close {
-                    reason: CloseReason::Completed,
-                })
-                .await;
-            }
-            (false, "busy" | "no_answer") => self.transition(Transition::Abandon).await,
-            (false, "api_hangup" | "shutdown") => {
-                self.transition(Transition::Close {
-                    reason: CloseReason::Terminated,
-                })
-                .await
-            }
-            (false, _) => {
-                self.transition(Transition::Close {
-                    reason: CloseReason::Failed,
-                })
-                .await
-            }
-        }
+        );
+        let close = |reason| Step::Transition(Transition::Close { reason });
+        let steps = match (answered.is_some(), cause) {
+            (true, "rtp_timeout" | "bad_answer") => vec![hangup, close(CloseReason::Failed)],
+            (true, _) => vec![
+                hangup,
+                Step::Transition(Transition::WrapUp),
+                close(CloseReason::Completed),
+            ],
+            (false, "busy" | "no_answer") => vec![hangup, Step::Transition(Transition::Abandon)],
+            (false, "api_hangup" | "shutdown") => vec![hangup, close(CloseReason::Terminated)],
+            (false, _) => vec![hangup, close(CloseReason::Failed)],
+        };
+        self.record(&steps).await;
     }
 }
 

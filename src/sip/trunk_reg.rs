@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use rsipstack::sip::{Response, StatusCodeKind};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,15 +21,13 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Sip;
-use super::trunks::trunk;
+use super::trunks::{self, Swept, trunk};
 use super::uac::{RegisterRequest, response_header};
 
 /// How long a REGISTER may go unanswered.
 const WAIT: Duration = Duration::from_secs(5);
 /// After a failure, the next try.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
-const CONCURRENCY: usize = 32;
-const MAX_TRUNKS: u64 = 10_000;
 
 /// The last REGISTER's outcome for a trunk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -244,62 +240,40 @@ async fn register(sip: &Sip, t: &trunk::Model) {
     }
 }
 
-/// One pass: registrations that are due (new, changed, halfway to expiry,
-/// or failed a while ago).
-async fn round(sip: &Arc<Sip>) {
-    let trunks = match trunk::Entity::find()
-        .filter(trunk::Column::Enabled.eq(true))
-        .filter(trunk::Column::Register.eq(true))
-        .limit(MAX_TRUNKS)
-        .all(&sip.db)
-        .await
-    {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "trunk registration: cannot read the trunks");
-            return;
-        }
-    };
-    let due: Vec<trunk::Model> = {
-        let mut m = sip
-            .registrations
-            .by_trunk
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let ids: std::collections::HashSet<Uuid> = trunks.iter().map(|t| t.id).collect();
-        m.retain(|id, _| ids.contains(id));
-        let now = Instant::now();
-        trunks
-            .into_iter()
-            .filter(|t| match m.get(&t.id) {
-                None => true,
-                Some(s) => s.next_at <= now || s.made_for != made_for(t),
-            })
-            .collect()
-    };
-    futures_util::stream::iter(due)
-        .for_each_concurrent(CONCURRENCY, |t| async move {
-            register(sip, &t).await;
-        })
-        .await;
-}
-
-/// Keeps the trunks' registrations until `stop`; looks for due ones every
+/// Keeps the trunks' registrations until `stop`; looks for due ones (new,
+/// changed, halfway to expiry, or failed a while ago) every
 /// `sip.trunk_keepalive_secs` (at most every 5 s).
 pub async fn run(sip: Arc<Sip>, stop: CancellationToken) {
     let every = Duration::from_secs(sip.settings.trunk_keepalive_secs.clamp(1, 5));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = round(&sip) => {}
-        }
-    }
+    let sip = &sip;
+    trunks::sweep(
+        &sip.db,
+        &stop,
+        tokio::time::interval(every),
+        Swept::Registering,
+        "trunk registration",
+        |found| {
+            let mut m = sip
+                .registrations
+                .by_trunk
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let ids: std::collections::HashSet<Uuid> = found.iter().map(|t| t.id).collect();
+            m.retain(|id, _| ids.contains(id));
+            let now = Instant::now();
+            found
+                .into_iter()
+                .filter(|t| match m.get(&t.id) {
+                    None => true,
+                    Some(s) => s.next_at <= now || s.made_for != made_for(t),
+                })
+                .collect()
+        },
+        move |t| async move {
+            register(sip, &t).await;
+        },
+    )
+    .await;
 }
 
 /// The registration of `trunk` as this node's SIP endpoint last saw it.

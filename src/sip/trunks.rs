@@ -3,17 +3,21 @@
 //! sealed with the master key, never returned), the caller id its calls
 //! carry by default and a calls-per-second limit (a token bucket per trunk
 //! on each node, [`Cps`]). Views carry the trunk's OPTIONS keep-alive
-//! health on this node (`keepalive`).
+//! health on this node (`keepalive`). [`sweep`] is the background rounds
+//! over every tenant's trunks that keep-alive and registration make.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use actix_web::{HttpResponse, delete, get, post, put, web};
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveModelTrait, QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, Validator};
@@ -63,6 +67,65 @@ pub async fn find_trunk(
         .filter(trunk::Column::TenantId.eq(t))
         .one(db)
         .await
+}
+
+/// Trunks a [`sweep`] round reads, at most (of all tenants).
+const SWEPT_AT_MOST: u64 = 10_000;
+/// Trunks a [`sweep`] round handles at once.
+const SWEEP_CONCURRENCY: usize = 32;
+
+/// Which enabled trunks a [`sweep`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Swept {
+    /// Every enabled trunk.
+    Enabled,
+    /// The enabled trunks that REGISTER.
+    Registering,
+}
+
+/// Background work on the trunks of every tenant (keep-alive,
+/// registration): at each `tick` until `stop`, a round reads the `which`
+/// trunks, `pick` chooses those to handle (and forgets the others), and
+/// `handle` runs for each chosen, a few at a time. Should the trunks not
+/// be read, the round is skipped and the failure logged as `what`'s.
+pub(super) async fn sweep<F>(
+    db: &DatabaseConnection,
+    stop: &CancellationToken,
+    mut tick: tokio::time::Interval,
+    which: Swept,
+    what: &str,
+    mut pick: impl FnMut(Vec<trunk::Model>) -> Vec<trunk::Model>,
+    handle: impl Fn(trunk::Model) -> F,
+) where
+    F: Future<Output = ()>,
+{
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let round = async {
+            let mut q = trunk::Entity::find().filter(trunk::Column::Enabled.eq(true));
+            if which == Swept::Registering {
+                q = q.filter(trunk::Column::Register.eq(true));
+            }
+            let trunks = match q.limit(SWEPT_AT_MOST).all(db).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "{what}: cannot read the trunks");
+                    return;
+                }
+            };
+            futures_util::stream::iter(pick(trunks))
+                .for_each_concurrent(SWEEP_CONCURRENCY, &handle)
+                .await;
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = round => {}
+        }
+    }
 }
 
 /// Calls-per-second limits: a token bucket per trunk (capacity the limit,
