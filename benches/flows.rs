@@ -3,22 +3,51 @@
 //! Each session runs `flows/main-menu.rhai` (business hours, contact
 //! lookup, a menu with retries, a queue) the way a call does: it advances
 //! the flow (a step is a replay of the script to its next command), waits
-//! the caller's "think time" (a prompt, a key: 20-200 ms, random), then
+//! the caller's "think time" (a prompt, a key: 0.5-1.5 s, random), then
 //! answers the command and advances again. Sessions start spread over one
-//! second and all overlap. We time every step (the synchronous
-//! `FlowEngine::advance` call, on the 2 runtime worker threads) and report
-//! the median, p99 and max, steps per second, and memory per session.
+//! second, so all 10,000 are live at once. We time every step (the
+//! synchronous `FlowEngine::advance` call, on the 2 runtime worker threads)
+//! and report the median, p99 and max, steps per second, the peak of live
+//! sessions, and the heap each live session holds (a counting allocator).
 //!
 //!     cargo bench --bench flows                 # 10,000 sessions
 //!     cargo bench --bench flows -- 2000 5       # sessions, rounds
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// Counts live heap bytes.
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 use serde_json::{Value, json};
 use switchboard::ivr::{Command, Context, Entry, FlowEngine, Limits, Next};
 
 const FLOW: &str = include_str!("../flows/main-menu.rhai");
+
+fn heap() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -88,7 +117,7 @@ async fn session(
             }
             Next::Do { command, line } => {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-                let think = 20 + (seed >> 33) % 180;
+                let think = 500 + (seed >> 33) % 1000;
                 tokio::time::sleep(Duration::from_millis(think)).await;
                 let answer = answer(&command, n, &mut asked);
                 journal.push(Entry {
@@ -128,26 +157,26 @@ fn main() {
         "{sessions} concurrent sessions of flows/main-menu.rhai, {rounds} rounds, 2 worker threads"
     );
     println!(
-        "round  steps   p50 µs  p99 µs  max µs  steps/s  peak sessions  RSS/session KiB  queued"
+        "round  steps   p50 µs  p99 µs  max µs  steps/s  peak sessions  heap/session KiB  RSS MiB  queued"
     );
     let mut p99s = Vec::new();
     let mut p50s = Vec::new();
     let mut per_session = Vec::new();
     for round in 1..=rounds {
-        let before = rss_kib();
+        let before = heap();
         let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let peak_rss = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let peak_heap = Arc::new(AtomicIsize::new(0));
         let started = Instant::now();
         let results = rt.block_on(async {
             let mut handles = Vec::with_capacity(sessions);
             for n in 0..sessions {
-                let (e, f, live, peak, peak_rss) = (
+                let (e, f, live, peak, peak_heap) = (
                     engine.clone(),
                     flow.clone(),
                     live.clone(),
                     peak.clone(),
-                    peak_rss.clone(),
+                    peak_heap.clone(),
                 );
                 handles.push(tokio::spawn(async move {
                     // Arrivals spread over the first second.
@@ -156,10 +185,11 @@ fn main() {
                     ))
                     .await;
                     let now = live.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    // The heap while the most sessions are live (sampled).
                     if now > peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst)
-                        && n.is_multiple_of(500)
+                        && now.is_multiple_of(100)
                     {
-                        peak_rss.fetch_max(rss_kib(), std::sync::atomic::Ordering::SeqCst);
+                        peak_heap.fetch_max(heap(), Ordering::SeqCst);
                     }
                     let r = session(e, f, n).await;
                     live.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
@@ -177,17 +207,17 @@ fn main() {
         let mut lat: Vec<u32> = results.into_iter().flat_map(|(l, _)| l).collect();
         lat.sort_unstable();
         let peak_sessions = peak.load(std::sync::atomic::Ordering::SeqCst);
-        let rss = peak_rss
-            .load(std::sync::atomic::Ordering::SeqCst)
-            .saturating_sub(before);
-        let per = rss as f64 / peak_sessions.max(1) as f64;
+        // Includes each session's task, timer and journal.
+        let grown = peak_heap.load(Ordering::SeqCst) - before;
+        let per = grown as f64 / 1024.0 / peak_sessions.max(1) as f64;
         println!(
-            "{round:>5}  {:>6}  {:>6.1}  {:>6.1}  {:>6.1}  {:>7.0}  {peak_sessions:>13}  {per:>15.1}  {queued}",
+            "{round:>5}  {:>6}  {:>6.1}  {:>6.1}  {:>6.1}  {:>7.0}  {peak_sessions:>13}  {per:>16.1}  {:>7}  {queued}",
             lat.len(),
             pct(&lat, 0.5),
             pct(&lat, 0.99),
             *lat.last().unwrap() as f64 / 1000.0,
             lat.len() as f64 / wall,
+            rss_kib() / 1024,
         );
         assert_eq!(queued, sessions, "every session should end in a queue");
         p50s.push(pct(&lat, 0.5));
@@ -199,7 +229,7 @@ fn main() {
         v[v.len() / 2]
     };
     println!(
-        "median of rounds: p50 {:.1} µs, p99 {:.1} µs per step, {:.1} KiB RSS per live session",
+        "median of rounds: p50 {:.1} µs, p99 {:.1} µs per step, {:.1} KiB of heap per live session",
         med(&mut p50s),
         med(&mut p99s),
         med(&mut per_session)
