@@ -610,20 +610,7 @@ async fn audit(
     action: &str,
     details: serde_json::Value,
 ) -> ApiResult<()> {
-    crate::iam::store::audit(
-        &state.db.conn,
-        crate::iam::store::AuditEntry {
-            tenant_id: auth.tenant_id,
-            actor_type: auth.actor.kind(),
-            actor_id: Some(auth.actor.id()),
-            action,
-            target_type: Some("flow"),
-            target_id: None,
-            ip: meta.ip.clone(),
-            request_id: meta.request_id.clone(),
-            details,
-        },
-    )
-    .await?;
+    crate::iam::store::audit_principal(&state.db.conn, auth, meta, action, "flow", None, details)
+        .await?;
     Ok(())
 }

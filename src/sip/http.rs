@@ -554,19 +554,14 @@ async fn audit(
     target: uuid::Uuid,
     details: serde_json::Value,
 ) -> ApiResult<()> {
-    crate::iam::store::audit(
+    crate::iam::store::audit_principal(
         &state.db.conn,
-        crate::iam::store::AuditEntry {
-            tenant_id: p.tenant_id,
-            actor_type: p.actor.kind(),
-            actor_id: Some(p.actor.id()),
-            action,
-            target_type: Some("sip_account"),
-            target_id: Some(target),
-            ip: meta.ip.clone(),
-            request_id: meta.request_id.clone(),
-            details,
-        },
+        p,
+        meta,
+        action,
+        "sip_account",
+        Some(target),
+        details,
     )
     .await?;
     Ok(())
