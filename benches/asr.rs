@@ -29,12 +29,28 @@
 //! `Recognizer::new` (words on) reused with `reset()`, fed the same 100 ms
 //! chunks at 16 kHz (upsampled beforehand) or 8 kHz.
 //!
-//! The ratio ours/direct is computed per round (both ran minutes apart at
-//! most, on the same machine state) and its median reported.
+//! Direct lanes run on one long-lived thread of their own, as ours run on
+//! long-lived threads (the stream workers, tokio's blocking pool);
+//! `--direct-on-main` runs them on the main thread instead.
+//!
+//! Where the work runs matters at this scale, through glibc's per-thread
+//! malloc arenas (Kaldi allocates a lot while decoding): with the default
+//! allocator settings the same libvosk calls measured about 20 % slower on
+//! the main thread (whose arena holds the 500 MB model) and about 7 %
+//! slower on a fresh thread per utterance than on a reused thread, and
+//! ours ranged from 0.85 to 1.09 of direct depending only on which arenas
+//! the threads drew. With `MALLOC_ARENA_MAX=1` (one arena for all threads;
+//! what scripts/bench/asr.sh sets unless told otherwise) those effects go
+//! and the ratio measures the pipeline itself.
+//!
+//! The wall-time ratio ours/direct is computed per round (lanes rotate
+//! order each round) and its median reported; the CPU ratio compares the
+//! process's CPU time (all threads) summed over the rounds, which other
+//! load on the machine disturbs less.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use switchboard::asr::{Asr, CALL_RATE, Upsampler};
@@ -98,6 +114,17 @@ fn speak(dir: &Path, text: &str, speed: u32) -> Utterance {
     let mut pcm8k = vec![0i16; 2400];
     pcm8k.extend_from_slice(&audio.samples);
     pcm8k.extend(std::iter::repeat_n(0i16, 8000));
+    // A line's noise floor (uniform, about -60 dBFS, same seed every run).
+    // Without it the silences are digital zero and Kaldi's dither (random,
+    // seeded from a process-wide sequence) is all the recognizer sees
+    // there, so the same audio decodes differently from run to run and
+    // lane to lane.
+    let mut seed = 0x2545_f491u32;
+    for s in &mut pcm8k {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let noise = ((seed >> 16) % 61) as i16 - 30;
+        *s = s.saturating_add(noise);
+    }
     let mut pcm16k = Vec::new();
     Upsampler::new(2).process(&pcm8k, &mut pcm16k);
     Utterance {
@@ -154,13 +181,46 @@ const PATHS: [(Lane, &str); 6] = [
     (Lane::FreeDirect8, "free     libvosk direct, 8 kHz"),
 ];
 
+/// One long-lived thread the direct lanes run on, as ours run on
+/// long-lived threads (the stream workers, tokio's blocking pool).
+struct DirectThread {
+    jobs: mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl DirectThread {
+    fn new() -> DirectThread {
+        let (jobs, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("direct".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("spawn");
+        DirectThread { jobs }
+    }
+
+    fn exec<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(work());
+            }))
+            .expect("direct thread");
+        rx.recv().expect("direct lane panicked")
+    }
+}
+
 struct Bench {
     asr: Arc<Asr>,
     rt: tokio::runtime::Runtime,
-    menu: Vec<Utterance>,
-    free: Vec<Utterance>,
-    free16: Recognizer,
-    free8: Recognizer,
+    menu: Arc<Vec<Utterance>>,
+    free: Arc<Vec<Utterance>>,
+    free16: Arc<Mutex<Recognizer>>,
+    free8: Arc<Mutex<Recognizer>>,
+    /// `None` with `--direct-on-main`.
+    direct: Option<DirectThread>,
 }
 
 impl Bench {
@@ -171,7 +231,7 @@ impl Bench {
         let start = Instant::now();
         match path {
             Lane::GrammarOurs => {
-                for u in &self.menu {
+                for u in self.menu.iter() {
                     let stream = self.asr.stream(Some(phrases.clone())).expect("stream");
                     for frame in u.pcm8k.chunks(160) {
                         stream.push(frame);
@@ -182,22 +242,27 @@ impl Bench {
             }
             Lane::GrammarDirect16 | Lane::GrammarDirect8 => {
                 let sixteen = path == Lane::GrammarDirect16;
-                for u in &self.menu {
-                    let model = self.asr.model();
-                    let (rate, pcm, frame) = if sixteen {
-                        (16000.0, &u.pcm16k, 320)
-                    } else {
-                        (8000.0, &u.pcm8k, 160)
-                    };
-                    let mut rec =
-                        Recognizer::new_with_grammar(&model, rate, &phrases).expect("recognizer");
-                    drop(model);
-                    rec.set_max_alternatives(ALTERNATIVES);
-                    heard.push(run_direct(&mut rec, pcm, frame));
-                }
+                let (asr, menu) = (self.asr.clone(), self.menu.clone());
+                heard = self.exec(move || {
+                    let mut heard = Vec::new();
+                    for u in menu.iter() {
+                        let model = asr.model();
+                        let (rate, pcm, frame) = if sixteen {
+                            (16000.0, &u.pcm16k, 320)
+                        } else {
+                            (8000.0, &u.pcm8k, 160)
+                        };
+                        let mut rec = Recognizer::new_with_grammar(&model, rate, &phrases)
+                            .expect("recognizer");
+                        drop(model);
+                        rec.set_max_alternatives(ALTERNATIVES);
+                        heard.push(run_direct(&mut rec, pcm, frame));
+                    }
+                    heard
+                });
             }
             Lane::FreeOurs => {
-                for u in &self.free {
+                for u in self.free.iter() {
                     let h = self
                         .rt
                         .block_on(self.asr.transcribe(u.pcm8k.clone()))
@@ -205,20 +270,40 @@ impl Bench {
                     heard.push(h.text);
                 }
             }
-            Lane::FreeDirect16 => {
-                for u in &self.free {
-                    heard.push(run_direct(&mut self.free16, &u.pcm16k, 2 * CHUNK_8K));
-                    self.free16.reset();
-                }
-            }
-            Lane::FreeDirect8 => {
-                for u in &self.free {
-                    heard.push(run_direct(&mut self.free8, &u.pcm8k, CHUNK_8K));
-                    self.free8.reset();
-                }
+            Lane::FreeDirect16 | Lane::FreeDirect8 => {
+                let sixteen = path == Lane::FreeDirect16;
+                let free = self.free.clone();
+                let rec = if sixteen {
+                    self.free16.clone()
+                } else {
+                    self.free8.clone()
+                };
+                heard = self.exec(move || {
+                    let mut rec = rec.lock().expect("recognizer");
+                    let mut heard = Vec::new();
+                    for u in free.iter() {
+                        let (pcm, chunk) = if sixteen {
+                            (&u.pcm16k, 2 * CHUNK_8K)
+                        } else {
+                            (&u.pcm8k, CHUNK_8K)
+                        };
+                        heard.push(run_direct(&mut rec, pcm, chunk));
+                        rec.reset();
+                    }
+                    heard
+                });
             }
         }
         (start.elapsed(), heard)
+    }
+
+    /// Runs a direct lane on the direct thread (or on the main thread with
+    /// `--direct-on-main`).
+    fn exec<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
+        match &self.direct {
+            Some(thread) => thread.exec(work),
+            None => work(),
+        }
     }
 
     fn audio_secs(&self, path: Lane) -> f64 {
@@ -228,6 +313,22 @@ impl Bench {
         };
         list.iter().map(Utterance::secs).sum()
     }
+}
+
+/// CPU time of the whole process so far (every thread, including those
+/// that ended), from /proc/self/stat, in seconds (10 ms resolution).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    // Fields after the command: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(14) + ticks(15)) / 100.0
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -242,9 +343,12 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn main() {
     let mut rounds = 7usize;
+    let mut on_main = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--rounds" {
+        if arg == "--direct-on-main" {
+            on_main = true;
+        } else if arg == "--rounds" {
             rounds = args
                 .next()
                 .and_then(|v| v.parse().ok())
@@ -282,9 +386,10 @@ fn main() {
         let t = Instant::now();
         let mut rec = Recognizer::new(&model, 16000.0).expect("recognizer");
         let create = t.elapsed();
-        let free8 = Recognizer::new(&model, 8000.0).expect("recognizer");
+        let mut free8 = Recognizer::new(&model, 8000.0).expect("recognizer");
         drop(model);
         rec.set_words(true);
+        free8.set_words(true);
         let t = Instant::now();
         run_direct(&mut rec, &free[0].pcm16k, 2 * CHUNK_8K);
         let cold = t.elapsed();
@@ -301,18 +406,18 @@ fn main() {
             .enable_all()
             .build()
             .expect("runtime"),
-        menu,
-        free,
-        free16,
-        free8,
+        menu: Arc::new(menu),
+        free: Arc::new(free),
+        free16: Arc::new(Mutex::new(free16)),
+        free8: Arc::new(Mutex::new(free8)),
+        direct: (!on_main).then(DirectThread::new),
     };
-    bench.free8.set_words(true);
 
     // Upsampler alone over all the audio.
     let all8: Vec<i16> = bench
         .menu
         .iter()
-        .chain(&bench.free)
+        .chain(bench.free.iter())
         .flat_map(|u| u.pcm8k.iter().copied())
         .collect();
     let t = Instant::now();
@@ -324,6 +429,13 @@ fn main() {
     let up_time = t.elapsed();
     let all_secs = all8.len() as f64 / 8000.0;
 
+    println!(
+        "allocator: {}",
+        std::env::var("MALLOC_ARENA_MAX").map_or_else(
+            |_| "glibc default (arena per thread)".to_string(),
+            |v| format!("MALLOC_ARENA_MAX={v}")
+        )
+    );
     println!(
         "model {} loaded in {:.2} s; menu audio {:.1} s ({} utterances), free-form audio {:.1} s ({} utterances); {} rounds after 1 warm-up",
         dir.display(),
@@ -352,11 +464,14 @@ fn main() {
     }
 
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); PATHS.len()];
+    let mut cpu = vec![0.0f64; PATHS.len()];
     for round in 0..rounds {
         // Rotate the order so no path always runs first.
         for k in 0..PATHS.len() {
             let i = (k + round) % PATHS.len();
+            let before = cpu_secs();
             let (elapsed, _) = bench.run(PATHS[i].0);
+            cpu[i] += cpu_secs() - before;
             times[i].push(elapsed.as_secs_f64());
         }
     }
@@ -373,20 +488,25 @@ fn main() {
     };
 
     println!(
-        "\n{:<36} {:>10} {:>8}   ours / this path (median of rounds, min-max)",
-        "path", "median s", "RTF"
+        "\n{:<36} {:>9} {:>7} {:>7}   {:<30} ours/this: CPU",
+        "path", "median s", "RTF", "CPU RTF", "ours/this: wall (min-max)"
     );
     for (i, (path, name)) in PATHS.iter().enumerate() {
         let med = median(&mut times[i].clone());
         let rtf = med / bench.audio_secs(*path);
         let ours = if i < 3 { 0 } else { 3 };
-        let cmp = if i == ours {
-            String::from("-")
+        let audio = bench.audio_secs(*path) * rounds as f64;
+        let cpu_rtf = cpu[i] / audio;
+        let (cmp, cmp_cpu) = if i == ours {
+            (String::from("-"), String::from("-"))
         } else {
             let (m, lo, hi) = ratio(ours, i);
-            format!("{m:.3} ({lo:.3}-{hi:.3})")
+            (
+                format!("{m:.3} ({lo:.3}-{hi:.3})"),
+                format!("{:.3}", cpu[ours] / cpu[i]),
+            )
         };
-        println!("{name:<36} {med:>10.4} {rtf:>8.4}   {cmp}");
+        println!("{name:<36} {med:>9.4} {rtf:>7.4} {cpu_rtf:>7.4}   {cmp:<30} {cmp_cpu}");
     }
     println!(
         "\nupsampler alone: {:.1} ms for {:.1} s of audio (RTF {:.5})",
@@ -401,5 +521,8 @@ fn main() {
         cold.as_secs_f64() / bench.free[0].secs(),
         warm.as_secs_f64(),
         warm.as_secs_f64() / bench.free[0].secs()
+    );
+    println!(
+        "(median of {rounds} rounds of wall time; CPU is the process's user+system time summed over the rounds, all threads; RTF = time / audio duration)"
     );
 }

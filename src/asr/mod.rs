@@ -2,7 +2,8 @@
 //!
 //! One [`Asr`] holds one Vosk model (hundreds of MB, loaded once) shared by
 //! every recognizer. Recognizers run on threads of their own, never on the
-//! async workers:
+//! async workers (stream threads are kept for reuse a while: a fresh thread
+//! per stream cost about 7 % more CPU):
 //!
 //! - [`Asr::stream`] starts a [`Stream`] for live call audio: the media task
 //!   [`Stream::push`]es 8 kHz frames (a bounded queue: a recognizer that
@@ -33,6 +34,7 @@
 //! phrases, the chosen phrase's share of the n-best likelihood.
 
 mod upsample;
+mod workers;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -325,6 +327,8 @@ pub struct Asr {
     /// Whether the model has `[unk]` (added to grammars so that other
     /// speech is not forced onto a phrase).
     knows_unk: bool,
+    /// Threads streams run on.
+    workers: workers::Workers,
 }
 
 impl std::fmt::Debug for Asr {
@@ -341,7 +345,10 @@ impl std::fmt::Debug for Asr {
 impl Asr {
     /// Loads the model (1-3 s and about 500 MB for a small model; blocking:
     /// call it from `spawn_blocking`) and creates `pool` free-form
-    /// recognizers (about 70 ms each) to keep warm.
+    /// recognizers (about 70 ms each) to keep. A recognizer's first
+    /// utterances run 3-5 times slower than later ones (its share of the
+    /// decoding graph is expanded lazily and cached), which is why they are
+    /// pooled rather than created per call.
     pub fn load(model_dir: &Path, pool: usize) -> Result<Arc<Asr>, AsrError> {
         if !model_dir.is_dir() {
             return Err(AsrError::NoModel(model_dir.to_path_buf()));
@@ -368,6 +375,7 @@ impl Asr {
             rate,
             feed_rate,
             knows_unk,
+            workers: workers::Workers::new("asr-stream"),
         };
         let warm = (0..pool)
             .map(|_| asr.new_free_form())
@@ -518,9 +526,8 @@ impl Asr {
         let (utterance_tx, utterance_rx) = mpsc::unbounded_channel();
         let (last_tx, last_rx) = oneshot::channel();
         let asr = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("asr-stream".into())
-            .spawn(move || asr.run_stream(grammar, audio_rx, utterance_tx, last_tx))
+        self.workers
+            .run(move || asr.run_stream(grammar, audio_rx, utterance_tx, last_tx))
             .map_err(AsrError::Thread)?;
         Ok(Stream {
             audio: audio_tx,
