@@ -16,19 +16,24 @@
 // Prints one JSON summary line on stdout; exits 0 on success, 1 on a failed
 // check, 2 on bad usage, 3 on the overall timeout.
 
-import { chromium } from 'playwright-core';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import {
+  BASE, PASSWORD, summary, setup, step, pass, expect, noProblems, newPage, openConsole, submitLogin, waitForShell, waitForPage, runScript,
+} from './common.mjs';
 
-const BASE = (process.argv[2] || '').replace(/\/+$/, '');
-if (!/^https?:\/\/[^/]+/.test(BASE)) {
-  console.error('usage: node console.mjs BASE_URL   (e.g. http://localhost:8080)');
-  process.exit(2);
-}
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const TOTAL_TIMEOUT_MS = Number(process.env.BROWSER_TEST_TIMEOUT_MS || 150_000);
-const STEP_TIMEOUT_MS = 15_000;
-const PASSWORD = 'switchboard-demo';
+/**
+ * Expected noise besides a 401 from GET /auth/me (common.mjs): a 401 from
+ * POST /auth/login for a wrong password, and any API 401 once the session has
+ * been ended behind the console's back.
+ */
+let sessionKilled = false; // while true, any API 401 is expected
+
+setup({
+  totalTimeoutMs: 150_000,
+  stepTimeoutMs: 15_000,
+  expectedConsoleError: (text, url) => /status of 401/.test(text)
+    && (/\/api\/v1\/auth\/login$/.test(url) || (sessionKilled && /\/api\/v1\//.test(url))),
+});
+summary.nav = {}; // the navigation each role saw
 
 /** Exactly the top-level navigation each role must see. */
 const NAV_MATRIX = {
@@ -53,90 +58,10 @@ const ADMIN_PAGES = [
 ];
 const USER_NAMES = { admin: 'Ada Admin', supervisor: 'Sam Supervisor', agent: 'Alex Agent', marketer: 'Mia Marketer' };
 
-const started = Date.now();
-const summary = { ok: false, base: BASE, chromium: CHROMIUM, nav: {}, checks: [], problems: [], duration_ms: 0 };
-const problems = [];
-let browser = null;
-let currentPage = null;
-let step = 'start';
-
-function pass(name) {
-  summary.checks.push(name);
-}
-
-class CheckFailed extends Error {}
-
-function expect(cond, message) {
-  if (!cond) throw new CheckFailed(`${step}: ${message}`);
-}
-
-/**
- * Expected noise: the browser logs a failed request as a console error, and
- * the console *expects* a 401 from GET /auth/me when nobody is signed in and
- * from POST /auth/login for a wrong password. Nothing else is tolerated.
- */
-let sessionKilled = false; // while true, any API 401 is expected
-
-function expectedConsoleError(msg) {
-  const url = (msg.location() && msg.location().url) || '';
-  if (!/status of 401/.test(msg.text())) return false;
-  return /\/api\/v1\/auth\/(me|login)$/.test(url) || (sessionKilled && /\/api\/v1\//.test(url));
-}
-
-async function newPage(label) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  context.setDefaultTimeout(STEP_TIMEOUT_MS);
-  context.setDefaultNavigationTimeout(STEP_TIMEOUT_MS);
-  // Report CSP violations loudly (Chromium also logs them as console errors).
-  await context.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile || '?'}:${e.lineNumber || 0}`);
-    });
-  });
-  const page = await context.newPage();
-  page.on('console', (msg) => {
-    if (msg.type() !== 'error' || expectedConsoleError(msg)) return;
-    const loc = msg.location() || {};
-    problems.push(`[${label}] console error: ${msg.text()}${loc.url ? ` (${loc.url}:${loc.lineNumber || 0})` : ''}`);
-  });
-  page.on('pageerror', (err) => problems.push(`[${label}] uncaught exception: ${err.message}`));
-  page.on('crash', () => problems.push(`[${label}] the page crashed`));
-  currentPage = page;
-  return { context, page };
-}
-
-function noProblems() {
-  expect(problems.length === 0, `browser reported problems:\n  ${problems.join('\n  ')}`);
-}
-
-async function openConsole(page) {
-  const res = await page.goto(`${BASE}/`);
-  expect(res && res.ok(), `GET / answered ${res ? res.status() : 'nothing'}`);
-  const csp = res.headers()['content-security-policy'] || '';
-  expect(csp.includes("script-src 'self'") && csp.includes("style-src 'self'"), `the page is not served with the strict CSP (got: ${csp || 'none'})`);
-}
-
 async function signIn(page, email, password) {
   await page.locator('#login-form').waitFor({ state: 'visible' });
   expect(await page.inputValue('#login-tenant') === 'demo', 'the Workspace field is not prefilled with "demo"');
-  await page.getByLabel('Email').fill(email);
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-}
-
-async function waitForShell(page) {
-  await page.locator('[data-app-shell]').waitFor({ state: 'visible' });
-  await page.locator('#nav-list [data-nav]').first().waitFor({ state: 'visible' });
-}
-
-/** Waits until the page for `path` has finished loading and checks its heading. */
-async function waitForPage(page, path, title) {
-  const el = page.locator(`.page[data-page="${path}"][data-ready="true"]`);
-  await el.waitFor({ state: 'visible' });
-  const failed = await el.getAttribute('data-page-error');
-  expect(!failed, `${path} shows its error state (${failed}): ${(await el.innerText()).slice(0, 300)}`);
-  const h1 = (await el.locator('h1').first().innerText()).trim();
-  expect(h1 === title, `${path} has the heading "${h1}", expected "${title}"`);
+  await submitLogin(page, email, password);
 }
 
 async function visibleNav(page) {
@@ -148,9 +73,9 @@ async function visibleNav(page) {
 // ---- scenarios ---------------------------------------------------------------------
 
 async function wrongPassword() {
-  step = 'wrong password';
+  step('wrong password');
   const { context, page } = await newPage('wrong-password');
-  await openConsole(page);
+  await openConsole(page, { csp: true });
   await signIn(page, 'admin@example.com', 'not-the-password');
   const error = page.locator('#login-error');
   await page.waitForFunction(() => document.getElementById('login-error')?.textContent.trim().length > 0);
@@ -165,16 +90,16 @@ async function wrongPassword() {
 }
 
 async function roleTour(role) {
-  step = `${role}: sign in`;
+  step(`${role}: sign in`);
   const { context, page } = await newPage(role);
-  await openConsole(page);
+  await openConsole(page, { csp: true });
   await signIn(page, `${role}@example.com`, PASSWORD);
   await waitForShell(page);
   expect((await page.locator('#user-name').innerText()).trim() === USER_NAMES[role], `the header does not show ${USER_NAMES[role]}`);
   expect((await page.locator('#user-role').innerText()).trim().toLowerCase() === role, 'the header does not show the role');
   expect((await page.locator('#tenant-name').innerText()).trim().length > 0, 'the header does not show the tenant');
 
-  step = `${role}: navigation`;
+  step(`${role}: navigation`);
   const nav = await visibleNav(page);
   summary.nav[role] = nav.ids;
   const want = NAV_MATRIX[role];
@@ -186,7 +111,7 @@ async function roleTour(role) {
   const first = NAV_PAGES[want.includes('agent') ? 'agent' : want[0]];
   await waitForPage(page, first.path, first.title);
 
-  step = `${role}: pages`;
+  step(`${role}: pages`);
   for (const id of want) {
     await page.locator(`[data-nav="${id}"]`).click();
     await waitForPage(page, NAV_PAGES[id].path, NAV_PAGES[id].title);
@@ -206,7 +131,7 @@ async function roleTour(role) {
 
 /** An interaction created elsewhere shows up live (SSE) in the table and the chart. */
 async function liveUpdates(page) {
-  step = 'supervisor: live updates';
+  step('supervisor: live updates');
   await page.locator('[data-nav="supervisor"]').click();
   await waitForPage(page, '/supervisor', 'Supervisor');
   await page.waitForFunction(() => document.getElementById('live-pill')?.dataset.state === 'live');
@@ -225,7 +150,7 @@ async function liveUpdates(page) {
 
 /** The session ends behind the console's back: the next request bounces to sign-in. */
 async function sessionEnds(page) {
-  step = 'agent: session ends elsewhere';
+  step('agent: session ends elsewhere');
   const me = await (await page.request.get(`${BASE}/api/v1/auth/me`)).json();
   const out = await page.request.post(`${BASE}/api/v1/auth/logout`, { headers: { 'X-CSRF-Token': me.csrf_token } });
   expect(out.status() === 204, `logging out through the API answered ${out.status()}`);
@@ -241,7 +166,7 @@ async function sessionEnds(page) {
 }
 
 async function adminExtras(page) {
-  step = 'admin: sub-pages';
+  step('admin: sub-pages');
   for (const p of ADMIN_PAGES) {
     await page.locator(`[data-subnav="${p.path}"]`).click();
     await waitForPage(page, p.path, p.title);
@@ -249,14 +174,14 @@ async function adminExtras(page) {
   noProblems();
   pass('admin: every admin page renders');
 
-  step = 'admin: users table';
+  step('admin: users table');
   await page.locator('[data-nav="admin"]').click();
   await waitForPage(page, '/admin/users', 'Users');
   const cell = page.locator('.page[data-page="/admin/users"] table tbody').getByText('agent@example.com', { exact: true });
   await cell.waitFor({ state: 'visible' });
   pass('admin: Users shows agent@example.com');
 
-  step = 'admin: create an API key';
+  step('admin: create an API key');
   await page.locator('[data-subnav="/admin/api-keys"]').click();
   await waitForPage(page, '/admin/api-keys', 'API keys');
   const keyName = `Browser test ${Date.now()}`;
@@ -281,7 +206,7 @@ async function adminExtras(page) {
   noProblems();
   pass('admin: a new API key is shown once, works, and is gone after dismissing');
 
-  step = 'admin: reload';
+  step('admin: reload');
   await page.reload();
   await waitForShell(page);
   expect(!(await page.locator('#login-form').isVisible()), 'the login form is shown after a reload');
@@ -293,7 +218,7 @@ async function adminExtras(page) {
   noProblems();
   pass('admin: still signed in after a reload (and nothing sensitive in web storage)');
 
-  step = 'admin: sign out';
+  step('admin: sign out');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.locator('#login-form').waitFor({ state: 'visible' });
   expect(!(await page.locator('[data-app-shell]').isVisible()), 'the app shell is still visible after signing out');
@@ -306,7 +231,7 @@ async function adminExtras(page) {
 }
 
 async function docsPage() {
-  step = 'API reference';
+  step('API reference');
   const { context, page } = await newPage('docs');
   const res = await page.goto(`${BASE}/docs`);
   expect(res && res.ok(), `GET /docs answered ${res ? res.status() : 'nothing'}`);
@@ -324,15 +249,7 @@ async function docsPage() {
 
 // ---- main --------------------------------------------------------------------------
 
-async function main() {
-  step = 'launch Chromium';
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    timeout: 60_000,
-  });
-  summary.browser_version = browser.version();
-
+await runScript(async () => {
   await wrongPassword();
   for (const role of ['agent', 'supervisor', 'marketer']) {
     const { context, page } = await roleTour(role);
@@ -344,39 +261,4 @@ async function main() {
   await adminExtras(page);
   await context.close();
   await docsPage();
-}
-
-const watchdog = setTimeout(async () => {
-  summary.problems = [...problems, `timed out after ${TOTAL_TIMEOUT_MS / 1000}s during: ${step}`];
-  summary.duration_ms = Date.now() - started;
-  console.error(`FAIL: timed out after ${TOTAL_TIMEOUT_MS / 1000}s during: ${step}`);
-  console.log(JSON.stringify(summary));
-  process.exit(3);
-}, TOTAL_TIMEOUT_MS);
-
-let code = 0;
-try {
-  await main();
-  summary.ok = true;
-} catch (err) {
-  code = 1;
-  summary.problems = [...problems, err instanceof CheckFailed ? err.message : `${step}: ${err.stack || err}`];
-  console.error(`FAIL: ${summary.problems[summary.problems.length - 1]}`);
-  if (problems.length) console.error(`browser problems:\n  ${problems.join('\n  ')}`);
-  if (currentPage && !currentPage.isClosed()) {
-    try {
-      const shot = join(tmpdir(), `switchboard-console-failure-${process.pid}.png`);
-      await currentPage.screenshot({ path: shot, fullPage: true, timeout: 5000 });
-      console.error(`page: ${currentPage.url()}\nscreenshot: ${shot}`);
-      console.error(`visible text: ${(await currentPage.locator('body').innerText({ timeout: 2000 })).slice(0, 800)}`);
-    } catch {
-      // best effort
-    }
-  }
-} finally {
-  clearTimeout(watchdog);
-  summary.duration_ms = Date.now() - started;
-  if (browser) await browser.close().catch(() => {});
-}
-console.log(JSON.stringify(summary));
-process.exit(code);
+});

@@ -22,20 +22,20 @@
 // Prints one JSON summary line on stdout; exits 0 on success, 1 on a failed
 // check, 2 on bad usage, 3 on the overall timeout.
 
-import { chromium } from 'playwright-core';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import {
+  summary, setup, step, pass, expect, noProblems, newPage, signIn, waitForPage, apiAs, runScript,
+} from './common.mjs';
 
-const BASE = (process.argv[2] || '').replace(/\/+$/, '');
-if (!/^https?:\/\/[^/]+/.test(BASE)) {
-  console.error('usage: node contacts.mjs BASE_URL   (e.g. http://localhost:8080)');
-  process.exit(2);
-}
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const TOTAL_TIMEOUT_MS = Number(process.env.BROWSER_TEST_TIMEOUT_MS || 180_000);
-const STEP_TIMEOUT_MS = 20_000;
-const PASSWORD = 'switchboard-demo';
+let expectInvalidPreview = false; // while true, a 422 from POST /segments/preview is expected
+
+setup({
+  contextOptions: { viewport: { width: 1280, height: 900 }, acceptDownloads: true },
+  // This test provokes a 422 from the segment preview on purpose (a bad expression).
+  expectedConsoleError: (text, url) => expectInvalidPreview && /status of 422/.test(text) && /\/api\/v1\/segments\/preview$/.test(url),
+});
 
 // ---- the file to import -----------------------------------------------------------
 
@@ -67,109 +67,7 @@ function csvRows() {
   return { text: `${lines.join('\n')}\n`, invalid, goldVip };
 }
 
-// ---- harness (same conventions as console.mjs) ----------------------------------------
-
-const started = Date.now();
-const summary = { ok: false, base: BASE, chromium: CHROMIUM, checks: [], problems: [], duration_ms: 0 };
-const problems = [];
-let browser = null;
-let currentPage = null;
-let step = 'start';
-let expectInvalidPreview = false; // while true, a 422 from POST /segments/preview is expected
-
-function pass(name) {
-  summary.checks.push(name);
-}
-
-class CheckFailed extends Error {}
-
-function expect(cond, message) {
-  if (!cond) throw new CheckFailed(`${step}: ${message}`);
-}
-
-/**
- * Expected noise: the browser logs failed requests as console errors. The
- * console expects a 401 from GET /auth/me before signing in, and this test
- * provokes a 422 from the segment preview on purpose (a bad expression).
- */
-function expectedConsoleError(msg) {
-  const url = (msg.location() && msg.location().url) || '';
-  if (/status of 401/.test(msg.text()) && /\/api\/v1\/auth\/me$/.test(url)) return true;
-  return expectInvalidPreview && /status of 422/.test(msg.text()) && /\/api\/v1\/segments\/preview$/.test(url);
-}
-
-async function newPage(label) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-  context.setDefaultTimeout(STEP_TIMEOUT_MS);
-  context.setDefaultNavigationTimeout(STEP_TIMEOUT_MS);
-  await context.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile || '?'}:${e.lineNumber || 0}`);
-    });
-  });
-  const page = await context.newPage();
-  page.on('console', (msg) => {
-    if (msg.type() !== 'error' || expectedConsoleError(msg)) return;
-    const loc = msg.location() || {};
-    problems.push(`[${label}] console error: ${msg.text()}${loc.url ? ` (${loc.url}:${loc.lineNumber || 0})` : ''}`);
-  });
-  page.on('pageerror', (err) => problems.push(`[${label}] uncaught exception: ${err.message}`));
-  page.on('crash', () => problems.push(`[${label}] the page crashed`));
-  currentPage = page;
-  return { context, page };
-}
-
-function noProblems() {
-  expect(problems.length === 0, `browser reported problems:\n  ${problems.join('\n  ')}`);
-}
-
-async function signIn(page, role) {
-  const res = await page.goto(`${BASE}/`);
-  expect(res && res.ok(), `GET / answered ${res ? res.status() : 'nothing'}`);
-  const csp = res.headers()['content-security-policy'] || '';
-  expect(csp.includes("script-src 'self'") && csp.includes("style-src 'self'"), `the page is not served with the strict CSP (got: ${csp || 'none'})`);
-  await page.locator('#login-form').waitFor({ state: 'visible' });
-  await page.getByLabel('Email').fill(`${role}@example.com`);
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.locator('[data-app-shell]').waitFor({ state: 'visible' });
-  await page.locator('#nav-list [data-nav]').first().waitFor({ state: 'visible' });
-}
-
-/** Waits until the page for `path` has finished loading and checks its heading. */
-async function waitForPage(page, path, title) {
-  const el = page.locator(`.page[data-page="${path}"][data-ready="true"]`);
-  await el.waitFor({ state: 'visible' });
-  const failed = await el.getAttribute('data-page-error');
-  expect(!failed, `${path} shows its error state (${failed}): ${(await el.innerText()).slice(0, 300)}`);
-  const h1 = (await el.locator('h1').first().innerText()).trim();
-  expect(h1 === title, `${path} has the heading "${h1}", expected "${title}"`);
-  return el;
-}
-
-/** The API, as the signed-in user of `page` (cookie + CSRF token). */
-async function apiAs(page) {
-  const me = await (await page.request.get(`${BASE}/api/v1/auth/me`)).json();
-  const headers = { 'X-CSRF-Token': me.csrf_token };
-  const check = async (res, what) => {
-    expect(res.ok(), `${what} answered ${res.status()}: ${(await res.text()).slice(0, 300)}`);
-    return res.json();
-  };
-  // A kept-alive connection the server closed while idle (its keep-alive
-  // timeout) can reset the next request on it: a GET is tried once more.
-  const getOnce = async (path) => {
-    try {
-      return await page.request.get(`${BASE}/api/v1${path}`);
-    } catch (e) {
-      if (!/ECONNRESET|socket hang up/.test(String(e))) throw e;
-      return page.request.get(`${BASE}/api/v1${path}`);
-    }
-  };
-  return {
-    get: async (path) => check(await getOnce(path), `GET ${path}`),
-    post: async (path, data) => check(await page.request.post(`${BASE}/api/v1${path}`, { headers, data }), `POST ${path}`),
-  };
-}
+// ---- helpers ------------------------------------------------------------------------
 
 async function downloadText(page, trigger) {
   const [download] = await Promise.all([page.waitForEvent('download'), trigger.click()]);
@@ -186,14 +84,14 @@ function dataLines(text) {
 // ---- the marketer -----------------------------------------------------------------
 
 async function marketer(csvPath, file) {
-  step = 'marketer: sign in';
+  step('marketer: sign in');
   const { context, page } = await newPage('marketer');
-  await signIn(page, 'marketer');
+  await signIn(page, 'marketer', { csp: true });
   const api = await apiAs(page);
   // A custom attribute, so that the "Plan" column is guessed as attributes.plan.
   await api.post('/contact-attributes', { key: 'plan', kind: 'string', label: 'Plan' });
 
-  step = 'marketer: contacts page';
+  step('marketer: contacts page');
   await page.locator('[data-nav="contacts"]').click();
   await waitForPage(page, '/contacts', 'Contacts');
   for (const sub of ['/contacts', '/contacts/lists', '/contacts/segments', '/contacts/import']) {
@@ -201,7 +99,7 @@ async function marketer(csvPath, file) {
   }
   pass('marketer: the Contacts section has All contacts, Lists, Segments and Import');
 
-  step = 'marketer: upload';
+  step('marketer: upload');
   await page.locator('[data-subnav="/contacts/import"]').click();
   await waitForPage(page, '/contacts/import', 'Import contacts');
   expect(await page.locator('[data-dropzone]').isVisible(), 'there is no drop zone');
@@ -216,7 +114,7 @@ async function marketer(csvPath, file) {
   }
   pass('marketer: the upload is previewed and every column is guessed right');
 
-  step = 'marketer: import progress';
+  step('marketer: import progress');
   await page.locator('[data-action="start-import"]').click();
   const box = page.locator('[data-import-job]');
   await box.waitFor({ state: 'visible' });
@@ -260,7 +158,7 @@ async function marketer(csvPath, file) {
   noProblems();
   pass(`marketer: the progress bar reaches ${ROWS} of ${ROWS} rows with ${file.invalid.length} failed (seen: ${seen.length} states)`);
 
-  step = 'marketer: failed rows download';
+  step('marketer: failed rows download');
   const errors = await downloadText(page, box.locator('[data-action="download-errors"]'));
   const errLines = dataLines(errors.text);
   expect(/^row,errors,original/.test(errors.text), `the error CSV starts with "${errors.text.slice(0, 40)}"`);
@@ -275,7 +173,7 @@ async function marketer(csvPath, file) {
   noProblems();
   pass(`marketer: the downloaded error CSV (${errors.name}) holds exactly the ${file.invalid.length} invalid rows`);
 
-  step = 'marketer: segment error';
+  step('marketer: segment error');
   await page.locator('[data-subnav="/contacts/segments"]').click();
   await waitForPage(page, '/contacts/segments', 'Segments');
   const editor = page.getByLabel('Expression', { exact: true });
@@ -291,7 +189,7 @@ async function marketer(csvPath, file) {
   noProblems();
   pass('marketer: a bad expression is pointed at its line and column');
 
-  step = 'marketer: segment count';
+  step('marketer: segment count');
   const expression = 'attributes.plan = "gold" and tags has "vip"';
   await editor.fill('');
   // Build it with the field reference and the keyboard.
@@ -325,7 +223,7 @@ async function marketer(csvPath, file) {
   noProblems();
   pass(`marketer: the segment counts ${liveCount} contacts live and saved, as the API does`);
 
-  step = 'marketer: a list from the segment';
+  step('marketer: a list from the segment');
   await page.locator('[data-subnav="/contacts/lists"]').click();
   await waitForPage(page, '/contacts/lists', 'Lists');
   await page.getByRole('button', { name: 'New list' }).click();
@@ -354,7 +252,7 @@ async function marketer(csvPath, file) {
   noProblems();
   pass(`marketer: a new list gets the ${shown} selected contacts`);
 
-  step = 'marketer: export';
+  step('marketer: export');
   const exportLink = page.locator('[data-action="export"]');
   expect((await exportLink.getAttribute('href')).includes(`segment_id=${segmentId}`), 'the export link does not carry the segment filter');
   const exported = await downloadText(page, exportLink);
@@ -372,14 +270,14 @@ async function marketer(csvPath, file) {
 // ---- the agent ----------------------------------------------------------------------
 
 async function agent() {
-  step = 'agent: sign in';
+  step('agent: sign in');
   const { context, page } = await newPage('agent');
-  await signIn(page, 'agent');
+  await signIn(page, 'agent', { csp: true });
   const nav = (await page.locator('[data-nav]:visible').evaluateAll((els) => els.map((e) => e.getAttribute('data-nav')))).sort();
   expect(JSON.stringify(nav) === JSON.stringify(['agent', 'contacts']), `the agent's navigation is [${nav}]`);
   expect(await page.locator('[data-subnav^="/contacts"]').count() === 0, 'the agent sees the back-office contacts pages');
 
-  step = 'agent: search';
+  step('agent: search');
   await page.locator('[data-nav="contacts"]').click();
   const list = await waitForPage(page, '/contacts', 'Contacts');
   expect(await list.getByRole('button', { name: 'New contact' }).count() === 0, 'the agent can create contacts');
@@ -391,7 +289,7 @@ async function agent() {
   expect((await hit.innerText()).includes(AGENT_NAME), `searching ${AGENT_QUERY} found "${(await hit.innerText()).slice(0, 80)}"`);
   pass(`agent: searching "${AGENT_QUERY}" finds ${AGENT_NAME}`);
 
-  step = 'agent: contact card';
+  step('agent: contact card');
   await hit.locator(`[data-phone="${AGENT_E164}"]`).click(); // a click anywhere on the row opens the card
   const cardPage = await waitForPage(page, '/contacts/card', AGENT_NAME);
   expect((await cardPage.locator('[data-primary-phone]').innerText()).trim() === AGENT_E164, 'the card header does not show the phone');
@@ -403,7 +301,7 @@ async function agent() {
   expect(await cardPage.getByRole('button', { name: 'Delete' }).count() === 0, 'the agent can delete the contact');
   pass(`agent: the card shows ${AGENT_NAME}, ${AGENT_E164} and the can-contact answer per channel`);
 
-  step = 'agent: opt-in';
+  step('agent: opt-in');
   await cardPage.locator('[data-consent-action="sms:opted_in"]').click();
   const dialog = page.getByRole('dialog');
   await dialog.getByLabel('Note').fill('Asked for texts on the phone');
@@ -413,10 +311,10 @@ async function agent() {
   expect(/an agent/.test(await event.innerText()), `the history does not say an agent recorded it: "${await event.innerText()}"`);
   // The history and the consent rows re-render separately: wait for the row.
   await cardPage.locator('.consent-row[data-channel="sms"] .consent-head', { hasText: /opted in/i })
-    .waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS })
+    .waitFor({ state: 'visible' })
     .catch(() => expect(false, 'the SMS consent is not shown as opted in'));
 
-  step = 'agent: back office is closed';
+  step('agent: back office is closed');
   await page.evaluate(() => { location.hash = '#/contacts/import'; });
   await waitForPage(page, '/agent', 'Agent desk');
   noProblems();
@@ -426,14 +324,7 @@ async function agent() {
 
 // ---- main --------------------------------------------------------------------------
 
-async function main() {
-  step = 'launch Chromium';
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    timeout: 60_000,
-  });
-  summary.browser_version = browser.version();
+await runScript(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'switchboard-contacts-'));
   try {
     const file = csvRows();
@@ -446,39 +337,4 @@ async function main() {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-const watchdog = setTimeout(async () => {
-  summary.problems = [...problems, `timed out after ${TOTAL_TIMEOUT_MS / 1000}s during: ${step}`];
-  summary.duration_ms = Date.now() - started;
-  console.error(`FAIL: timed out after ${TOTAL_TIMEOUT_MS / 1000}s during: ${step}`);
-  console.log(JSON.stringify(summary));
-  process.exit(3);
-}, TOTAL_TIMEOUT_MS);
-
-let code = 0;
-try {
-  await main();
-  summary.ok = true;
-} catch (err) {
-  code = 1;
-  summary.problems = [...problems, err instanceof CheckFailed ? err.message : `${step}: ${err.stack || err}`];
-  console.error(`FAIL: ${summary.problems[summary.problems.length - 1]}`);
-  if (problems.length) console.error(`browser problems:\n  ${problems.join('\n  ')}`);
-  if (currentPage && !currentPage.isClosed()) {
-    try {
-      const shot = join(tmpdir(), `switchboard-contacts-failure-${process.pid}.png`);
-      await currentPage.screenshot({ path: shot, fullPage: true, timeout: 5000 });
-      console.error(`page: ${currentPage.url()}\nscreenshot: ${shot}`);
-      console.error(`visible text: ${(await currentPage.locator('body').innerText({ timeout: 2000 })).slice(0, 800)}`);
-    } catch {
-      // best effort
-    }
-  }
-} finally {
-  clearTimeout(watchdog);
-  summary.duration_ms = Date.now() - started;
-  if (browser) await browser.close().catch(() => {});
-}
-console.log(JSON.stringify(summary));
-process.exit(code);
+});

@@ -23,19 +23,10 @@
 // Prints one JSON summary line on stdout; exits 0 on success, 1 on a failed
 // check, 2 on bad usage, 3 on the overall timeout.
 
-import { chromium } from 'playwright-core';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import {
+  summary, setup, step, pass, expect, noProblems, newPage, signIn, waitForPage, apiAs, waitUntil, runScript,
+} from './common.mjs';
 
-const BASE = (process.argv[2] || '').replace(/\/+$/, '');
-if (!/^https?:\/\/[^/]+/.test(BASE)) {
-  console.error('usage: node flows.mjs BASE_URL   (e.g. http://localhost:8080)');
-  process.exit(2);
-}
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const TOTAL_TIMEOUT_MS = Number(process.env.BROWSER_TEST_TIMEOUT_MS || 180_000);
-const STEP_TIMEOUT_MS = 20_000;
-const PASSWORD = 'switchboard-demo';
 const FLOW = 'e2e-menu';
 const QUEUE = 'Sales'; // a queue of the demo tenant (seed-data/demo.toml)
 const OTHER_QUEUE = 'Support';
@@ -67,124 +58,33 @@ priority = 5
 end = "queue"
 `;
 
-// ---- harness (same conventions as routing.mjs) ----------------------------------------
-
-const started = Date.now();
-const summary = { ok: false, base: BASE, chromium: CHROMIUM, checks: [], problems: [], duration_ms: 0 };
-const problems = [];
-let browser = null;
-const pages = [];
-let step = 'start';
 let expectInvalidSave = false; // while true, a 422 from POST /flows/e2e-menu/versions is expected
 
-function pass(name) {
-  summary.checks.push(name);
-}
-
-class CheckFailed extends Error {}
-
-function expect(cond, message) {
-  if (!cond) throw new CheckFailed(`${step}: ${message}`);
-}
-
-/**
- * Expected noise: the browser logs failed requests as console errors. The
- * console expects a 401 from GET /auth/me before signing in, and this test
- * saves a script that does not compile on purpose (a 422).
- */
-function expectedConsoleError(msg) {
-  const url = (msg.location() && msg.location().url) || '';
-  if (/status of 401/.test(msg.text()) && /\/api\/v1\/auth\/me$/.test(url)) return true;
-  return expectInvalidSave && /status of 422/.test(msg.text()) && url.endsWith(`/api/v1/flows/${FLOW}/versions`);
-}
-
-async function newPage(label) {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
-  context.setDefaultTimeout(STEP_TIMEOUT_MS);
-  context.setDefaultNavigationTimeout(STEP_TIMEOUT_MS);
-  await context.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile || '?'}:${e.lineNumber || 0}`);
-    });
-  });
-  const page = await context.newPage();
-  page.on('console', (msg) => {
-    if (msg.type() !== 'error' || expectedConsoleError(msg)) return;
-    const loc = msg.location() || {};
-    problems.push(`[${label}] console error: ${msg.text()}${loc.url ? ` (${loc.url}:${loc.lineNumber || 0})` : ''}`);
-  });
-  page.on('pageerror', (err) => problems.push(`[${label}] uncaught exception: ${err.message}`));
-  page.on('crash', () => problems.push(`[${label}] the page crashed`));
-  pages.push({ label, page });
-  return { context, page };
-}
-
-function noProblems() {
-  expect(problems.length === 0, `browser reported problems:\n  ${problems.join('\n  ')}`);
-}
-
-async function signIn(page, role) {
-  const res = await page.goto(`${BASE}/`);
-  expect(res && res.ok(), `GET / answered ${res ? res.status() : 'nothing'}`);
-  await page.locator('#login-form').waitFor({ state: 'visible' });
-  await page.getByLabel('Email').fill(`${role}@example.com`);
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.locator('[data-app-shell]').waitFor({ state: 'visible' });
-  await page.locator('#nav-list [data-nav]').first().waitFor({ state: 'visible' });
-}
-
-/** Waits until the page for `path` has finished loading and checks its heading. */
-async function waitForPage(page, path, title) {
-  const el = page.locator(`.page[data-page="${path}"][data-ready="true"]`, { has: page.locator('h1', { hasText: title }) });
-  await el.waitFor({ state: 'visible' });
-  const failed = await el.getAttribute('data-page-error');
-  expect(!failed, `${path} shows its error state (${failed}): ${(await el.innerText()).slice(0, 300)}`);
-  const h1 = (await el.locator('h1').first().innerText()).trim();
-  expect(h1 === title, `${path} has the heading "${h1}", expected "${title}"`);
-  return el;
-}
-
-/** The API, as the signed-in user of `page` (cookie + CSRF token). */
-async function apiAs(page) {
-  const me = await (await page.request.get(`${BASE}/api/v1/auth/me`)).json();
-  const headers = { 'X-CSRF-Token': me.csrf_token };
-  const check = async (res, what) => {
-    expect(res.ok(), `${what} answered ${res.status()}: ${(await res.text()).slice(0, 300)}`);
-    return res.status() === 204 ? null : res.json();
-  };
-  return {
-    get: async (path) => check(await page.request.get(`${BASE}/api/v1${path}`), `GET ${path}`),
-    status: async (path) => (await page.request.get(`${BASE}/api/v1${path}`)).status(),
-    post: async (path, data) => check(await page.request.post(`${BASE}/api/v1${path}`, { headers, data }), `POST ${path}`),
-  };
-}
-
-/** Waits for fn() (in the page) to be truthy; fails with `what`. */
-async function waitUntil(page, fn, arg, what, timeout = STEP_TIMEOUT_MS) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout, polling: 100 });
-  } catch {
-    const state = await page.evaluate(() => ({
-      validate: document.querySelector('[data-validate-status]')?.textContent,
-      diagnostics: [...document.querySelectorAll('[data-diagnostics] .diag-item')].map((d) => d.textContent),
-      sim: document.querySelector('[data-simulator]')?.innerText,
-      tests: document.querySelector('[data-test-results]')?.innerText,
-      save: document.querySelector('.flow-save')?.innerText,
-    })).catch(() => ({}));
-    expect(false, `timed out waiting for ${what}; the page shows ${JSON.stringify(state).slice(0, 1500)}`);
-  }
-}
+setup({
+  contextOptions: { viewport: { width: 1400, height: 1000 } },
+  // This test saves a script that does not compile on purpose (a 422).
+  expectedConsoleError: (text, url) => expectInvalidSave && /status of 422/.test(text) && url.endsWith(`/api/v1/flows/${FLOW}/versions`),
+  // The list of flows and a flow's editor share the path /supervisor/flows.
+  waitForHeading: true,
+  // What a wait that timed out shows of the editor.
+  pageState: () => ({
+    validate: document.querySelector('[data-validate-status]')?.textContent,
+    diagnostics: [...document.querySelectorAll('[data-diagnostics] .diag-item')].map((d) => d.textContent),
+    sim: document.querySelector('[data-simulator]')?.innerText,
+    tests: document.querySelector('[data-test-results]')?.innerText,
+    save: document.querySelector('.flow-save')?.innerText,
+  }),
+});
 
 // ---- the flow editor -------------------------------------------------------------------
 
 async function run() {
   const { context, page } = await newPage('supervisor');
-  step = 'sign in';
+  step('sign in');
   await signIn(page, 'supervisor');
   const api = await apiAs(page);
 
-  step = 'navigation';
+  step('navigation');
   await page.locator('[data-nav="supervisor"]').click();
   await waitForPage(page, '/supervisor', 'Supervisor');
   const link = page.locator('[data-subnav="/supervisor/flows"]');
@@ -196,7 +96,7 @@ async function run() {
   noProblems();
   pass('Supervisor › Flows opens the list of flows');
 
-  step = 'new flow: a bad name, then e2e-menu';
+  step('new flow: a bad name, then e2e-menu');
   await listPage.getByRole('button', { name: 'New flow' }).click();
   const dlg = page.getByRole('dialog', { name: 'New flow' });
   await dlg.waitFor({ state: 'visible' });
@@ -214,7 +114,7 @@ async function run() {
   pass(`"New flow" refuses a bad name ("${nameError}") and opens the editor for ${FLOW}`);
 
   // ---- a syntax error, inline
-  step = 'syntax error';
+  step('syntax error');
   const source = ed.locator('textarea[data-code-input="source"]');
   await source.fill(BROKEN);
   // Validation runs by itself (debounced): no button pressed.
@@ -237,7 +137,7 @@ async function run() {
   noProblems();
   pass(`a syntax error shows on line ${BROKEN_LINE}: gutter marker, underline, "${errText}"; clicking it moves the caret there`);
 
-  step = 'saving the broken script is refused';
+  step('saving the broken script is refused');
   expectInvalidSave = true;
   await ed.getByRole('button', { name: 'Save version' }).click();
   await waitUntil(page, () => /Not saved/.test(document.querySelector('.flow-save .form-error')?.textContent || ''), null, 'the save to be refused');
@@ -249,7 +149,7 @@ async function run() {
   pass('saving it is refused (422) with the error inline; nothing is saved');
 
   // ---- the menu flow
-  step = 'the menu flow';
+  step('the menu flow');
   await source.fill(MENU);
   // The end typed on the keyboard: Enter, Tab (indents, focus stays), a comment.
   await source.focus();
@@ -276,7 +176,7 @@ async function run() {
   noProblems();
   pass('the menu flow validates; flow functions, keywords, strings and comments are highlighted; Tab indents');
 
-  step = 'save version 1';
+  step('save version 1');
   await ed.getByLabel('Comment').fill('first menu');
   await ed.getByRole('button', { name: 'Save version' }).click();
   await ed.locator('[data-save-status="1"]').waitFor();
@@ -289,7 +189,7 @@ async function run() {
   pass('"Save version" saves version 1 with its comment; the history lists it');
 
   // ---- the simulator
-  step = 'simulate';
+  step('simulate');
   const sim = ed.locator('[data-simulator]');
   await sim.getByRole('button', { name: 'Start' }).click();
   await sim.locator('[data-sim-waiting="digits"]').waitFor();
@@ -311,7 +211,7 @@ async function run() {
   pass(`the simulator: Start waits for digits, key 1 ends in "${last.replace(/\s+/g, ' ')}"`);
 
   // ---- tests
-  step = 'tests pass';
+  step('tests pass');
   await ed.getByRole('tab', { name: 'Tests' }).click();
   const testsInput = ed.locator('textarea[data-code-input="tests"]');
   await testsInput.waitFor({ state: 'visible' });
@@ -324,7 +224,7 @@ async function run() {
   noProblems();
   pass('a test case written in the Tests tab passes');
 
-  step = 'tests fail with a diff';
+  step('tests fail with a diff');
   await testsInput.fill(testsToml(OTHER_QUEUE));
   await page.getByRole('button', { name: 'Run tests' }).click();
   await page.locator('[data-test-results] [data-tests-result="failed"]').waitFor();
@@ -337,7 +237,7 @@ async function run() {
   pass(`the broken expectation fails with a diff ("${diff.split('\n')[0]}")`);
 
   // ---- version 2, publish, view, roll back
-  step = 'save version 2 and publish it';
+  step('save version 2 and publish it');
   await testsInput.fill(testsToml(QUEUE));
   await ed.getByLabel('Comment').fill('with tests');
   await ed.getByRole('button', { name: 'Save version' }).click();
@@ -356,7 +256,7 @@ async function run() {
   noProblems();
   pass('version 2 (with its tests) is saved and published; the history marks it');
 
-  step = 'view version 1';
+  step('view version 1');
   await history.getByRole('button', { name: 'View version 1' }).click();
   const view = page.locator('dialog[data-version-view="1"]');
   await view.waitFor({ state: 'visible' });
@@ -368,7 +268,7 @@ async function run() {
   noProblems();
   pass('version 1 opens read-only');
 
-  step = 'roll back to version 1';
+  step('roll back to version 1');
   await history.getByRole('button', { name: 'Roll back to version 1' }).click();
   const confirm = page.getByRole('dialog', { name: 'Roll back to version 1?' });
   await confirm.waitFor({ state: 'visible' });
@@ -381,7 +281,7 @@ async function run() {
   noProblems();
   pass('rolling back (confirmed) publishes version 1 again; the history follows');
 
-  step = 'the list';
+  step('the list');
   await ed.getByRole('link', { name: 'Flows' }).first().click();
   const list2 = await waitForPage(page, '/supervisor/flows', 'Flows');
   const row = list2.locator(`tr[data-flow="${FLOW}"]`);
@@ -391,7 +291,7 @@ async function run() {
   noProblems();
   pass('the list shows e2e-menu with version 1 published and version 2 the latest');
 
-  step = 'flow settings: supervisors read them';
+  step('flow settings: supervisors read them');
   const supSettings = list2.locator('form[data-flow-settings]');
   await supSettings.waitFor({ state: 'visible' });
   expect(await supSettings.getByLabel('Fallback queue').getAttribute('readonly') !== null, 'a supervisor can edit the flow settings (PUT is for admins)');
@@ -400,7 +300,7 @@ async function run() {
   pass('the flow settings show read-only to a supervisor');
   await context.close();
 
-  step = 'flow settings: an admin saves them';
+  step('flow settings: an admin saves them');
   const adm = await newPage('admin');
   await signIn(adm.page, 'admin');
   const adminApi = await apiAs(adm.page);
@@ -422,49 +322,4 @@ async function run() {
 
 // ---- main --------------------------------------------------------------------------
 
-async function main() {
-  step = 'launch Chromium';
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    timeout: 60_000,
-  });
-  summary.browser_version = browser.version();
-  await run();
-}
-
-const watchdog = setTimeout(async () => {
-  summary.problems = [...problems, `timed out after ${TOTAL_TIMEOUT_MS / 1000}s during: ${step}`];
-  summary.duration_ms = Date.now() - started;
-  console.error(`FAIL: timed out after ${TOTAL_TIMEOUT_MS / 1000}s during: ${step}`);
-  console.log(JSON.stringify(summary));
-  process.exit(3);
-}, TOTAL_TIMEOUT_MS);
-
-let code = 0;
-try {
-  await main();
-  summary.ok = true;
-} catch (err) {
-  code = 1;
-  summary.problems = [...problems, err instanceof CheckFailed ? err.message : `${step}: ${err.stack || err}`];
-  console.error(`FAIL: ${summary.problems[summary.problems.length - 1]}`);
-  if (problems.length) console.error(`browser problems:\n  ${problems.join('\n  ')}`);
-  for (const { label, page } of pages) {
-    if (page.isClosed()) continue;
-    try {
-      const shot = join(tmpdir(), `switchboard-flows-${label}-failure-${process.pid}.png`);
-      await page.screenshot({ path: shot, fullPage: true, timeout: 5000 });
-      console.error(`[${label}] page: ${page.url()}\nscreenshot: ${shot}`);
-      console.error(`[${label}] visible text: ${(await page.locator('body').innerText({ timeout: 2000 })).slice(0, 800)}`);
-    } catch {
-      // best effort
-    }
-  }
-} finally {
-  clearTimeout(watchdog);
-  summary.duration_ms = Date.now() - started;
-  if (browser) await browser.close().catch(() => {});
-}
-console.log(JSON.stringify(summary));
-process.exit(code);
+await runScript(run);

@@ -21,134 +21,29 @@
 // Prints one JSON summary line on stdout; exits 0 on success, 1 on a failed
 // check, 2 on bad usage, 3 on the overall timeout.
 
-import { chromium } from 'playwright-core';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import {
+  summary, setup, step, pass, expect, noProblems, newPage, signIn, waitForPage, apiAs, waitUntil, runScript,
+} from './common.mjs';
 
-const BASE = (process.argv[2] || '').replace(/\/+$/, '');
-if (!/^https?:\/\/[^/]+/.test(BASE)) {
-  console.error('usage: node routing.mjs BASE_URL   (e.g. http://localhost:8080)');
-  process.exit(2);
-}
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const TOTAL_TIMEOUT_MS = Number(process.env.BROWSER_TEST_TIMEOUT_MS || 180_000);
-const STEP_TIMEOUT_MS = 20_000;
-const PASSWORD = 'switchboard-demo';
 const SKILL = 'Mandarin';
 const QUEUE = 'Mandarin line';
 const AGENT_NAME = 'Alex Agent';
 
-// ---- harness (same conventions as contacts.mjs) ----------------------------------------
-
-const started = Date.now();
-const summary = { ok: false, base: BASE, chromium: CHROMIUM, checks: [], problems: [], duration_ms: 0 };
-const problems = [];
-let browser = null;
-let currentPage = null;
-const pages = [];
-let step = 'start';
 let expectInvalidQueue = false; // while true, a 422 from POST /queues is expected
 
-function pass(name) {
-  summary.checks.push(name);
-}
-
-class CheckFailed extends Error {}
-
-function expect(cond, message) {
-  if (!cond) throw new CheckFailed(`${step}: ${message}`);
-}
-
-/**
- * Expected noise: the browser logs failed requests as console errors. The
- * console expects a 401 from GET /auth/me before signing in, and this test
- * provokes a 422 from POST /queues on purpose (a level out of range).
- */
-function expectedConsoleError(msg) {
-  const url = (msg.location() && msg.location().url) || '';
-  if (/status of 401/.test(msg.text()) && /\/api\/v1\/auth\/me$/.test(url)) return true;
-  return expectInvalidQueue && /status of 422/.test(msg.text()) && /\/api\/v1\/queues$/.test(url);
-}
-
-async function newPage(label) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  context.setDefaultTimeout(STEP_TIMEOUT_MS);
-  context.setDefaultNavigationTimeout(STEP_TIMEOUT_MS);
-  await context.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile || '?'}:${e.lineNumber || 0}`);
-    });
-  });
-  const page = await context.newPage();
-  page.on('console', (msg) => {
-    if (msg.type() !== 'error' || expectedConsoleError(msg)) return;
-    const loc = msg.location() || {};
-    problems.push(`[${label}] console error: ${msg.text()}${loc.url ? ` (${loc.url}:${loc.lineNumber || 0})` : ''}`);
-  });
-  page.on('pageerror', (err) => problems.push(`[${label}] uncaught exception: ${err.message}`));
-  page.on('crash', () => problems.push(`[${label}] the page crashed`));
-  currentPage = page;
-  pages.push({ label, page });
-  return { context, page };
-}
-
-function noProblems() {
-  expect(problems.length === 0, `browser reported problems:\n  ${problems.join('\n  ')}`);
-}
-
-async function signIn(page, role) {
-  const res = await page.goto(`${BASE}/`);
-  expect(res && res.ok(), `GET / answered ${res ? res.status() : 'nothing'}`);
-  await page.locator('#login-form').waitFor({ state: 'visible' });
-  await page.getByLabel('Email').fill(`${role}@example.com`);
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.locator('[data-app-shell]').waitFor({ state: 'visible' });
-  await page.locator('#nav-list [data-nav]').first().waitFor({ state: 'visible' });
-}
-
-/** Waits until the page for `path` has finished loading and checks its heading. */
-async function waitForPage(page, path, title) {
-  const el = page.locator(`.page[data-page="${path}"][data-ready="true"]`);
-  await el.waitFor({ state: 'visible' });
-  const failed = await el.getAttribute('data-page-error');
-  expect(!failed, `${path} shows its error state (${failed}): ${(await el.innerText()).slice(0, 300)}`);
-  const h1 = (await el.locator('h1').first().innerText()).trim();
-  expect(h1 === title, `${path} has the heading "${h1}", expected "${title}"`);
-  return el;
-}
-
-/** The API, as the signed-in user of `page` (cookie + CSRF token). */
-async function apiAs(page) {
-  const me = await (await page.request.get(`${BASE}/api/v1/auth/me`)).json();
-  const headers = { 'X-CSRF-Token': me.csrf_token };
-  const check = async (res, what) => {
-    expect(res.ok(), `${what} answered ${res.status()}: ${(await res.text()).slice(0, 300)}`);
-    return res.status() === 204 ? null : res.json();
-  };
-  return {
-    get: async (path) => check(await page.request.get(`${BASE}/api/v1${path}`), `GET ${path}`),
-    post: async (path, data) => check(await page.request.post(`${BASE}/api/v1${path}`, { headers, data }), `POST ${path}`),
-  };
-}
-
-/** Waits for fn() (in the page) to be truthy; fails with `what` and the last value. */
-async function waitUntil(page, fn, arg, what, timeout = STEP_TIMEOUT_MS) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout, polling: 100 });
-  } catch {
-    expect(false, `timed out waiting for ${what}`);
-  }
-}
+setup({
+  // This test provokes a 422 from POST /queues on purpose (a level out of range).
+  expectedConsoleError: (text, url) => expectInvalidQueue && /status of 422/.test(text) && /\/api\/v1\/queues$/.test(url),
+});
 
 // ---- the supervisor configures routing -------------------------------------------------
 
 async function configure(page) {
-  step = 'supervisor: sign in';
+  step('supervisor: sign in');
   await signIn(page, 'supervisor');
   const api = await apiAs(page);
 
-  step = 'supervisor: navigation';
+  step('supervisor: navigation');
   await page.locator('[data-nav="supervisor"]').click();
   await waitForPage(page, '/supervisor', 'Supervisor');
   for (const sub of ['/supervisor', '/supervisor/queues', '/supervisor/skills', '/supervisor/agents']) {
@@ -156,7 +51,7 @@ async function configure(page) {
   }
   pass('supervisor: the Supervisor section has Live view, Queues, Skills and Agents');
 
-  step = 'supervisor: create a skill';
+  step('supervisor: create a skill');
   await page.locator('[data-subnav="/supervisor/skills"]').click();
   const skillsPage = await waitForPage(page, '/supervisor/skills', 'Skills');
   const skillForm = page.getByRole('form', { name: 'New skill' });
@@ -170,7 +65,7 @@ async function configure(page) {
   noProblems();
   pass(`supervisor: creates the skill "${SKILL}" in the form`);
 
-  step = 'supervisor: a queue with a bad level';
+  step('supervisor: a queue with a bad level');
   await page.locator('[data-subnav="/supervisor/queues"]').click();
   const queuesPage = await waitForPage(page, '/supervisor/queues', 'Queues');
   await queuesPage.getByRole('button', { name: 'New queue' }).click();
@@ -199,7 +94,7 @@ async function configure(page) {
   noProblems();
   pass(`supervisor: a level of 7 is refused next to the field ("${levelError}")`);
 
-  step = 'supervisor: create the queue';
+  step('supervisor: create the queue');
   await level.fill('3');
   await qForm.getByRole('button', { name: 'Create queue' }).click();
   const queueRow = queuesPage.locator('tr[data-queue]', { hasText: QUEUE });
@@ -218,7 +113,7 @@ async function configure(page) {
   noProblems();
   pass(`supervisor: creates the queue "${QUEUE}" requiring ${SKILL} ≥ 3 on voice`);
 
-  step = 'supervisor: give Alex the skill';
+  step('supervisor: give Alex the skill');
   await page.locator('[data-subnav="/supervisor/agents"]').click();
   const agentsPage = await waitForPage(page, '/supervisor/agents', 'Agents');
   const alexRow = agentsPage.locator('tr[data-agent]', { hasText: AGENT_NAME });
@@ -238,7 +133,7 @@ async function configure(page) {
   noProblems();
   pass(`supervisor: gives ${AGENT_NAME} ${SKILL} at level 4 in the agent form`);
 
-  step = 'supervisor: live view';
+  step('supervisor: live view');
   await page.locator('[data-subnav="/supervisor"]').click();
   await waitForPage(page, '/supervisor', 'Supervisor');
   const card = page.locator(`[data-queue="${queueId}"]`);
@@ -261,13 +156,13 @@ async function run() {
   const ids = await configure(sup.page);
   const { api, queueId, agentId } = ids;
 
-  step = 'agent: sign in';
+  step('agent: sign in');
   const ag = await newPage('agent');
   await signIn(ag.page, 'agent');
   const desk = await waitForPage(ag.page, '/agent', 'Agent desk');
   await ag.page.locator('.page[data-desk="ready"]').waitFor();
 
-  step = 'agent: go available';
+  step('agent: go available');
   const available = desk.getByRole('radio', { name: /Available/ });
   await desk.locator('label.presence-available').click();
   expect(await available.isChecked(), 'the Available option is not checked after clicking it');
@@ -275,17 +170,17 @@ async function run() {
   noProblems();
   pass('agent: goes available on the desk');
 
-  step = 'supervisor: sees Alex idle';
+  step('supervisor: sees Alex idle');
   await waitUntil(sup.page, (id) => document.querySelector(`tr[data-agent="${id}"]`)?.dataset.status === 'idle', agentId, 'Alex to show idle in the live view');
 
-  step = 'a call is routed';
+  step('a call is routed');
   const created = await api.post('/interactions', { channel: 'voice', direction: 'inbound', customer_address: '+12015550188', subject: 'Routing browser test' });
   const call = created.interaction || created;
   expect(call && call.id, `POST /interactions answered ${JSON.stringify(created).slice(0, 200)}`);
   const routed = await api.post(`/interactions/${call.id}/route`, { queue_id: queueId });
   summary.route_answer = routed;
 
-  step = 'agent: the offer rings';
+  step('agent: the offer rings');
   const offer = ag.page.locator(`[data-offer="${call.id}"]`);
   await offer.waitFor({ state: 'visible' });
   const countdown = (await offer.locator('.countdown').innerText()).trim();
@@ -297,7 +192,7 @@ async function run() {
   noProblems();
   pass(`agent: the offer rings (${countdown}) and is accepted`);
 
-  step = 'supervisor: live view shows it without a reload';
+  step('supervisor: live view shows it without a reload');
   await waitUntil(sup.page, (id) => document.querySelector(`tr[data-agent="${id}"]`)?.dataset.status === 'busy', agentId, 'Alex to show busy in the live view');
   await waitUntil(sup.page, (id) => {
     const c = document.querySelector(`[data-queue="${id}"]`);
@@ -308,7 +203,7 @@ async function run() {
   noProblems();
   pass(`supervisor: Alex shows busy and the queue counts the answer, without a reload (updates: ${summary.metrics_source})`);
 
-  step = 'supervisor: why drawer';
+  step('supervisor: why drawer');
   const why = sup.page.locator(`[data-why-open="${call.id}"]`);
   await why.waitFor({ state: 'visible' });
   await why.click();
@@ -324,7 +219,7 @@ async function run() {
   noProblems();
   pass(`supervisor: the why drawer shows ${AGENT_NAME} as the winner with ${SKILL} in force`);
 
-  step = 'agent: hang up and wrap up';
+  step('agent: hang up and wrap up');
   await connected.getByRole('button', { name: 'Hang up' }).click();
   const wrap = ag.page.locator(`[data-wrap-up="${call.id}"]`);
   await wrap.waitFor({ state: 'visible' });
@@ -334,7 +229,7 @@ async function run() {
   noProblems();
   pass('agent: hangs up, then ends wrap-up and is idle again');
 
-  step = 'supervisor: answered 1';
+  step('supervisor: answered 1');
   await waitUntil(sup.page, (id) => document.querySelector(`tr[data-agent="${id}"]`)?.dataset.status === 'idle', agentId, 'Alex to show idle again');
   await waitUntil(sup.page, (id) => {
     const c = document.querySelector(`[data-queue="${id}"]`);
@@ -349,49 +244,4 @@ async function run() {
 
 // ---- main --------------------------------------------------------------------------
 
-async function main() {
-  step = 'launch Chromium';
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    timeout: 60_000,
-  });
-  summary.browser_version = browser.version();
-  await run();
-}
-
-const watchdog = setTimeout(async () => {
-  summary.problems = [...problems, `timed out after ${TOTAL_TIMEOUT_MS / 1000}s during: ${step}`];
-  summary.duration_ms = Date.now() - started;
-  console.error(`FAIL: timed out after ${TOTAL_TIMEOUT_MS / 1000}s during: ${step}`);
-  console.log(JSON.stringify(summary));
-  process.exit(3);
-}, TOTAL_TIMEOUT_MS);
-
-let code = 0;
-try {
-  await main();
-  summary.ok = true;
-} catch (err) {
-  code = 1;
-  summary.problems = [...problems, err instanceof CheckFailed ? err.message : `${step}: ${err.stack || err}`];
-  console.error(`FAIL: ${summary.problems[summary.problems.length - 1]}`);
-  if (problems.length) console.error(`browser problems:\n  ${problems.join('\n  ')}`);
-  for (const { label, page } of pages) {
-    if (page.isClosed()) continue;
-    try {
-      const shot = join(tmpdir(), `switchboard-routing-${label}-failure-${process.pid}.png`);
-      await page.screenshot({ path: shot, fullPage: true, timeout: 5000 });
-      console.error(`[${label}] page: ${page.url()}\nscreenshot: ${shot}`);
-      console.error(`[${label}] visible text: ${(await page.locator('body').innerText({ timeout: 2000 })).slice(0, 800)}`);
-    } catch {
-      // best effort
-    }
-  }
-} finally {
-  clearTimeout(watchdog);
-  summary.duration_ms = Date.now() - started;
-  if (browser) await browser.close().catch(() => {});
-}
-console.log(JSON.stringify(summary));
-process.exit(code);
+await runScript(run);
