@@ -41,42 +41,43 @@ const RHAI_RULES = [
   ['space', /\s+/y],
 ];
 
+/**
+ * The token at `i`: the first rule that matches there (a one-character
+ * "plain" token when none does), as {type, text}.
+ */
+function tokenAt(src, i, rules) {
+  for (const [type, re] of rules) {
+    re.lastIndex = i;
+    const m = re.exec(src);
+    if (m && m[0].length) return { type, text: m[0] };
+  }
+  return { type: 'plain', text: src[i] };
+}
+
 /** [{type, text}] for Rhai source; the texts add up to `src`. */
 export function tokenizeRhai(src) {
   const out = [];
   let i = 0;
   while (i < src.length) {
-    let matched = false;
-    for (const [type, re] of RHAI_RULES) {
-      re.lastIndex = i;
-      const m = re.exec(src);
-      if (!m || !m[0].length) continue;
-      let t = type;
-      if (type === 'ident') {
-        const word = m[0];
-        if (RHAI_KEYWORDS.has(word)) t = word === 'true' || word === 'false' ? 'bool' : 'keyword';
-        else {
-          // A call: the name followed by "(" (spaces allowed). Method calls
-          // (after a dot) are plain calls, not the flow API.
-          let j = i + word.length;
-          while (src[j] === ' ' || src[j] === '\t') j += 1;
-          if (src[j] === '(') {
-            const prev = prevNonSpace(src, i);
-            t = FLOW_API.has(word) && prev !== '.' ? 'api' : 'call';
-          } else {
-            t = 'plain';
-          }
+    const tok = tokenAt(src, i, RHAI_RULES);
+    if (tok.type === 'ident') {
+      const word = tok.text;
+      if (RHAI_KEYWORDS.has(word)) tok.type = word === 'true' || word === 'false' ? 'bool' : 'keyword';
+      else {
+        // A call: the name followed by "(" (spaces allowed). Method calls
+        // (after a dot) are plain calls, not the flow API.
+        let j = i + word.length;
+        while (src[j] === ' ' || src[j] === '\t') j += 1;
+        if (src[j] === '(') {
+          const prev = prevNonSpace(src, i);
+          tok.type = FLOW_API.has(word) && prev !== '.' ? 'api' : 'call';
+        } else {
+          tok.type = 'plain';
         }
       }
-      out.push({ type: t, text: m[0] });
-      i += m[0].length;
-      matched = true;
-      break;
     }
-    if (!matched) {
-      out.push({ type: 'plain', text: src[i] });
-      i += 1;
-    }
+    out.push(tok);
+    i += tok.text.length;
   }
   return out;
 }
@@ -122,20 +123,9 @@ export function tokenizeToml(src) {
         continue;
       }
     }
-    let matched = false;
-    for (const [type, re] of TOML_RULES) {
-      re.lastIndex = i;
-      const m = re.exec(src);
-      if (!m || !m[0].length) continue;
-      out.push({ type, text: m[0] });
-      i += m[0].length;
-      matched = true;
-      break;
-    }
-    if (!matched) {
-      out.push({ type: 'plain', text: src[i] });
-      i += 1;
-    }
+    const tok = tokenAt(src, i, TOML_RULES);
+    out.push(tok);
+    i += tok.text.length;
     lineStart = src[i - 1] === '\n';
   }
   return out;

@@ -530,20 +530,14 @@ impl Leg {
         if let Some(rep) = &refer.replaces {
             return self.attended(tx, rep, dialog, cseq).await;
         }
-        let region = crate::iam::entity::tenant::Entity::find_by_id(self.t)
-            .one(&self.sip.db)
-            .await
-            .ok()
-            .flatten()
-            .map(|t| t.default_region)
-            .unwrap_or_default();
-        let to = match super::midcall::transfer_target(&refer.user, &region) {
-            Ok(to) => to,
-            Err(why) => {
-                super::midcall::refuse(tx, StatusCode::Forbidden, why).await;
-                return None;
-            }
-        };
+        let to =
+            match super::midcall::tenant_transfer_target(&self.sip.db, self.t, &refer.user).await {
+                Ok(to) => to,
+                Err(why) => {
+                    super::midcall::refuse(tx, StatusCode::Forbidden, why).await;
+                    return None;
+                }
+            };
         let Some(rx) = self.sip.calls.transfer_caller(self.interaction, to.clone()) else {
             super::midcall::refuse(
                 tx,

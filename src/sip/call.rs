@@ -922,12 +922,7 @@ impl<'a> Call<'a> {
                         break "agent_hangup";
                     }
                     Some(Signal::Cancel) => {}
-                    Some(Signal::ReInvite(tx)) => {
-                        let change = super::midcall::answer_reinvite(*tx, &self.media, &self.us).await;
-                        if let Some(kind) = change.event() {
-                            self.event(kind, json!({ "by": "caller" })).await;
-                        }
-                    }
+                    Some(Signal::ReInvite(tx)) => self.caller_reinvite(*tx).await,
                     Some(Signal::Refer(tx)) => self.refuse_refer(*tx).await,
                     Some(Signal::HandOver { tenant, reply }) => {
                         let ours = tenant == self.target.tenant && self.target.account.is_some() && self.connected;
@@ -1060,6 +1055,15 @@ impl<'a> Call<'a> {
             // caller is hung up.
             Signal::Hangup => self.hangup_pending = true,
             Signal::Cancel | Signal::Bye => {}
+        }
+    }
+
+    /// The caller's re-INVITE (hold, unhold, a new address), answered and
+    /// put on the timeline.
+    async fn caller_reinvite(&self, tx: Transaction) {
+        let change = super::midcall::answer_reinvite(tx, &self.media, &self.us).await;
+        if let Some(kind) = change.event() {
+            self.event(kind, json!({ "by": "caller" })).await;
         }
     }
 
@@ -1201,12 +1205,7 @@ impl<'a> Call<'a> {
                 _ = &mut done => return Ok(()),
                 s = self.signals.recv() => match s {
                     Some(Signal::Bye) => return Err("caller_bye"),
-                    Some(Signal::ReInvite(tx)) => {
-                        let change = super::midcall::answer_reinvite(*tx, &self.media, &self.us).await;
-                        if let Some(kind) = change.event() {
-                            self.event(kind, json!({ "by": "caller" })).await;
-                        }
-                    }
+                    Some(Signal::ReInvite(tx)) => self.caller_reinvite(*tx).await,
                     Some(other) => self.early_signal(other).await,
                     None => return Err("failed"),
                 },

@@ -377,16 +377,8 @@ impl Call<'_> {
     /// A transfer chosen by the flow: through the tenant's first trunk.
     async fn transfer_from_flow(&mut self, to: &str) -> Result<(), Gone> {
         let t = self.target.tenant;
-        let region = crate::iam::entity::tenant::Entity::find_by_id(t);
-        use sea_orm::EntityTrait;
-        let region = region
-            .one(&self.sip.db)
-            .await
-            .ok()
-            .flatten()
-            .map(|t| t.default_region)
-            .unwrap_or_default();
-        let Ok(to) = super::super::midcall::transfer_target(to, &region) else {
+        let Ok(to) = super::super::midcall::tenant_transfer_target(&self.sip.db, t, to).await
+        else {
             return Err(Gone::Call("transfer_failed"));
         };
         let trunk = match super::first_trunk(&self.sip.db, t).await {
@@ -441,11 +433,7 @@ impl Call<'_> {
                 Err(Gone::Call("agent_hangup"))
             }
             Some(Signal::ReInvite(tx)) => {
-                let change =
-                    super::super::midcall::answer_reinvite(*tx, &self.media, &self.us).await;
-                if let Some(kind) = change.event() {
-                    self.event(kind, json!({ "by": "caller" })).await;
-                }
+                self.caller_reinvite(*tx).await;
                 Ok(())
             }
             Some(other) => {
@@ -686,8 +674,14 @@ impl Call<'_> {
             loop {
                 tokio::select! {
                     f = tap_rx.recv() => if let Some(f) = f { stream.push(&f) },
-                    u = stream.utterance() => if let Some(h) = u && !h.text.is_empty() {
-                        return Ok(json!({ "available": true, "text": h.text, "confidence": h.confidence, "digits": "" }));
+                    u = stream.utterance() => match u {
+                        // Speech ended: a phrase, or "" when it matched none.
+                        Some(h) => return Ok(json!({ "available": true, "text": h.text, "confidence": h.confidence, "digits": "" })),
+                        // The recogniser stopped (it failed): say so, no speech heard.
+                        None => {
+                            self.event("asr_failed", json!({ "error": "the recogniser stopped" })).await;
+                            return Ok(json!({ "available": true, "text": "", "confidence": 0.0, "digits": "" }));
+                        }
                     },
                     h = self.flow_wait(deadline) => match h? {
                         None => {

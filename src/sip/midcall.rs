@@ -241,6 +241,23 @@ pub fn parse_refer(req: &rsipstack::sip::Request) -> Result<Refer, &'static str>
 
 /// The E.164 a transfer may go to: a valid number of the tenant's own
 /// country (`region`), not premium-rate (toll-fraud guard).
+/// [`transfer_target`] in the tenant's default region.
+pub async fn tenant_transfer_target(
+    db: &sea_orm::DatabaseConnection,
+    t: crate::ids::TenantId,
+    user: &str,
+) -> Result<String, &'static str> {
+    use sea_orm::EntityTrait;
+    let region = crate::iam::entity::tenant::Entity::find_by_id(t)
+        .one(db)
+        .await
+        .ok()
+        .flatten()
+        .map(|t| t.default_region)
+        .unwrap_or_default();
+    transfer_target(user, &region)
+}
+
 pub fn transfer_target(user: &str, region: &str) -> Result<String, &'static str> {
     let p = crate::contacts::domain::parse_phone(user, region)
         .map_err(|_| "the transfer target is not a phone number")?;

@@ -83,6 +83,22 @@ fn default_settings() -> Value {
     json!({ "fallback_queue": null, "apology_prompt": null, "http_allowed_hosts": [], "transcribe_calls": false })
 }
 
+/// Saves `n` versions of `name` at once; the version numbers they got, sorted.
+async fn saves_at_once(app: &TestApp, sup: &Creds, name: &str, n: i64) -> Vec<i64> {
+    let bodies: Vec<Value> = (0..n)
+        .map(|i| json!({ "source": MENU, "comment": format!("save {i}") }))
+        .collect();
+    let path = format!("/api/v1/flows/{name}/versions");
+    let saves = bodies.iter().map(|b| app.post(&path, sup, b));
+    let answers = futures_util::future::join_all(saves).await;
+    let mut versions = Vec::new();
+    for r in answers {
+        versions.push(json_ok(r, 201).await["version"].as_i64().unwrap());
+    }
+    versions.sort();
+    versions
+}
+
 /// Asserts a 422 `invalid_flow` and returns its diagnostics
 /// (`details.diagnostics`, an object like every error's details).
 async fn invalid_flow(r: reqwest::Response) -> Vec<Value> {
@@ -828,14 +844,7 @@ both_backends! {
         // double click): every save gets its own number, none fails.
         let sup = app.login("supervisor").await;
         let n = 8;
-        let bodies: Vec<Value> = (0..n).map(|i| json!({ "source": MENU, "comment": format!("save {i}") })).collect();
-        let saves = bodies.iter().map(|b| app.post("/api/v1/flows/raced/versions", &sup, b));
-        let answers = futures_util::future::join_all(saves).await;
-        let mut versions = Vec::new();
-        for r in answers {
-            versions.push(json_ok(r, 201).await["version"].as_i64().unwrap());
-        }
-        versions.sort();
+        let versions = saves_at_once(&app, &sup, "raced", n).await;
         assert_eq!(versions, (1..=n).collect::<Vec<i64>>());
         let f = json_ok(app.get("/api/v1/flows/raced", &sup).await, 200).await;
         assert_eq!(f["versions"].as_array().unwrap().len(), n as usize, "{f}");
@@ -845,14 +854,7 @@ both_backends! {
         let sup = app.login("supervisor").await;
         assert_eq!(save(&app, &sup, "raced", MENU, "").await["version"], 1);
         let n = 8;
-        let bodies: Vec<Value> = (0..n).map(|i| json!({ "source": MENU, "comment": format!("save {i}") })).collect();
-        let saves = bodies.iter().map(|b| app.post("/api/v1/flows/raced/versions", &sup, b));
-        let answers = futures_util::future::join_all(saves).await;
-        let mut versions = Vec::new();
-        for r in answers {
-            versions.push(json_ok(r, 201).await["version"].as_i64().unwrap());
-        }
-        versions.sort();
+        let versions = saves_at_once(&app, &sup, "raced", n).await;
         assert_eq!(versions, (2..=n + 1).collect::<Vec<i64>>());
     }
 
