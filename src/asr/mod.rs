@@ -775,6 +775,14 @@ mod tests {
         let mut samples = vec![0i16; (before * 8000.0) as usize];
         samples.extend_from_slice(&audio.samples);
         samples.extend(std::iter::repeat_n(0i16, (after * 8000.0) as usize));
+        // A line's noise floor (about -60 dBFS, the same every run), as the
+        // benchmark adds: on digital silence Kaldi's random dither alone
+        // decides, and the same audio could be heard differently run to run.
+        let mut seed: u32 = 0x5eed_1234;
+        for s in &mut samples {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            *s = s.saturating_add(((seed >> 16) % 61) as i16 - 30);
+        }
         samples
     }
 
@@ -789,10 +797,12 @@ mod tests {
         }
     }
 
+    /// The next utterance. Generous: a cold free-form recognizer on a
+    /// loaded 2-core machine (the whole suite runs beside it) is slow.
     async fn next(stream: &mut Stream) -> Option<Heard> {
-        tokio::time::timeout(Duration::from_secs(20), stream.utterance())
+        tokio::time::timeout(Duration::from_secs(90), stream.utterance())
             .await
-            .expect("an utterance within 20 s")
+            .expect("an utterance within 90 s")
     }
 
     #[tokio::test]

@@ -1097,7 +1097,8 @@ both_backends! {
                     .replace("{id}", &uuid::Uuid::new_v4().to_string())
                     .replace("{key}", "plan")
                     .replace("{external_id}", "ext-1")
-                    .replace("{name}", "welcome");
+                    .replace("{name}", "welcome")
+                    .replace("{version}", "1");
                 assert!(!concrete.contains('{'), "an unknown path parameter in {path}");
                 for creds in [&Creds::None, &forged_cookie, &forged_key] {
                     let mut rb = app.req(m.clone(), &concrete, creds);
