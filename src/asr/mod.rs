@@ -888,16 +888,19 @@ mod tests {
     #[tokio::test]
     async fn free_form_stream_and_pool() {
         let asr = asr();
-        let mut stream = asr.stream(None).unwrap();
+        let stream = asr.stream(None).unwrap();
         feed(&stream, &speech("상담원 연결", 140, 0.3, 1.5));
-        let heard = next(&mut stream).await.unwrap();
+        // What was fed, whether or not the recognizer saw the utterance end
+        // (free-form endpointing on synthetic speech is not dependable).
+        let heard = tokio::time::timeout(Duration::from_secs(90), stream.finish())
+            .await
+            .expect("the stream finishes within 90 s");
         eprintln!("free-form stream heard {heard:?}");
         assert!(!heard.text.is_empty());
         assert!(
             !heard.text.contains('['),
             "marker words are dropped: {heard:?}"
         );
-        drop(stream);
         // The recognizer goes back to the pool (at most `pool` kept).
         for _ in 0..100 {
             if asr.pooled() >= 1 {
