@@ -436,43 +436,55 @@ async fn baresip_registers_with_digest() {
     let id = acct["id"].as_str().unwrap().to_owned();
     let server = sip_addr(&app);
     let dir = tempfile::tempdir().unwrap();
-    // baresip cannot listen on port 0: take a free port.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // A minimal configuration: no audio devices, no modules that need them.
-    std::fs::write(
-        dir.path().join("config"),
-        format!("sip_listen\t\t127.0.0.1:{port}\nsip_trans_def\t\tudp\naudio_player\t\tnone\naudio_source\t\tnone\naudio_alert\t\tnone\nmodule_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tg711.so\nmodule_app\t\taccount.so\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("accounts"),
-        format!(
-            "<sip:2002@demo.sip.test>;auth_pass={PASSWORD};outbound=\"sip:{server};transport=udp\";regint=600\n"
-        ),
-    )
-    .unwrap();
-    let mut child = tokio::process::Command::new("baresip")
-        .args(["-f", dir.path().to_str().unwrap(), "-s", "-t", "20"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("baresip starts");
+    // baresip cannot listen on port 0: take a free port. It also binds TCP
+    // and TLS on it, which another process may hold: then try another.
     let mut regs = Vec::new();
-    for _ in 0..60 {
-        regs = registrations(&app, &id).await;
-        if !regs.is_empty() {
+    let mut out = None;
+    let mut port = 0;
+    for _attempt in 0..3 {
+        port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // A minimal configuration: no audio devices, no modules that need them.
+        std::fs::write(
+            dir.path().join("config"),
+            format!("sip_listen\t\t127.0.0.1:{port}\nsip_trans_def\t\tudp\naudio_player\t\tnone\naudio_source\t\tnone\naudio_alert\t\tnone\nmodule_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tg711.so\nmodule_app\t\taccount.so\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("accounts"),
+            format!(
+                "<sip:2002@demo.sip.test>;auth_pass={PASSWORD};outbound=\"sip:{server};transport=udp\";regint=600\n"
+            ),
+        )
+        .unwrap();
+        let mut child = tokio::process::Command::new("baresip")
+            .args(["-f", dir.path().to_str().unwrap(), "-s", "-t", "20"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("baresip starts");
+        for _ in 0..60 {
+            regs = registrations(&app, &id).await;
+            if !regs.is_empty() || child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let _ = child.start_kill();
+        let o = child.wait_with_output().await.unwrap();
+        let busy = String::from_utf8_lossy(&o.stdout).contains("Address already in use")
+            || String::from_utf8_lossy(&o.stderr).contains("Address already in use");
+        out = Some(o);
+        if !regs.is_empty() || !busy {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let _ = child.start_kill();
-    let out = child.wait_with_output().await.unwrap();
+    let out = out.expect("baresip ran");
     assert!(
         !regs.is_empty(),
         "baresip did not register:\n{}\n{}",
