@@ -183,7 +183,8 @@ both_backends! {
         bind_number(&app, "ivr-e2e").await;
         // The caller presses 2 a second into the menu prompt, waits, hangs up.
         let sipp = sipp_to(&app, dir.path(), "dtmf", NUMBER, &[Step::Pause(1000), digit_pcap("2"), Step::Pause(4000)], 1);
-        let (i, evs) = call_with(&app, "queued", 30).await;
+        // `routed` is written just after `queued`: wait for the later one.
+        let (i, evs) = call_with(&app, "routed", 30).await;
         let out = sipp.await.unwrap();
         assert_sipp_ok(&out, "the DTMF caller", dir.path());
         let k = kinds(&evs);
@@ -233,7 +234,8 @@ both_backends! {
         publish(&app, "broken", broken, "").await;
         bind_number(&app, "broken").await;
         let sipp = sipp_to(&app, dir.path(), "fallback", NUMBER, &[Step::Pause(500), digit_pcap("1"), Step::Pause(3000)], 1);
-        let (_, evs) = call_with(&app, "queued", 30).await;
+        // The fallback is recorded once the call is queued: wait for it.
+        let (_, evs) = call_with(&app, "flow_fallback", 30).await;
         assert_sipp_ok(&sipp.await.unwrap(), "the caller", dir.path());
         let err = evs.iter().find(|e| e["kind"] == "flow_error").expect("a flow_error event");
         assert_eq!(err["data"]["flow"], "broken");
